@@ -1,0 +1,42 @@
+"""Pure loss functions (tensors in, scalar out), one file per SSL family."""
+
+from cassle.losses.barlow import barlow_loss_func
+from cassle.losses.byol import byol_loss_func
+from cassle.losses.distill import (
+    DISTILL_LOSSES,
+    contrastive_distill,
+    decorrelative_distill,
+    knowledge_distill,
+    predictive_distill,
+    predictive_mse_distill,
+)
+from cassle.losses.mocov2plus import mocov2plus_loss_func
+from cassle.losses.simclr import simclr_loss_func
+from cassle.losses.simsiam import simsiam_loss_func
+from cassle.losses.swav import sinkhorn, swav_loss_func
+from cassle.losses.vicreg import (
+    covariance_loss,
+    invariance_loss,
+    variance_loss,
+    vicreg_loss_func,
+)
+
+__all__ = [
+    "DISTILL_LOSSES",
+    "barlow_loss_func",
+    "byol_loss_func",
+    "contrastive_distill",
+    "covariance_loss",
+    "decorrelative_distill",
+    "invariance_loss",
+    "knowledge_distill",
+    "mocov2plus_loss_func",
+    "predictive_distill",
+    "predictive_mse_distill",
+    "simclr_loss_func",
+    "simsiam_loss_func",
+    "sinkhorn",
+    "swav_loss_func",
+    "variance_loss",
+    "vicreg_loss_func",
+]
