@@ -1,0 +1,322 @@
+"""Accumulate probe results across tasks and write the result files.
+
+:class:`ContinualReport` holds, per probe, the ``T×T`` accuracy matrix
+(``R[t][i]``: after task ``t``, on task ``i``; NaN where not yet evaluated),
+the joint accuracy after each task and the random-initialisation baseline.
+It serialises to a JSON-able dict (stored in checkpoints for resume) and
+writes, into a results folder, each file atomically:
+
+* ``accuracy_matrix.csv``: ``probe, after_task, task_0..task_{T-1}, joint``
+  (one ``random_init`` row per probe when a baseline is set; empty cell =
+  not evaluated);
+* ``metrics.json``: per probe, the metrics of :mod:`cassle.eval.metrics`,
+  the joint accuracy, the baseline and the full matrix (NaN written as
+  ``null``);
+* ``accuracy_matrix_<probe>.png``: a heatmap (skipped if matplotlib is
+  missing).
+
+While training is still running, metrics cover the tasks seen so far: the
+leading ``(t+1)×(t+1)`` block of the matrix, ``t`` the last evaluated task.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+import numpy as np
+
+from . import metrics as M
+
+__all__ = ["ContinualReport", "format_table", "atomic_write"]
+
+PathLike = Union[str, os.PathLike]
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], None], binary: bool = False) -> None:
+    """Write ``path`` atomically: ``write(fh)`` fills a temp file in the same folder, then ``os.replace``.
+
+    Readers never see a half-written file, and no temp file is left behind,
+    even if ``write`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _nan_list(n: int) -> List[float]:
+    return [math.nan] * n
+
+
+def _to_json(x: float) -> Optional[float]:
+    """NaN/inf -> None (strict JSON has no NaN), else a plain float."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _from_json(x: Optional[float]) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _fmt(x: float, width: int = 8) -> str:
+    return f"{'-':>{width}}" if not math.isfinite(x) else f"{x:>{width}.2f}"
+
+
+class ContinualReport:
+    """Accuracy matrices, joint accuracies and baselines of a continual run, per probe.
+
+    Args:
+        num_tasks: number of tasks ``T``.
+        probes: probe names known up front; probes first seen in a result
+            passed to :meth:`update` / :meth:`set_baseline` are added then.
+    """
+
+    def __init__(self, num_tasks: int, probes: Iterable[str] = ()) -> None:
+        if int(num_tasks) < 1:
+            raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+        self.num_tasks = int(num_tasks)
+        self.matrix: Dict[str, List[List[float]]] = {}
+        self.joint: Dict[str, List[float]] = {}
+        self.baseline: Dict[str, List[float]] = {}
+        self.baseline_joint: Dict[str, float] = {}
+        self.tasks_done: List[int] = []
+        for p in probes:
+            self._add_probe(p)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def probes(self) -> List[str]:
+        """Probe names in insertion order."""
+        return list(self.matrix)
+
+    def _add_probe(self, probe: str) -> None:
+        if probe not in self.matrix:
+            T = self.num_tasks
+            self.matrix[probe] = [_nan_list(T) for _ in range(T)]
+            self.joint[probe] = _nan_list(T)
+            self.baseline[probe] = _nan_list(T)
+            self.baseline_joint[probe] = math.nan
+
+    def _check_row(self, probe: str, row: List[float]) -> List[float]:
+        row = [float(v) for v in row]
+        if len(row) != self.num_tasks:
+            raise ValueError(
+                f"probe {probe!r}: got {len(row)} per-task accuracies, expected {self.num_tasks}"
+            )
+        return row
+
+    def update(self, task: int, result: Optional[Dict[str, Any]]) -> None:
+        """Store row ``task`` of every probe from an :func:`evaluate_after_task` result.
+
+        ``result`` is ``{"per_task": {probe: [acc per task]}, "joint": {probe: acc}}``;
+        ``None`` (probes skipped) is ignored. Re-evaluating a task overwrites its row.
+        """
+        if result is None:
+            return
+        if not 0 <= int(task) < self.num_tasks:
+            raise ValueError(f"task must be in [0, {self.num_tasks}), got {task}")
+        task = int(task)
+        for probe, row in result.get("per_task", {}).items():
+            self._add_probe(probe)
+            self.matrix[probe][task] = self._check_row(probe, row)
+        for probe, acc in result.get("joint", {}).items():
+            self._add_probe(probe)
+            self.joint[probe][task] = float(acc)
+        if task not in self.tasks_done:
+            self.tasks_done = sorted(self.tasks_done + [task])
+
+    def set_baseline(self, result: Optional[Dict[str, Any]]) -> None:
+        """Store the random-initialisation accuracies (same format as :meth:`update`)."""
+        if result is None:
+            return
+        for probe, row in result.get("per_task", {}).items():
+            self._add_probe(probe)
+            self.baseline[probe] = self._check_row(probe, row)
+        for probe, acc in result.get("joint", {}).items():
+            self._add_probe(probe)
+            self.baseline_joint[probe] = float(acc)
+
+    @property
+    def last_task(self) -> Optional[int]:
+        """The last evaluated task, or ``None`` before any evaluation."""
+        return self.tasks_done[-1] if self.tasks_done else None
+
+    # ---------------------------------------------------------------- metrics
+    def has_baseline(self, probe: str) -> bool:
+        """True when a random-init baseline row was set for ``probe``."""
+        return any(math.isfinite(v) for v in self.baseline[probe])
+
+    def metrics(self, probe: str) -> Dict[str, Any]:
+        """Metrics of ``probe`` on the tasks seen so far (all NaN before any update).
+
+        Keys: ``average_accuracy``, ``average_forgetting``, ``backward_transfer``,
+        ``forward_transfer``, ``joint_accuracy`` (after the last evaluated task),
+        ``baseline_average`` (mean random-init accuracy over all tasks).
+        """
+        if probe not in self.matrix:
+            raise KeyError(f"unknown probe {probe!r}; known: {self.probes}")
+        t = self.last_task
+        base = self.baseline[probe]
+        base_avg = float(np.mean(base)) if all(math.isfinite(b) for b in base) else math.nan
+        if t is None:
+            out = {k: math.nan for k in ("average_accuracy", "average_forgetting",
+                                         "backward_transfer", "forward_transfer")}
+            out.update(joint_accuracy=math.nan, baseline_average=base_avg)
+            return out
+        block = np.asarray(self.matrix[probe], dtype=np.float64)[: t + 1, : t + 1]
+        out = M.summarize(block, base[: t + 1] if self.has_baseline(probe) else None)
+        out["joint_accuracy"] = self.joint[probe][t]
+        out["baseline_average"] = base_avg
+        return out
+
+    # ---------------------------------------------------------- serialisation
+    def to_dict(self) -> Dict[str, Any]:
+        """A strict-JSON-able dict (NaN -> ``None``) for checkpoints and resume."""
+        return {
+            "num_tasks": self.num_tasks,
+            "tasks_done": list(self.tasks_done),
+            "probes": {
+                p: {
+                    "matrix": [[_to_json(v) for v in row] for row in self.matrix[p]],
+                    "joint": [_to_json(v) for v in self.joint[p]],
+                    "baseline": [_to_json(v) for v in self.baseline[p]],
+                    "baseline_joint": _to_json(self.baseline_joint[p]),
+                }
+                for p in self.probes
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ContinualReport":
+        """Rebuild a report from :meth:`to_dict` output (raises ``ValueError`` if malformed)."""
+        try:
+            rep = cls(int(d["num_tasks"]))
+            T = rep.num_tasks
+            for p, s in d["probes"].items():
+                rep._add_probe(p)
+                mat = [[_from_json(v) for v in row] for row in s["matrix"]]
+                if len(mat) != T or any(len(r) != T for r in mat):
+                    raise ValueError(f"probe {p!r}: matrix is not {T}×{T}")
+                rep.matrix[p] = mat
+                rep.joint[p] = rep._check_row(p, [_from_json(v) for v in s["joint"]])
+                rep.baseline[p] = rep._check_row(p, [_from_json(v) for v in s["baseline"]])
+                rep.baseline_joint[p] = _from_json(s.get("baseline_joint"))
+            rep.tasks_done = sorted(int(t) for t in d.get("tasks_done", []))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"malformed ContinualReport dict: {e!r}") from e
+        return rep
+
+    # ----------------------------------------------------------------- files
+    def write(self, results_dir: PathLike) -> List[Path]:
+        """Write the CSV, the JSON and one heatmap per probe into ``results_dir``; returns the paths."""
+        results_dir = Path(results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        written = [results_dir / "accuracy_matrix.csv", results_dir / "metrics.json"]
+        atomic_write(written[0], lambda fh: fh.write(self._csv()))
+        atomic_write(written[1], lambda fh: fh.write(self._metrics_json()))
+        for p in self.probes:
+            path = results_dir / f"accuracy_matrix_{p}.png"
+            if self._plot(p, path):
+                written.append(path)
+        return written
+
+    def _csv(self) -> str:
+        T = self.num_tasks
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["probe", "after_task"] + [f"task_{i}" for i in range(T)] + ["joint"])
+        cell = lambda v: "" if not math.isfinite(v) else repr(float(v))  # noqa: E731
+        for p in self.probes:
+            if self.has_baseline(p):
+                w.writerow([p, "random_init"] + [cell(v) for v in self.baseline[p]]
+                           + [cell(self.baseline_joint[p])])
+            for t in range(T):
+                w.writerow([p, t] + [cell(v) for v in self.matrix[p][t]] + [cell(self.joint[p][t])])
+        return buf.getvalue()
+
+    def _metrics_json(self) -> str:
+        out: Dict[str, Any] = {"num_tasks": self.num_tasks, "tasks_done": list(self.tasks_done),
+                               "probes": {}}
+        for p in self.probes:
+            m = {k: _to_json(v) for k, v in self.metrics(p).items()}
+            m["joint_per_task"] = [_to_json(v) for v in self.joint[p]]
+            m["baseline"] = [_to_json(v) for v in self.baseline[p]]
+            m["baseline_joint"] = _to_json(self.baseline_joint[p])
+            m["accuracy_matrix"] = [[_to_json(v) for v in row] for row in self.matrix[p]]
+            out["probes"][p] = m
+        return json.dumps(out, indent=2, allow_nan=False) + "\n"
+
+    def _plot(self, probe: str, path: Path) -> bool:
+        """Heatmap of the matrix (random-init row on top when set); False if matplotlib is missing."""
+        try:  # the object API with the Agg canvas: no pyplot, no global backend change
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+        except ImportError:
+            return False
+        T = self.num_tasks
+        rows = [self.matrix[probe][t] for t in range(T)]
+        labels = [f"after task {t}" for t in range(T)]
+        if self.has_baseline(probe):
+            rows = [self.baseline[probe]] + rows
+            labels = ["random init"] + labels
+        data = np.ma.masked_invalid(np.asarray(rows, dtype=np.float64))
+        fig = Figure(figsize=(1.6 + 1.0 * T, 1.0 + 0.5 * len(rows)))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        im = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=100.0, aspect="auto")
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
+                if math.isfinite(v):
+                    ax.text(c, r, f"{v:.1f}", ha="center", va="center",
+                            color="white" if v < 60 else "black", fontsize=8)
+        ax.set_xticks(range(T), [f"task {i}" for i in range(T)])
+        ax.set_yticks(range(len(rows)), labels)
+        ax.set_xlabel("evaluated on")
+        ax.set_title(f"accuracy (%) — {probe} probe")
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100), binary=True)
+        return True
+
+
+def format_table(report: ContinualReport) -> str:
+    """A plain-text table per probe: the matrix ("after task t" rows, a "random init" row) and its metrics."""
+    T = report.num_tasks
+    label_w = max(len(f"after task {T - 1}"), len("random init"), len("average forgetting")) + 2
+    header = " " * label_w + "".join(f"{f'task {i}':>8}" for i in range(T)) + f"{'joint':>8}"
+    blocks = []
+    for p in report.probes:
+        lines = [f"probe: {p}", header]
+        if report.has_baseline(p):
+            lines.append(f"{'random init':<{label_w}}" + "".join(_fmt(v) for v in report.baseline[p])
+                         + _fmt(report.baseline_joint[p]))
+        for t in range(T):
+            lines.append(f"{f'after task {t}':<{label_w}}" + "".join(_fmt(v) for v in report.matrix[p][t])
+                         + _fmt(report.joint[p][t]))
+        m = report.metrics(p)
+        for name, key in (("average accuracy", "average_accuracy"),
+                          ("average forgetting", "average_forgetting"),
+                          ("backward transfer", "backward_transfer"),
+                          ("forward transfer", "forward_transfer"),
+                          ("joint accuracy", "joint_accuracy")):
+            lines.append(f"{name:<{label_w}}" + _fmt(m[key]))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "(no probe results)"
