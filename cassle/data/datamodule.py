@@ -1,0 +1,350 @@
+"""The Lightning DataModule of a continual run: dataset → task splits → loaders.
+
+One :class:`ContinualDataModule` serves every task of a run; the task loop
+calls :meth:`ContinualDataModule.set_task` before each ``trainer.fit``.
+
+* :meth:`~ContinualDataModule.train_dataloader` — the current task's training
+  samples, ``num_views`` augmented views each, batches
+  ``(indexes, [views], targets)``; ``indexes`` are positions in the underlying
+  training dataset (stable ids for replay buffers).
+* :meth:`~ContinualDataModule.val_dataloader` — the test samples of the tasks
+  seen so far (``0..current``), eval transform, batches ``(images, targets)``.
+* :meth:`~ContinualDataModule.eval_dataloader` /
+  :meth:`~ContinualDataModule.joint_eval_dataloader` — unshuffled eval-transformed
+  loaders for probes.
+
+Under DDP Lightning replaces the sampler with a ``DistributedSampler`` itself;
+no sampler is added here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cassle.data.base import ImageDataset
+from cassle.data.splits import TaskSplit, make_splits
+from cassle.data.transforms import build_eval_transform, build_multiview_transform
+
+#: Fallback normalisation statistics (ImageNet) for datasets without registered ones.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+class AugmentedSubset(Dataset):
+    """Training view of some samples: item ``i`` is ``(index, views, target)``.
+
+    ``index`` is the sample's position in ``dataset`` (not in the subset).
+    ``targets`` overrides the dataset's targets (e.g. all ``-1`` with ``no_labels``).
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        indices: torch.Tensor,
+        transform: Callable[[torch.Tensor], list[torch.Tensor]],
+        targets: torch.Tensor,
+    ) -> None:
+        self.dataset = dataset
+        self.indices = torch.as_tensor(indices, dtype=torch.long)
+        self.transform = transform
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, list[torch.Tensor], int]:
+        idx = int(self.indices[i])
+        return idx, self.transform(self.dataset.get_image(idx)), int(self.targets[idx])
+
+
+class EvalSubset(Dataset):
+    """Evaluation view of some samples: item ``i`` is ``(image, target)``."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        indices: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        targets: torch.Tensor,
+    ) -> None:
+        self.dataset = dataset
+        self.indices = torch.as_tensor(indices, dtype=torch.long)
+        self.transform = transform
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        idx = int(self.indices[i])
+        return self.transform(self.dataset.get_image(idx)), int(self.targets[idx])
+
+
+class ContinualDataModule(L.LightningDataModule):
+    """Dataset, task split and loaders of a continual run.
+
+    Args:
+        cfg: the parsed configuration. Keys read: ``dataset``, ``data_dir``,
+            ``num_tasks``, ``split_strategy``, ``seed``, ``batch_size``,
+            ``num_workers``, ``crop_size``, ``no_labels``, ``num_views``
+            (default 2), the augmentation keys of
+            :data:`cassle.data.transforms.AUGMENTATION_KEYS`, optional
+            ``domain_order`` (domain ids or names, a list or a comma-separated
+            string) and optional ``mean`` / ``std`` overriding the dataset's.
+        train_dataset: use this dataset instead of loading ``cfg["dataset"]``.
+        test_dataset: the matching test set (``None``: no test set, unless
+            ``train_dataset`` is also ``None``, in which case it is loaded).
+
+    The dataset is loaded and split lazily, on first use (``setup`` or any
+    property), so construction is cheap.
+    """
+
+    def __init__(
+        self,
+        cfg: Mapping[str, Any],
+        train_dataset: Optional[ImageDataset] = None,
+        test_dataset: Optional[ImageDataset] = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.batch_size = int(self.cfg.get("batch_size", 256))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        self.num_workers = int(self.cfg.get("num_workers", 0) or 0)
+        self.seed = int(self.cfg.get("seed", 5) or 0)
+        self.num_views = int(self.cfg.get("num_views", 2) or 2)
+        self._train_dataset = train_dataset
+        self._test_dataset = test_dataset
+        self._given = train_dataset is not None
+        self._split: Optional[TaskSplit] = None
+        self._current_task = 0
+        self._train_targets: Optional[torch.Tensor] = None
+        self._test_targets: Optional[torch.Tensor] = None
+
+    # ------------------------------------------------------------------ setup
+    def _dataset_info(self) -> Any:
+        try:
+            from cassle.data.datasets import DATASETS
+        except ImportError:  # pragma: no cover - datasets.py not present
+            return None
+        return DATASETS.get(self.cfg.get("dataset"))
+
+    def _ensure_setup(self) -> None:
+        if self._split is not None:
+            return
+        if self._train_dataset is None:
+            from cassle.data.datasets import load_dataset
+
+            name, data_dir = self.cfg.get("dataset"), self.cfg.get("data_dir")
+            no_labels = bool(self.cfg.get("no_labels", False))
+            self._train_dataset = load_dataset(name, data_dir, train=True, no_labels=no_labels)
+            self._test_dataset = load_dataset(name, data_dir, train=False, no_labels=no_labels)
+        train, test = self._train_dataset, self._test_dataset
+        assert train is not None
+        unlabelled = bool(self.cfg.get("no_labels", False)) or not train.labelled
+        self._labelled = not unlabelled
+        self._train_targets = torch.full_like(train.targets, -1) if unlabelled else train.targets
+        if test is not None:
+            self._test_targets = torch.full_like(test.targets, -1) if unlabelled else test.targets
+        self._split = make_splits(
+            self._train_targets,
+            self._test_targets,
+            num_tasks=int(self.cfg.get("num_tasks", 1)),
+            strategy=str(self.cfg.get("split_strategy", "class")),
+            seed=self.seed,
+            train_domains=train.domains,
+            test_domains=None if test is None else test.domains,
+            domain_order=self._resolve_domain_order(train),
+        )
+
+    def _resolve_domain_order(self, train: ImageDataset) -> Optional[list[int]]:
+        order = self.cfg.get("domain_order")
+        if order is None or order == "" or order == []:
+            return None
+        if isinstance(order, str):
+            order = [o.strip() for o in order.split(",") if o.strip()]
+        out: list[int] = []
+        names = train.domain_names or []
+        for o in order:
+            if isinstance(o, str) and not o.lstrip("-").isdigit():
+                if o not in names:
+                    raise ValueError(f"domain_order names domain {o!r}, but the dataset's domains are {names}")
+                out.append(names.index(o))
+            else:
+                out.append(int(o))
+        return out
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        """Load the datasets (if not given) and compute the task split."""
+        self._ensure_setup()
+
+    # ------------------------------------------------------------ properties
+    @property
+    def train_dataset(self) -> ImageDataset:
+        """The full training dataset."""
+        self._ensure_setup()
+        assert self._train_dataset is not None
+        return self._train_dataset
+
+    @property
+    def test_dataset(self) -> Optional[ImageDataset]:
+        """The full test dataset, or ``None`` when there is none."""
+        self._ensure_setup()
+        return self._test_dataset
+
+    @property
+    def split(self) -> TaskSplit:
+        """The :class:`~cassle.data.splits.TaskSplit` of this run."""
+        self._ensure_setup()
+        assert self._split is not None
+        return self._split
+
+    @property
+    def num_tasks(self) -> int:
+        return self.split.num_tasks
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes; ``0`` when unlabelled (no classifier head, probes skipped)."""
+        self._ensure_setup()
+        return self.train_dataset.num_classes if self._labelled else 0
+
+    @property
+    def task_classes(self) -> list[list[int]]:
+        return self.split.task_classes
+
+    @property
+    def current_task(self) -> int:
+        return self._current_task
+
+    @property
+    def has_test(self) -> bool:
+        """Whether a test set exists."""
+        return self.test_dataset is not None
+
+    def set_task(self, task: int) -> None:
+        """Select the task served by :meth:`train_dataloader` / :meth:`val_dataloader`."""
+        if not isinstance(task, int) or isinstance(task, bool) or not 0 <= task < self.num_tasks:
+            raise ValueError(f"task must be an int in [0, {self.num_tasks - 1}], got {task!r}")
+        self._current_task = task
+
+    # ------------------------------------------------------------ transforms
+    def _mean_std(self) -> tuple[Sequence[float], Sequence[float]]:
+        if self.cfg.get("mean") is not None and self.cfg.get("std") is not None:
+            return tuple(self.cfg["mean"]), tuple(self.cfg["std"])
+        info = self._dataset_info()
+        if info is not None:
+            return tuple(info.mean), tuple(info.std)
+        return IMAGENET_MEAN, IMAGENET_STD
+
+    def _image_size(self) -> Optional[int]:
+        size = getattr(self.train_dataset, "image_size", None)
+        if size is None:
+            info = self._dataset_info()
+            size = None if info is None else info.image_size
+        return None if size is None else int(size)
+
+    def _crop_size(self) -> int:
+        crop = self.cfg.get("crop_size")
+        if crop is None:
+            crop = self._image_size() or 224
+        return int(crop)
+
+    def train_transform(self) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+        """The ``num_views``-view augmentation of the configuration."""
+        mean, std = self._mean_std()
+        cfg = dict(self.cfg)
+        cfg["crop_size"] = self._crop_size()
+        return build_multiview_transform(cfg, self.num_views, mean, std)
+
+    def eval_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Deterministic resize / centre-crop + normalise."""
+        mean, std = self._mean_std()
+        return build_eval_transform(self._crop_size(), mean, std, self._image_size())
+
+    # --------------------------------------------------------------- loaders
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return max(1, int(getattr(trainer, "world_size", 1) or 1)) if trainer is not None else 1
+
+    def _drop_last(self, num_samples: int, world_size: int = 1) -> bool:
+        """Drop the last partial batch only when a full batch remains (never an empty epoch)."""
+        return math.ceil(num_samples / world_size) > self.batch_size
+
+    def steps_per_epoch(self, task: Optional[int] = None, world_size: int = 1) -> int:
+        """Number of training batches per epoch of ``task`` (default: current) on each of ``world_size`` devices."""
+        task = self._current_task if task is None else task
+        if not 0 <= task < self.num_tasks:
+            raise ValueError(f"task must be in [0, {self.num_tasks - 1}], got {task}")
+        n = math.ceil(len(self.split.train_indices[task]) / world_size)
+        return n // self.batch_size if self._drop_last(n) else max(1, math.ceil(n / self.batch_size))
+
+    def train_dataloader(self) -> DataLoader:
+        """The current task's training samples with ``num_views`` augmented views."""
+        task = self._current_task
+        indices = self.split.train_indices[task]
+        assert self._train_targets is not None
+        ds = AugmentedSubset(self.train_dataset, indices, self.train_transform(), self._train_targets)
+        generator = torch.Generator().manual_seed(self.seed + task)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=generator,
+            drop_last=self._drop_last(len(ds), self._world_size()),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _eval_loader(self, dataset: ImageDataset, indices: torch.Tensor, targets: torch.Tensor, batch_size: Optional[int]) -> DataLoader:
+        ds = EvalSubset(dataset, indices, self.eval_transform(), targets)
+        return DataLoader(
+            ds,
+            batch_size=int(batch_size or self.batch_size),
+            shuffle=False,
+            drop_last=False,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _split_parts(self, split: str) -> tuple[ImageDataset, list[torch.Tensor], torch.Tensor]:
+        if split == "train":
+            assert self._train_targets is not None
+            return self.train_dataset, self.split.train_indices, self._train_targets
+        if split == "test":
+            if self.test_dataset is None:
+                raise ValueError(
+                    f"dataset {self.cfg.get('dataset')!r} has no test set: evaluate on split='train', "
+                    "or add a test folder to the custom dataset"
+                )
+            assert self._test_targets is not None
+            return self.test_dataset, self.split.test_indices, self._test_targets
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Test samples of tasks ``0..current`` (each once); ``[]`` when there is no test set."""
+        if self.test_dataset is None:
+            return []
+        dataset, per_task, targets = self._split_parts("test")
+        indices = torch.unique(torch.cat(per_task[: self._current_task + 1]))
+        if len(indices) == 0:
+            return []
+        return self._eval_loader(dataset, indices, targets, None)
+
+    def eval_dataloader(self, task: int, split: str = "test", batch_size: Optional[int] = None) -> DataLoader:
+        """Unshuffled, eval-transformed ``(images, targets)`` batches of one task's ``split``."""
+        if not 0 <= task < self.num_tasks:
+            raise ValueError(f"task must be in [0, {self.num_tasks - 1}], got {task}")
+        dataset, per_task, targets = self._split_parts(split)
+        return self._eval_loader(dataset, per_task[task], targets, batch_size)
+
+    def joint_eval_dataloader(self, split: str = "test", batch_size: Optional[int] = None) -> DataLoader:
+        """Unshuffled, eval-transformed batches over the samples of all tasks (each once)."""
+        dataset, per_task, targets = self._split_parts(split)
+        return self._eval_loader(dataset, torch.unique(torch.cat(per_task)), targets, batch_size)
