@@ -1,0 +1,401 @@
+"""``BaseMethod``: what every self-supervised method shares.
+
+A method is a :class:`lightning.pytorch.LightningModule` built from the full
+configuration dict (``Method(**cfg)``, unknown keys ignored). The base owns
+
+* the backbone (:func:`cassle.backbones.build_backbone`), the projector built
+  by the subclass through :meth:`BaseMethod.build_projector`, and an optional
+  online linear classifier trained on *detached* features (``num_classes=0``
+  means no labels: ``classifier is None``);
+* the optimizer (SGD / LARS / AdamW) and the per-step learning-rate schedule;
+* the shared part of ``training_step`` (one backbone pass per view, the
+  online classifier) and ``validation_step`` (online classifier accuracy).
+
+Subclasses call ``super().training_step`` and add their loss; the returned
+dict follows the method contract in ``docs/contracts.md``: ``loss``,
+``feats`` (one per view), ``z`` (one per view) and ``p`` / ``logits`` where the
+method has them.
+
+Learning-rate scaling: every group's lr (``lr`` and ``classifier_lr``) is
+given for a global batch of 256 and multiplied by
+``batch_size * trainer.world_size / 256`` (``batch_size`` is per device;
+``world_size`` already counts devices x nodes), as solo-learn does.
+``warmup_start_lr`` and ``min_lr`` are absolute and not scaled. With
+CaSSLe's batch of 256 on one device the factor is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+
+import lightning.pytorch as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+
+from cassle.backbones import build_backbone
+from cassle.methods.optim import (
+    SUPPORTED_OPTIMIZERS,
+    SUPPORTED_SCHEDULERS,
+    build_optimizer,
+    build_scheduler,
+)
+
+# A method-specific argument: (type, default, help).
+ArgSpec = Tuple[type, Any, str]
+
+
+def _plain(value: Any) -> bool:
+    """True for values that survive a ``weights_only=True`` checkpoint load."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def accuracy_at_k(
+    logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int] = (1,)
+) -> List[torch.Tensor]:
+    """Top-k accuracies (fractions in ``[0, 1]``) of ``logits`` for ``targets``."""
+    with torch.no_grad():
+        maxk = min(max(top_k), logits.size(1))
+        pred = logits.topk(maxk, dim=1).indices  # B x maxk
+        correct = pred.eq(targets.view(-1, 1))
+        n = max(targets.numel(), 1)
+        return [correct[:, : min(k, maxk)].any(dim=1).float().sum() / n for k in top_k]
+
+
+class BaseMethod(pl.LightningModule):
+    """Shared machinery of every SSL method (solo-learn-style template).
+
+    Config keys read (with defaults): ``encoder='resnet18'``, ``crop_size=32``,
+    ``base_width=None``, ``num_classes=0``, ``proj_hidden_dim`` / ``output_dim``
+    (method defaults), ``optimizer='sgd'`` (``sgd|lars|adamw``; ``lars=True``
+    turns ``sgd`` into ``lars``), ``eta_lars=0.02`` (CaSSLe's CIFAR value),
+    ``grad_clip_lars=False``, ``exclude_bias_n_norm=False`` (LARS only: 0/1-D
+    tensors skip the trust ratio and weight decay), ``lr=0.3``,
+    ``classifier_lr=0.1``, ``weight_decay=1e-4``, ``momentum=0.9`` (SGD/LARS),
+    ``scheduler='warmup_cosine'`` (``warmup_cosine|cosine|step|none``),
+    ``warmup_epochs=10``, ``warmup_start_lr=0.0``, ``min_lr=0.0``,
+    ``lr_decay_steps=None`` (epochs, ``step`` only; default 60%/80% of
+    ``max_epochs``), ``batch_size=256`` (per device), ``max_epochs=100``, plus
+    the subclass's :attr:`method_args`.
+    """
+
+    #: CaSSLe distillation family (``predictive``, ``predictive_mse``,
+    #: ``contrastive``, ``decorrelative``, ``knowledge``).
+    family: ClassVar[str] = ""
+    #: number of augmented views per sample in a training batch.
+    num_views: ClassVar[int] = 2
+    #: published projector sizes (used when ``proj_hidden_dim``/``output_dim`` are absent).
+    default_proj_hidden_dim: ClassVar[int] = 2048
+    default_output_dim: ClassVar[int] = 2048
+    #: method-specific arguments ``name -> (type, default, help)``; merged along the MRO.
+    method_args: ClassVar[Dict[str, ArgSpec]] = {}
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__()
+        self.cfg: Dict[str, Any] = dict(cfg)
+        self.save_hyperparameters({k: v for k, v in cfg.items() if _plain(v)})
+
+        # ---------------- architecture ----------------
+        self.encoder_name: str = cfg.get("encoder", "resnet18")
+        self.crop_size: int = int(cfg.get("crop_size", 32))
+        self.base_width: Optional[int] = cfg.get("base_width", None)
+        num_classes = cfg.get("num_classes", 0)
+        self.num_classes: int = int(num_classes) if num_classes else 0
+        self.proj_hidden_dim: int = int(cfg.get("proj_hidden_dim") or self.default_proj_hidden_dim)
+        self.output_dim: int = int(cfg.get("output_dim") or self.default_output_dim)
+
+        # ---------------- optimisation ----------------
+        optimizer = str(cfg.get("optimizer", "sgd")).lower()
+        if optimizer not in SUPPORTED_OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(SUPPORTED_OPTIMIZERS)}, got {optimizer!r}"
+            )
+        if cfg.get("lars", False):
+            if optimizer == "adamw":
+                raise ValueError("lars=True wraps SGD only; it cannot be combined with adamw")
+            optimizer = "lars"
+        self.optimizer_name: str = optimizer
+        self.eta_lars: float = float(cfg.get("eta_lars", 0.02))
+        self.grad_clip_lars: bool = bool(cfg.get("grad_clip_lars", False))
+        self.exclude_bias_n_norm: bool = bool(cfg.get("exclude_bias_n_norm", False))
+        self.lr: float = float(cfg.get("lr", 0.3))
+        self.classifier_lr: float = float(cfg.get("classifier_lr", 0.1))
+        self.weight_decay: float = float(cfg.get("weight_decay", 1e-4))
+        self.sgd_momentum: float = float(cfg.get("momentum", 0.9))
+        scheduler = str(cfg.get("scheduler", "warmup_cosine")).lower()
+        if scheduler not in SUPPORTED_SCHEDULERS:
+            raise ValueError(
+                f"scheduler must be one of {', '.join(SUPPORTED_SCHEDULERS)}, got {scheduler!r}"
+            )
+        self.scheduler_name: str = scheduler
+        self.warmup_epochs: float = float(cfg.get("warmup_epochs", 10))
+        self.warmup_start_lr: float = float(cfg.get("warmup_start_lr", 0.0))
+        self.min_lr: float = float(cfg.get("min_lr", 0.0))
+        self.lr_decay_steps: Optional[List[int]] = cfg.get("lr_decay_steps", None)
+        self.batch_size: int = int(cfg.get("batch_size", 256))
+        self.max_epochs: int = int(cfg.get("max_epochs", 100) or 100)
+
+        # ---------------- method-specific arguments ----------------
+        for name, (typ, default, _help) in self.all_method_args().items():
+            value = cfg.get(name, default)
+            setattr(self, name, typ(value) if value is not None else None)
+
+        # ---------------- modules ----------------
+        self.backbone: nn.Module = build_backbone(
+            self.encoder_name, self.crop_size, base_width=self.base_width
+        )
+        self.num_features: int = int(self.backbone.num_features)
+        self.projector: nn.Module = self.build_projector()
+        self.classifier: Optional[nn.Linear] = (
+            nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else None
+        )
+
+    # ------------------------------------------------------------------ args
+    @classmethod
+    def all_method_args(cls) -> Dict[str, ArgSpec]:
+        """The method's arguments, merged along the MRO (subclasses override defaults)."""
+        merged: Dict[str, ArgSpec] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("method_args", {}))
+        return merged
+
+    @classmethod
+    def add_method_args(cls, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Add the method's own arguments with their published CIFAR defaults.
+
+        Also sets the defaults of the common ``--proj_hidden_dim`` /
+        ``--output_dim`` to the method's published sizes (call it after the
+        common arguments are added). An argument already present in
+        ``parser`` only gets its default updated.
+        """
+        existing = {a.dest for a in parser._actions}
+        group = parser.add_argument_group(cls.__name__) if cls.all_method_args() else parser
+        for name, (typ, default, help_) in cls.all_method_args().items():
+            if name in existing:
+                parser.set_defaults(**{name: default})
+                continue
+            group.add_argument(f"--{name}", type=typ, default=default, help=help_)
+        parser.set_defaults(
+            proj_hidden_dim=cls.default_proj_hidden_dim, output_dim=cls.default_output_dim
+        )
+        return parser
+
+    # --------------------------------------------------------------- modules
+    def build_projector(self) -> nn.Module:
+        """The projection head; called by ``BaseMethod.__init__`` after the backbone.
+
+        May use ``self.num_features``, ``self.proj_hidden_dim``, ``self.output_dim``
+        and the method's arguments. Subclasses must override it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement build_projector()")
+
+    @staticmethod
+    def _trainable(module: nn.Module) -> List[nn.Parameter]:
+        return [p for p in module.parameters() if p.requires_grad]
+
+    @property
+    def learnable_params(self) -> List[Dict[str, Any]]:
+        """Optimizer param groups (each with a ``name``).
+
+        Subclasses and strategy mixins extend it with ``super().learnable_params + [...]``.
+        The classifier group has its own lr (``classifier_lr``) and no weight decay.
+        """
+        groups: List[Dict[str, Any]] = [
+            {"name": "backbone", "params": self._trainable(self.backbone)},
+            {"name": "projector", "params": self._trainable(self.projector)},
+        ]
+        if self.classifier is not None:
+            groups.append(
+                {
+                    "name": "classifier",
+                    "params": self._trainable(self.classifier),
+                    "lr": self.classifier_lr,
+                    "weight_decay": 0.0,
+                }
+            )
+        return groups
+
+    @property
+    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        """``(online, momentum)`` module pairs; empty for non-momentum methods."""
+        return []
+
+    # ----------------------------------------------------------- distributed
+    def world_size(self) -> int:
+        """Number of processes of the attached trainer (1 without one)."""
+        trainer = self._trainer
+        return int(trainer.world_size) if trainer is not None else 1
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate ``x`` from every process along dim 0, keeping gradients.
+
+        Identity on a single process; otherwise ``all_gather(sync_grads=True)``
+        (for tensors that require grad) flattened to ``(world * B) x ...``.
+        """
+        if self.world_size() <= 1:
+            return x
+        return self.all_gather(x, sync_grads=x.requires_grad).flatten(0, 1)
+
+    def _log(self, name: str, value: Any, **kwargs: Any) -> None:
+        """``self.log`` with the defaults used everywhere; no-op without a trainer."""
+        if self._trainer is None:
+            return
+        kwargs.setdefault("on_epoch", True)
+        kwargs.setdefault("sync_dist", True)
+        self.log(name, value, **kwargs)
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """One view through backbone and projector: ``{"feats", "z"}``."""
+        feats = self.backbone(x)
+        return {"feats": feats, "z": self.projector(feats)}
+
+    def _unpack_train_batch(
+        self, batch: Sequence[Any]
+    ) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
+        if not isinstance(batch, (list, tuple)) or len(batch) != 3:
+            raise ValueError(
+                "a training batch must be (indexes, views, targets); "
+                f"got {type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}"
+            )
+        indexes, views, targets = batch
+        views = [views] if isinstance(views, torch.Tensor) else list(views)
+        if len(views) != self.num_views:
+            raise ValueError(
+                f"{type(self).__name__} expects {self.num_views} views per batch, got {len(views)}"
+            )
+        return indexes, views, targets
+
+    def online_classifier_step(
+        self, feats: torch.Tensor, targets: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """Cross-entropy and accuracy of the online classifier on detached ``feats``.
+
+        Rows with ``target == -1`` (unlabelled) are ignored; with no labelled
+        row (or no classifier) the loss is a zero that carries no gradient.
+        """
+        zero = feats.new_zeros(())
+        if self.classifier is None:
+            return {"loss": zero}
+        logits = self.classifier(feats.detach())
+        valid = targets >= 0
+        if not bool(valid.any()):
+            return {"loss": logits.sum() * 0.0, "logits": logits}
+        loss = F.cross_entropy(logits[valid], targets[valid])
+        top_k = (1, 5) if self.num_classes >= 5 else (1,)
+        accs = accuracy_at_k(logits[valid], targets[valid], top_k)
+        out = {"loss": loss, "logits": logits, "acc1": accs[0]}
+        if len(accs) > 1:
+            out["acc5"] = accs[1]
+        return out
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+        """Backbone features of every view (one pass each) and the online classifier.
+
+        Returns ``{"loss": class_loss, "feats": [B x F per view]}``; methods add
+        their SSL loss and ``z`` / ``p`` / ``logits``.
+        """
+        _, views, targets = self._unpack_train_batch(batch)
+        feats = [self.backbone(v) for v in views]
+        cls = self.online_classifier_step(feats[0], targets)
+        if self.classifier is not None:
+            self._log("train_class_loss", cls["loss"])
+            if "acc1" in cls:
+                self._log("train_online_acc1", cls["acc1"])
+        return {"loss": cls["loss"], "feats": feats}
+
+    def validation_step(
+        self, batch: Sequence[Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> Optional[Dict[str, torch.Tensor]]:
+        """Online-classifier loss and accuracy on ``(images, targets)``; nothing without a classifier."""
+        if self.classifier is None:
+            return None
+        images, targets = batch[0], batch[-1]
+        feats = self.backbone(images)
+        out = self.online_classifier_step(feats, targets)
+        if "acc1" not in out:
+            return None
+        self._log("val_loss", out["loss"], on_step=False)
+        self._log("val_acc1", out["acc1"], on_step=False)
+        if "acc5" in out:
+            self._log("val_acc5", out["acc5"], on_step=False)
+        return {k: v for k, v in out.items() if k != "logits"}
+
+    # ------------------------------------------------------------ optimizers
+    def lr_scale(self) -> float:
+        """``batch_size * world_size / 256`` (global batch over the reference 256)."""
+        return self.batch_size * self.world_size() / 256.0
+
+    def _schedule_lengths(self) -> Tuple[int, int]:
+        """``(total_steps, warmup_steps)`` of this fit, in optimizer steps."""
+        trainer = self.trainer
+        total = trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total <= 0:
+            raise ValueError(
+                "cannot build the lr schedule: the trainer has no finite length "
+                "(set max_epochs or max_steps)"
+            )
+        total = int(total)
+        batches = trainer.num_training_batches
+        if math.isfinite(batches) and batches > 0:
+            steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        else:
+            epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.max_epochs
+            steps_per_epoch = max(1, total // max(epochs, 1))
+        warmup = int(round(self.warmup_epochs * steps_per_epoch))
+        if self.scheduler_name == "warmup_cosine" and warmup >= total:
+            rank_zero_warn(
+                f"warmup ({warmup} steps) is not shorter than the run ({total} steps); "
+                f"clipping it to {max(total - 1, 0)} steps"
+            )
+            warmup = max(total - 1, 0)
+        return total, warmup
+
+    def configure_optimizers(self) -> Any:
+        """Optimizer over :attr:`learnable_params` and a per-step schedule (see module doc)."""
+        scale = self.lr_scale()
+        groups = []
+        for group in self.learnable_params:
+            group = dict(group)
+            if not group["params"]:
+                continue
+            if "lr" in group:
+                group["lr"] = group["lr"] * scale
+            groups.append(group)
+        optimizer = build_optimizer(
+            self.optimizer_name,
+            groups,
+            lr=self.lr * scale,
+            weight_decay=self.weight_decay,
+            momentum=self.sgd_momentum,
+            eta_lars=self.eta_lars,
+            grad_clip_lars=self.grad_clip_lars,
+            exclude_bias_n_norm=self.exclude_bias_n_norm,
+        )
+        if self.scheduler_name == "none":
+            return optimizer
+        if self.scheduler_name == "step":
+            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else self.max_epochs
+            milestones = self.lr_decay_steps or [int(0.6 * epochs), int(0.8 * epochs)]
+            scheduler = build_scheduler("step", optimizer, total_steps=epochs, milestones=milestones)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        total, warmup = self._schedule_lengths()
+        scheduler = build_scheduler(
+            self.scheduler_name,
+            optimizer,
+            total_steps=total,
+            warmup_steps=warmup,
+            warmup_start_lr=self.warmup_start_lr,
+            min_lr=self.min_lr,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }

@@ -1,0 +1,227 @@
+"""Optimizers and learning-rate schedules shared by every method.
+
+* :class:`LARS` — layer-wise adaptive rate scaling (You et al., "Large Batch
+  Training of Convolutional Networks", 2017, https://arxiv.org/abs/1708.03888)
+  on top of SGD with momentum, as used by BYOL / Barlow Twins / CaSSLe.
+* :func:`warmup_cosine_lambda` / :func:`build_scheduler` — linear warm-up then
+  cosine decay, built from :class:`torch.optim.lr_scheduler.LambdaLR` and
+  stepped once per optimizer step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
+
+SUPPORTED_OPTIMIZERS = ("sgd", "lars", "adamw")
+SUPPORTED_SCHEDULERS = ("warmup_cosine", "cosine", "step", "none")
+
+
+class LARS(Optimizer):
+    """SGD with momentum and a layer-wise trust ratio (LARS).
+
+    For every parameter tensor ``w`` with gradient ``g`` the update direction is
+    ``d = g + weight_decay * w``, rescaled by the trust ratio::
+
+        q = eta * ||w|| / ||d||          (q = 1 when ||w|| or ||d|| is 0)
+        q = min(q / lr, 1)               (only when ``clip_lr=True``)
+        d = q * d
+
+    and then the usual heavy-ball SGD step ``buf = momentum * buf + d``,
+    ``w -= lr * buf``. With ``exclude_bias_n_norm=True`` tensors with
+    ``ndim <= 1`` (biases, norm-layer affine params) skip the trust ratio *and*
+    the weight decay, as in BYOL / Barlow Twins.
+
+    Args:
+        params: parameters or param groups (extra keys such as ``name`` are kept).
+        lr: learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty added to the gradient before the trust ratio.
+        eta: trust coefficient.
+        clip_lr: CaSSLe's ``--grad_clip_lars``: never let the adaptive rate
+            exceed the global one.
+        exclude_bias_n_norm: exclude 0/1-D tensors from LARS adaptation and decay.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.02,
+        clip_lr: bool = False,
+        exclude_bias_n_norm: bool = False,
+    ) -> None:
+        if lr < 0:
+            raise ValueError(f"LARS: invalid learning rate {lr}")
+        if momentum < 0:
+            raise ValueError(f"LARS: invalid momentum {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"LARS: invalid weight_decay {weight_decay}")
+        if eta <= 0:
+            raise ValueError(f"LARS: eta must be > 0, got {eta}")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta,
+            clip_lr=clip_lr,
+            exclude_bias_n_norm=exclude_bias_n_norm,
+        )
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def trust_ratio(
+        param: torch.Tensor, update: torch.Tensor, eta: float, lr: float, clip_lr: bool
+    ) -> torch.Tensor:
+        """The LARS scaling factor ``eta * ||w|| / ||d||`` (see class docstring)."""
+        p_norm = torch.linalg.vector_norm(param)
+        d_norm = torch.linalg.vector_norm(update)
+        one = torch.ones_like(p_norm)
+        q = torch.where((p_norm > 0) & (d_norm > 0), eta * p_norm / d_norm.clamp_min(1e-12), one)
+        if clip_lr and lr > 0:
+            q = torch.minimum(q / lr, one)
+        return q
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr = group["lr"]
+            wd = group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d_p = p.grad
+                excluded = group["exclude_bias_n_norm"] and p.ndim <= 1
+                if not excluded:
+                    if wd != 0:
+                        d_p = d_p.add(p, alpha=wd)
+                    d_p = d_p * self.trust_ratio(p, d_p, group["eta"], lr, group["clip_lr"])
+                if group["momentum"] != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = torch.clone(d_p).detach()
+                    else:
+                        buf.mul_(group["momentum"]).add_(d_p)
+                    d_p = buf
+                p.add_(d_p, alpha=-lr)
+        return loss
+
+
+def build_optimizer(
+    name: str,
+    param_groups: List[Dict[str, Any]],
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    eta_lars: float = 0.02,
+    grad_clip_lars: bool = False,
+    exclude_bias_n_norm: bool = False,
+) -> Optimizer:
+    """Create ``sgd`` / ``lars`` / ``adamw`` over ``param_groups``."""
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "lars":
+        return LARS(
+            param_groups,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            eta=eta_lars,
+            clip_lr=grad_clip_lars,
+            exclude_bias_n_norm=exclude_bias_n_norm,
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(SUPPORTED_OPTIMIZERS)}")
+
+
+def warmup_cosine_value(
+    step: int,
+    base_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    warmup_start_lr: float = 0.0,
+    min_lr: float = 0.0,
+) -> float:
+    """Learning rate at optimizer step ``step`` (0-based).
+
+    Linear from ``warmup_start_lr`` (step 0) to ``base_lr`` (step
+    ``warmup_steps``), then half a cosine from ``base_lr`` down to ``min_lr``
+    at step ``total_steps``; constant ``min_lr`` afterwards.
+    """
+    if step < warmup_steps:
+        return warmup_start_lr + (base_lr - warmup_start_lr) * step / warmup_steps
+    decay_steps = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_lambda(
+    base_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    warmup_start_lr: float = 0.0,
+    min_lr: float = 0.0,
+) -> Callable[[int], float]:
+    """A ``LambdaLR`` factor (``lr / base_lr``) following :func:`warmup_cosine_value`."""
+
+    def factor(step: int) -> float:
+        if base_lr == 0:
+            return 0.0
+        lr = warmup_cosine_value(step, base_lr, warmup_steps, total_steps, warmup_start_lr, min_lr)
+        return lr / base_lr
+
+    return factor
+
+
+def build_scheduler(
+    name: str,
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_steps: int = 0,
+    warmup_start_lr: float = 0.0,
+    min_lr: float = 0.0,
+    milestones: Optional[Sequence[int]] = None,
+    gamma: float = 0.1,
+) -> Optional[LRScheduler]:
+    """Create the schedule.
+
+    ``warmup_cosine`` and ``cosine`` (``warmup_steps = 0``) are per-step
+    ``LambdaLR`` schedules applied to every param group from the group's own
+    initial lr; ``warmup_start_lr`` and ``min_lr`` are absolute values shared
+    by all groups. Groups with ``static_lr=True`` (e.g. SimSiam's predictor)
+    keep a constant lr. ``step`` is a ``MultiStepLR`` whose ``milestones`` are
+    counted in the unit the caller steps it with. ``none`` returns ``None``.
+    """
+    if name == "none":
+        return None
+    if name in ("warmup_cosine", "cosine"):
+        if name == "cosine":
+            warmup_steps = 0
+        lambdas = []
+        for group in optimizer.param_groups:
+            if group.get("static_lr", False):
+                lambdas.append(lambda step: 1.0)
+            else:
+                lambdas.append(
+                    warmup_cosine_lambda(
+                        group["lr"], warmup_steps, total_steps, warmup_start_lr, min_lr
+                    )
+                )
+        return LambdaLR(optimizer, lambdas)
+    if name == "step":
+        if not milestones:
+            raise ValueError("scheduler 'step' needs milestones (lr_decay_steps)")
+        return MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SUPPORTED_SCHEDULERS)}")

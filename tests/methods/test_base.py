@@ -1,0 +1,324 @@
+"""BaseMethod mechanics, plus the small helpers the per-method tests share."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, List, Type
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from cassle.methods import METHODS, BaseMethod
+
+# Tiny models are much faster single-threaded, above all on a shared 2-core machine.
+torch.set_num_threads(1)
+
+S = 16  # image size of every test
+B = 8   # batch size of every test
+
+
+# ----------------------------------------------------------------- helpers
+def tiny_cfg(**extra: Any) -> Dict[str, Any]:
+    """A config with a ~30k-parameter encoder and small heads."""
+    cfg = dict(
+        encoder="resnet18", base_width=4, crop_size=S, num_classes=10,
+        proj_hidden_dim=32, output_dim=16, pred_hidden_dim=16,
+        num_prototypes=20, queue_size=64, batch_size=B, lr=0.05,
+        optimizer="sgd", scheduler="warmup_cosine", warmup_epochs=1, max_epochs=2,
+        weight_decay=1e-5,
+    )
+    cfg.update(extra)
+    return cfg
+
+
+def make_batch(n: int = B, seed: int = 0, num_classes: int = 10):
+    g = torch.Generator().manual_seed(seed)
+    views = [torch.randn(n, 3, S, S, generator=g) for _ in range(2)]
+    return torch.arange(n), views, torch.randint(0, num_classes, (n,), generator=g)
+
+
+class TwoViewDataset(Dataset):
+    """Fixed random images; the two 'views' are the image plus small fixed noise."""
+
+    def __init__(self, n: int = 32, num_classes: int = 10, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 3, S, S, generator=g)
+        self.noise = 0.1 * torch.randn(2, n, 3, S, S, generator=g)
+        self.y = torch.randint(0, num_classes, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return i, [self.x[i] + self.noise[0, i], self.x[i] + self.noise[1, i]], self.y[i]
+
+
+class EvalDataset(TwoViewDataset):
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+
+def make_trainer(**kw: Any) -> pl.Trainer:
+    kw.setdefault("max_epochs", 1)
+    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, **kw)
+
+
+def train_loader(n: int = 32) -> DataLoader:
+    return DataLoader(TwoViewDataset(n), batch_size=B, shuffle=False, drop_last=True)
+
+
+def check_contract(method_cls: Type[BaseMethod], **extra: Any) -> Dict[str, Any]:
+    """One training step: the contract dict with per-view shapes."""
+    model = method_cls(**tiny_cfg(**extra))
+    out = model.training_step(make_batch(), 0)
+    assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
+    assert len(out["feats"]) == len(out["z"]) == model.num_views == 2
+    for f, z in zip(out["feats"], out["z"]):
+        assert f.shape == (B, model.num_features)
+        assert z.shape == (B, model.output_dim)
+    fwd = model(make_batch()[1][0])
+    assert fwd["feats"].shape == (B, model.num_features) and fwd["z"].shape == (B, model.output_dim)
+    return out
+
+
+def check_loss_decreases(method_cls: Type[BaseMethod], steps: int = 15, lr: float = 0.05,
+                         **extra: Any) -> List[float]:
+    """Plain SGD on one fixed batch: the SSL loss must go down."""
+    torch.manual_seed(0)
+    model = method_cls(**tiny_cfg(num_classes=0, **extra))
+    opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=lr,
+                          momentum=0.9)
+    batch = make_batch()
+    losses = []
+    for step in range(steps):
+        loss = model.training_step(batch, step)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if model.momentum_pairs:
+            model.update_momentum(step, steps)
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < losses[0], losses
+    return losses
+
+
+def check_fit(method_cls: Type[BaseMethod], **extra: Any) -> BaseMethod:
+    """A short real fit (optimizer, scheduler, hooks, validation) on the CPU."""
+    model = method_cls(**tiny_cfg(**extra))
+    trainer = make_trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(model, train_loader(), DataLoader(EvalDataset(16), batch_size=B))
+    assert trainer.global_step == 4
+    assert "val_acc1" in trainer.callback_metrics
+    name = {"barlow_twins": "barlow"}.get(_name_of(method_cls), _name_of(method_cls))
+    assert f"train_{name}_loss" in trainer.callback_metrics
+    return model
+
+
+def _name_of(method_cls: Type[BaseMethod]) -> str:
+    return next(k for k, v in METHODS.items() if v is method_cls)
+
+
+class PlainMethod(BaseMethod):
+    """Base only: identity-like projector, no SSL loss."""
+
+    family = "none"
+
+    def build_projector(self) -> nn.Module:
+        return nn.Linear(self.num_features, self.output_dim)
+
+
+# ------------------------------------------------------------------- tests
+def test_classifier_sees_detached_features_only() -> None:
+    model = PlainMethod(**tiny_cfg())
+    out = model.training_step(make_batch(), 0)
+    assert out["loss"] > 0 and set(out) >= {"loss", "feats"}
+    out["loss"].backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.backbone.parameters())
+    assert model.classifier.weight.grad.abs().sum() > 0
+
+
+def test_unlabelled_targets_are_ignored() -> None:
+    model = PlainMethod(**tiny_cfg())
+    idx, views, y = make_batch()
+    y_partial = y.clone()
+    y_partial[:4] = -1
+    loss_partial = model.training_step((idx, views, y_partial), 0)["loss"]
+    feats = model.backbone(views[0])
+    ref = nn.functional.cross_entropy(model.classifier(feats)[4:], y[4:])
+    assert loss_partial.item() == pytest.approx(ref.item(), rel=1e-5)
+    none = model.training_step((idx, views, torch.full_like(y, -1)), 0)["loss"]
+    assert none.item() == 0.0
+
+
+def test_no_classes_means_no_classifier() -> None:
+    model = PlainMethod(**tiny_cfg(num_classes=0))
+    assert model.classifier is None
+    assert "classifier" not in [g["name"] for g in model.learnable_params]
+    assert model.training_step(make_batch(), 0)["loss"].item() == 0.0
+    assert model.validation_step((make_batch()[1][0], torch.zeros(B, dtype=torch.long)), 0) is None
+
+
+def test_wrong_number_of_views_is_a_clear_error() -> None:
+    model = PlainMethod(**tiny_cfg())
+    idx, views, y = make_batch()
+    with pytest.raises(ValueError, match="expects 2 views"):
+        model.training_step((idx, views[:1], y), 0)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_learnable_params_cover_trainable_params_once(name: str) -> None:
+    model = METHODS[name](**tiny_cfg())
+    grouped = [p for g in model.learnable_params for p in g["params"]]
+    assert len(grouped) == len({id(p) for p in grouped})
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for p in grouped} == trainable
+    names = [g["name"] for g in model.learnable_params]
+    assert names[:2] == ["backbone", "projector"] and "classifier" in names
+    cls_group = next(g for g in model.learnable_params if g["name"] == "classifier")
+    assert cls_group["lr"] == 0.1 and cls_group["weight_decay"] == 0.0
+
+
+def test_config_validation_and_unknown_keys() -> None:
+    assert PlainMethod(**tiny_cfg(some_unknown_key=3)).cfg["some_unknown_key"] == 3
+    assert PlainMethod(**tiny_cfg(lars=True)).optimizer_name == "lars"
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        PlainMethod(**tiny_cfg(optimizer="rmsprop"))
+    with pytest.raises(ValueError, match="adamw"):
+        PlainMethod(**tiny_cfg(optimizer="adamw", lars=True))
+    with pytest.raises(ValueError, match="scheduler must be one of"):
+        PlainMethod(**tiny_cfg(scheduler="poly"))
+
+
+def test_families_views_and_registry() -> None:
+    expected = {"byol": "predictive", "simsiam": "predictive", "vicreg": "predictive_mse",
+                "simclr": "contrastive", "supcon": "contrastive", "mocov2plus": "contrastive",
+                "barlow_twins": "decorrelative", "swav": "knowledge"}
+    assert {k: v.family for k, v in METHODS.items()} == expected
+    assert all(v.num_views == 2 for v in METHODS.values())
+
+
+def test_gather_is_identity_on_one_process() -> None:
+    model = PlainMethod(**tiny_cfg())
+    x = torch.randn(4, 3, requires_grad=True)
+    assert model.gather(x) is x and model.world_size() == 1
+
+
+CONTRACT_ARGS = {
+    "byol": {"pred_hidden_dim": 4096, "base_tau_momentum": 0.99, "final_tau_momentum": 1.0},
+    "simsiam": {"pred_hidden_dim": 512},
+    "barlow_twins": {"lamb": 0.0051, "scale_loss": 0.1},
+    "vicreg": {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0},
+    "simclr": {"temperature": 0.2},
+    "supcon": {"temperature": 0.2},
+    "mocov2plus": {"temperature": 0.2, "queue_size": 65536, "base_tau_momentum": 0.99,
+                   "final_tau_momentum": 0.999},
+    "swav": {"temperature": 0.1, "num_prototypes": 3000, "sk_iters": 3, "sk_epsilon": 0.05,
+             "queue_size": 3840, "epoch_queue_starts": 50, "freeze_prototypes_epochs": 2},
+}
+PROJ = {"byol": (4096, 256), "simsiam": (2048, 2048), "barlow_twins": (2048, 2048),
+        "vicreg": (2048, 2048), "simclr": (2048, 256), "supcon": (2048, 256),
+        "mocov2plus": (2048, 256), "swav": (2048, 128)}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_add_method_args_defaults(name: str) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--proj_hidden_dim", type=int, default=2048)
+    parser.add_argument("--output_dim", type=int, default=256)
+    METHODS[name].add_method_args(parser)
+    ns = vars(parser.parse_args([]))
+    for key, value in CONTRACT_ARGS[name].items():
+        assert ns[key] == value, key
+    assert (ns["proj_hidden_dim"], ns["output_dim"]) == PROJ[name]
+    added = set(ns) - {"proj_hidden_dim", "output_dim"}
+    assert added == set(CONTRACT_ARGS[name])
+    # the parsed values build the model (a user override reaches the attribute)
+    first = next(iter(CONTRACT_ARGS[name]))
+    ns2 = vars(parser.parse_args([f"--{first}", "7"]))
+    assert ns2[first] == 7
+
+
+def _lr_recorder():
+    seen: List[List[float]] = []
+
+    class Rec(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+
+    return seen, Rec()
+
+
+def test_lr_scaled_by_global_batch_and_warmup_cosine_in_trainer() -> None:
+    # batch 8 -> scale 8/256; 4 steps per epoch, 1 warm-up epoch, 2 epochs = 8 steps
+    model = PlainMethod(**tiny_cfg(lr=0.8, classifier_lr=0.4, warmup_start_lr=0.001, min_lr=0.0))
+    seen, rec = _lr_recorder()
+    trainer = make_trainer(max_epochs=2, callbacks=[rec])
+    trainer.fit(model, train_loader(32))
+    scale = B / 256
+    names = [g["name"] for g in trainer.optimizers[0].param_groups]
+    b, c = names.index("backbone"), names.index("classifier")
+    assert len(seen) == 8
+    assert seen[0][b] == pytest.approx(0.001) and seen[0][c] == pytest.approx(0.001)
+    assert seen[4][b] == pytest.approx(0.8 * scale) and seen[4][c] == pytest.approx(0.4 * scale)
+    assert seen[6][b] == pytest.approx(0.8 * scale * 0.5)     # halfway through the cosine
+    assert trainer.optimizers[0].param_groups[b]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lr_scaling_with_no_scheduler_and_lars() -> None:
+    model = PlainMethod(**tiny_cfg(lr=1.0, scheduler="none", lars=True, exclude_bias_n_norm=True))
+    trainer = make_trainer(max_steps=1)
+    trainer.fit(model, train_loader(16))
+    opt = trainer.optimizers[0]
+    assert type(opt).__name__ == "LARS" and opt.defaults["exclude_bias_n_norm"]
+    assert {g["name"]: g["lr"] for g in opt.param_groups}["backbone"] == pytest.approx(B / 256)
+
+
+def test_short_runs_clip_the_warmup() -> None:
+    model = PlainMethod(**tiny_cfg(warmup_epochs=10, max_epochs=1, warmup_start_lr=0.0))
+    seen, rec = _lr_recorder()
+    trainer = make_trainer(max_epochs=1, callbacks=[rec])
+    with pytest.warns(UserWarning, match="clipping"):
+        trainer.fit(model, train_loader(32))
+    assert len(seen) == 4 and seen[0][0] == 0.0 and seen[-1][0] > seen[1][0] > 0
+
+
+def test_validation_logs_online_accuracy() -> None:
+    model = PlainMethod(**tiny_cfg())
+    trainer = make_trainer()
+    metrics = trainer.validate(model, DataLoader(EvalDataset(16), batch_size=B), verbose=False)[0]
+    assert {"val_loss", "val_acc1", "val_acc5"} <= set(metrics)
+    assert 0.0 <= metrics["val_acc1"] <= metrics["val_acc5"] <= 1.0
+
+
+class _ExtraTermMixin:
+    """What a strategy mixin does: its own module, param group and loss term."""
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__(**cfg)
+        self.extra_head = nn.Linear(self.output_dim, self.output_dim)
+
+    @property
+    def learnable_params(self) -> List[Dict[str, Any]]:
+        return super().learnable_params + [
+            {"name": "extra_head", "params": list(self.extra_head.parameters())}]
+
+    def training_step(self, batch: Any, batch_idx: int) -> Dict[str, Any]:
+        out = super().training_step(batch, batch_idx)
+        out["loss"] = out["loss"] + self.extra_head(out["z"][0]).pow(2).mean()
+        return out
+
+
+def test_a_strategy_style_mixin_composes_with_every_method_hook() -> None:
+    from cassle.methods import BYOL
+    cls = type("ExtraBYOL", (_ExtraTermMixin, BYOL), {})
+    model = cls(**tiny_cfg())
+    before = model.extra_head.weight.detach().clone()
+    trainer = make_trainer(max_steps=2)
+    trainer.fit(model, train_loader(16))
+    names = [g["name"] for g in trainer.optimizers[0].param_groups]
+    assert "extra_head" in names and "predictor" in names
+    assert not torch.equal(model.extra_head.weight, before)
