@@ -805,6 +805,20 @@ def get_info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
+#: the on-disk layout each dataset expects under ``--data_dir`` (quoted in errors)
+LAYOUTS = {
+    "fashion_mnist": "the four idx files train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz",
+    "cifar10": "cifar-10-batches-py/ (data_batch_1..5, test_batch: torchvision's python pickle layout)",
+    "cifar100": "cifar-100-python/ (train, test, meta: torchvision's python pickle layout)",
+    "stl10": "stl10_binary/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin)",
+    "imagenet": "train/<class>/*.JPEG and val/<class>/*.JPEG",
+    "imagenet100": "train/<class>/*.JPEG and val/<class>/*.JPEG (100 classes)",
+    "domainnet": "<domain>/<class>/*.jpg with <domain>_train.txt and <domain>_test.txt lists",
+    "custom": "train/<class>/<images> (+ optional val/<class>/...), or a flat folder of images with --no_labels",
+}
+
+
 def _resolve_root(name: str, info: DatasetInfo, data_dir: Optional[str | os.PathLike]) -> Optional[Path]:
     if not info.needs_data_dir:
         return None
@@ -821,6 +835,8 @@ def _resolve_root(name: str, info: DatasetInfo, data_dir: Optional[str | os.Path
             if name == "fashion_mnist"
             else " Pass --data_dir pointing to the dataset's folder."
         )
+        if name in LAYOUTS:
+            extra += f" It must hold {LAYOUTS[name]}."
         _fail(f"Data directory for {name!r} not found: {root} does not exist or is not a directory.{extra}")
     return root
 

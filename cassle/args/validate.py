@@ -1,0 +1,117 @@
+"""Validation of parsed arguments: one clear error per bad value, before any work.
+
+Every check here is cheap (no dataset is loaded); checks that need the data
+(e.g. more tasks than classes) run in ``cassle.continual.prepare_run`` before
+the first training step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+from cassle.args.parser import AUGMENTATION_DEFAULTS, PRECISIONS, ArgumentError
+
+
+def _choose(kind: str, name: str, valid) -> ArgumentError:
+    return ArgumentError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(valid))}")
+
+
+def resolve_method(name: str):
+    from cassle.methods import METHODS
+
+    if name not in METHODS:
+        raise _choose("--method", name, METHODS)
+    return METHODS[name]
+
+
+def resolve_strategy(name: str):
+    from cassle.strategies import STRATEGIES
+
+    if name not in STRATEGIES:
+        raise _choose("--strategy", name, STRATEGIES)
+    return STRATEGIES[name]
+
+
+def default_run_name(args: argparse.Namespace) -> str:
+    return f"{args.method}-{args.strategy}-{args.dataset}"
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Check and normalise ``args`` in place; raise ArgumentError on the first bad value."""
+    from cassle.backbones import BACKBONES
+    from cassle.data.datasets import DATASETS
+
+    method_cls = resolve_method(args.method)
+    strategy_cls = resolve_strategy(args.strategy)
+    try:
+        strategy_cls.check_compatible(method_cls)
+    except ValueError as e:
+        raise ArgumentError(str(e)) from None
+
+    if args.encoder not in BACKBONES:
+        raise _choose("--encoder", args.encoder, BACKBONES)
+    if args.dataset not in DATASETS:
+        raise _choose("--dataset", args.dataset, DATASETS)
+    info = DATASETS[args.dataset]
+
+    if str(args.precision) not in PRECISIONS:
+        raise _choose("--precision", str(args.precision), PRECISIONS)
+    args.precision = PRECISIONS[str(args.precision)]
+    if args.lars:
+        args.optimizer = "lars"
+
+    if args.num_tasks < 1:
+        raise ArgumentError(f"--num_tasks must be at least 1, got {args.num_tasks}")
+    if not 0 <= args.task_idx < args.num_tasks:
+        raise ArgumentError(f"--task_idx {args.task_idx} is outside 0..{args.num_tasks - 1} (--num_tasks {args.num_tasks})")
+    if args.task_idx > 0 and args.pretrained_model is None:
+        raise ArgumentError(
+            f"--task_idx {args.task_idx} starts mid-sequence: pass --pretrained_model with the checkpoint of task {args.task_idx - 1}"
+        )
+    if args.pretrained_model is not None and not os.path.isfile(args.pretrained_model):
+        raise ArgumentError(f"--pretrained_model {args.pretrained_model} does not exist; pass the path of a task checkpoint (taskK.ckpt)")
+    if args.split_strategy == "domain" and args.dataset != "domainnet":
+        raise ArgumentError(f"--split_strategy domain needs a dataset with domains (domainnet), not '{args.dataset}'")
+
+    for name, value in (("max_epochs", args.max_epochs), ("batch_size", args.batch_size)):
+        if value < 1:
+            raise ArgumentError(f"--{name} must be at least 1, got {value}")
+    if args.lr <= 0:
+        raise ArgumentError(f"--lr must be positive, got {args.lr}")
+
+    num_views = getattr(method_cls, "num_views", 2)
+    for name in AUGMENTATION_DEFAULTS:
+        values = getattr(args, name)
+        if len(values) not in (1, num_views):
+            raise ArgumentError(
+                f"--{name} got {len(values)} values; give one (shared by all views) or {num_views} (one per view)"
+            )
+
+    if args.crop_size is None:
+        args.crop_size = 16 if args.dataset == "digits" else (info.image_size or 224)
+    if args.crop_size < 4:
+        raise ArgumentError(f"--crop_size must be at least 4, got {args.crop_size}")
+
+    probes = [p for p in args.probes if p != "none"]
+    from cassle.eval.probes import PROBES
+
+    for p in probes:
+        if p not in PROBES:
+            raise _choose("probe", p, PROBES)
+    args.probes = probes
+
+    if isinstance(args.devices, str):
+        dev = args.devices.strip()
+        if re.fullmatch(r"\d+", dev):
+            args.devices = int(dev)
+        elif re.fullmatch(r"\d+(,\d*)*", dev):
+            args.devices = [int(d) for d in dev.split(",") if d != ""]
+        elif dev != "auto":
+            raise ArgumentError(f"--devices '{dev}' is not a number, a comma list of ids, or 'auto'")
+
+    if args.name is None:
+        args.name = default_run_name(args)
+    if args.checkpoint_dir is None:
+        args.checkpoint_dir = os.path.join("experiments", args.name)

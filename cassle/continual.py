@@ -1,0 +1,350 @@
+"""The task loop: every task in one process, a checkpoint and probes after each.
+
+``run(args)`` is what ``main_continual.py`` calls. In order:
+
+1. :func:`prepare_run` checks everything that can be wrong (run directory,
+   data, split, pretrained checkpoint, precision on this machine) before any
+   file is written or any step is trained;
+2. the random-initialisation baseline is probed (forward transfer needs it);
+3. for each task: one ``Trainer.fit`` (resuming from ``resume/task{t}-last.ckpt``
+   when an earlier run was interrupted mid-task), ``task{t}.ckpt`` written
+   atomically, probes on frozen features fill row ``t`` of the accuracy matrix,
+   results and run state rewritten atomically.
+
+Running the same command again resumes: mid-task from the latest epoch
+checkpoint, or at the next task; a finished run prints its results and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from cassle.checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    atomic_write_json,
+    atomic_write_text,
+    load_task_checkpoint,
+    load_weights,
+    safe_torch_load,
+    task_checkpoint,
+)
+
+log = logging.getLogger("cassle")
+
+#: arguments that may change between a run and its resumption
+RESUMABLE_CHANGES = {
+    "num_workers", "devices", "accelerator", "num_nodes", "no_progress_bar", "log_every_n_steps",
+    "wandb", "project", "entity", "offline", "tensorboard", "eval_batch_size", "checkpoint_frequency",
+    "save_checkpoint", "check_val_every_n_epoch", "data_dir", "probes", "no_baseline", "checkpoint_dir",
+}
+
+
+class RunError(ValueError):
+    """A run that cannot start; the message names the problem and the fix."""
+
+
+@dataclass
+class RunPlan:
+    """Everything ``prepare_run`` established, ready to train."""
+
+    args: argparse.Namespace
+    cfg: dict[str, Any]
+    run_dir: Path
+    datamodule: Any
+    model_cls: type
+    completed: list[int]
+    start_task: int
+    report: Any
+    pretrained: dict[str, Any] | None
+
+
+def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items()}
+
+
+def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+
+
+def _resolve_accelerator(args: argparse.Namespace) -> str:
+    if args.accelerator in ("gpu", "cuda"):
+        return "gpu"
+    if args.accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return args.accelerator
+
+
+def prepare_run(args: argparse.Namespace) -> RunPlan:
+    """Validate the run against its directory, data and checkpoints; write nothing."""
+    from cassle.data.datamodule import ContinualDataModule
+    from cassle.data.datasets import check_dataset
+    from cassle.eval.report import ContinualReport
+    from cassle.strategies import build_model_class
+
+    run_dir = Path(args.checkpoint_dir)
+    state_file = run_dir / "run_state.json"
+    state: dict[str, Any] = {}
+    if (run_dir / "args.json").exists():
+        try:
+            saved = json.loads((run_dir / "args.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunError(f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name") from None
+        new = json.loads(json.dumps(_identity(args_to_cfg(args)), default=str))
+        old = _identity(saved)
+        # args.json also stores values derived at start-up (num_classes, num_views): compare the CLI's own
+        diff = sorted(k for k in new if new[k] != old.get(k))
+        if diff:
+            shown = ", ".join(f"--{k} {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
+            raise RunError(
+                f"{run_dir} already holds a run with other arguments ({shown}). "
+                "Rerun with the same arguments to resume it, or pass a new --name / --checkpoint_dir; "
+                "nothing was overwritten."
+            )
+        if state_file.exists():
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise RunError(f"{state_file} is unreadable ({e}); delete the run directory to restart") from None
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(
+            f"{run_dir} exists, is not empty and holds no cassle run (no args.json); "
+            "pass a new --name or --checkpoint_dir so nothing there is overwritten"
+        )
+
+    accel = _resolve_accelerator(args)
+    if accel == "cpu" and args.precision == "16-mixed":
+        raise RunError("--precision 16 needs a GPU; on the CPU use --precision bf16 or 32")
+
+    try:
+        check_dataset(args.dataset, args.data_dir, no_labels=args.no_labels)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+
+    model_cls = build_model_class(args.method, args.strategy)
+    cfg = args_to_cfg(args)
+    cfg["num_views"] = getattr(model_cls, "num_views", 2)
+    dm = ContinualDataModule(cfg)
+    try:
+        dm.setup("fit")  # loads the data and computes the split: too many tasks etc. fail here
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    if args.no_labels:
+        cfg["num_classes"] = 0
+    else:
+        cfg["num_classes"] = dm.num_classes
+
+    completed = [int(t) for t in state.get("completed_tasks", [])]
+    for t in completed:
+        if not (run_dir / f"task{t}.ckpt").exists():
+            raise RunError(f"{run_dir}/run_state.json lists task {t} as done but task{t}.ckpt is missing; restore it or start a new run")
+    start = max([args.task_idx] + [t + 1 for t in completed])
+
+    pretrained = None
+    try:
+        if completed and start > 0:
+            pretrained = load_task_checkpoint(run_dir / f"task{max(completed)}.ckpt", args.method, args.encoder)
+        elif args.pretrained_model is not None:
+            pretrained = load_task_checkpoint(args.pretrained_model, args.method, args.encoder)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    resume_ckpt = run_dir / "resume" / f"task{start}-last.ckpt"
+    if start < args.num_tasks and resume_ckpt.exists():
+        try:
+            safe_torch_load(resume_ckpt, "resume checkpoint")
+        except CheckpointError as e:
+            raise RunError(str(e)) from None
+
+    report = ContinualReport.from_dict(state["report"]) if "report" in state else ContinualReport(args.num_tasks, args.probes)
+    return RunPlan(args, cfg, run_dir, dm, model_cls, completed, start, report, pretrained)
+
+
+def _loggers(plan: RunPlan, task: int) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    args = plan.args
+    loggers: list = [CSVLogger(save_dir=str(plan.run_dir), name="logs", version=f"task{task}")]
+    if args.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(plan.run_dir), name="tensorboard", version=f"task{task}"))
+    if args.wandb:
+        loggers.append(_wandb_logger(plan))
+    return loggers
+
+
+def _wandb_logger(plan: RunPlan):
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+        import wandb  # noqa: F401
+    except ImportError:
+        raise RunError("--wandb needs the wandb package: pip install 'cassle[wandb]' (or drop --wandb)") from None
+    run_id_file = plan.run_dir / "wandb_id.txt"
+    if run_id_file.exists():
+        run_id = run_id_file.read_text().strip()
+    else:
+        import uuid
+
+        run_id = uuid.uuid4().hex[:12]
+        atomic_write_text(run_id_file, run_id)
+    args = plan.args
+    return WandbLogger(
+        name=args.name, project=args.project, entity=args.entity, offline=args.offline,
+        save_dir=str(plan.run_dir), id=run_id, resume="allow", config=plan.cfg,
+    )
+
+
+class _EpochCheckpoint(pl.Callback):
+    """Writes ``resume/task{t}-last.ckpt`` every ``every`` epochs (atomically, via the trainer's IO)."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, max(1, every)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every == 0 or trainer.current_epoch + 1 == trainer.max_epochs:
+            trainer.save_checkpoint(str(self.path))
+
+
+def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
+    args = plan.args
+    devices = args.devices
+    n_dev = len(devices) if isinstance(devices, list) else (devices if isinstance(devices, int) else 1)
+    strategy = "ddp" if n_dev * args.num_nodes > 1 else "auto"
+    return pl.Trainer(
+        max_epochs=args.max_epochs,
+        accelerator=_resolve_accelerator(args),
+        devices=devices,
+        num_nodes=args.num_nodes,
+        strategy=strategy,
+        precision=args.precision,
+        sync_batchnorm=args.sync_batchnorm,
+        logger=_loggers(plan, task),
+        callbacks=[_EpochCheckpoint(plan.run_dir / "resume" / f"task{task}-last.ckpt", args.checkpoint_frequency)],
+        plugins=[AtomicCheckpointIO()],
+        enable_checkpointing=False,
+        enable_progress_bar=not args.no_progress_bar,
+        enable_model_summary=task == plan.start_task,
+        check_val_every_n_epoch=args.check_val_every_n_epoch,
+        log_every_n_steps=args.log_every_n_steps,
+        num_sanity_val_steps=0,
+        default_root_dir=str(plan.run_dir),
+    )
+
+
+def _eval_device(args: argparse.Namespace) -> torch.device:
+    return torch.device("cuda") if _resolve_accelerator(args) == "gpu" else torch.device("cpu")
+
+
+def _probe(plan: RunPlan, backbone: torch.nn.Module) -> dict | None:
+    from cassle.eval.protocol import evaluate_after_task
+
+    if not plan.args.probes or plan.args.no_labels:
+        return None
+    device = _eval_device(plan.args)
+    prev = next(backbone.parameters()).device
+    backbone.to(device)
+    try:
+        return evaluate_after_task(
+            backbone, plan.datamodule, plan.args.probes, device,
+            knn_k=plan.args.knn_k, knn_temperature=plan.args.knn_temperature,
+        )
+    finally:
+        backbone.to(prev)
+
+
+def _is_global_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+
+
+def _save_state(plan: RunPlan) -> None:
+    atomic_write_json(
+        plan.run_dir / "run_state.json",
+        {"completed_tasks": sorted(plan.completed), "report": plan.report.to_dict()},
+    )
+    plan.report.write(plan.run_dir / "results")
+
+
+def run(args: argparse.Namespace) -> Any:
+    """Train every task of the run in ``args``; returns the final report."""
+    from cassle.eval.report import format_table
+
+    plan = prepare_run(args)
+    run_dir, cfg = plan.run_dir, plan.cfg
+    if plan.start_task >= args.num_tasks:
+        print(f"Run in {run_dir} already finished all {args.num_tasks} tasks; its results:")
+        print(format_table(plan.report))
+        return plan.report
+
+    main = _is_global_zero()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / "args.json").exists():
+            atomic_write_json(run_dir / "args.json", json.loads(json.dumps(cfg, default=str)))
+
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    model = plan.model_cls(**cfg)
+    dm = plan.datamodule
+
+    if main and not args.no_baseline and not all(plan.report.has_baseline(p) for p in args.probes):
+        base = _probe(plan, model.backbone)
+        if base is not None:
+            plan.report.set_baseline(base)
+            _save_state(plan)
+    if plan.pretrained is not None:
+        load_weights(model, plan.pretrained)
+
+    for task in range(plan.start_task, args.num_tasks):
+        pl.seed_everything(args.seed + task, workers=True, verbose=False)
+        dm.set_task(task)
+        model.on_task_start(task)
+        resume = run_dir / "resume" / f"task{task}-last.ckpt"
+        ckpt_path = str(resume) if resume.exists() else None
+        if ckpt_path:
+            log.warning("resuming task %d from %s", task, ckpt_path)
+        print(f"=== task {task}/{args.num_tasks - 1}: classes {dm.task_classes[task][:10]}{'...' if len(dm.task_classes[task]) > 10 else ''}"
+              f" ({len(dm.split.train_indices[task])} training images)")
+        trainer = _make_trainer(plan, task)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        if not trainer.is_global_zero:
+            continue
+        from cassle.checkpoint import atomic_torch_save
+
+        atomic_torch_save(task_checkpoint(model, task, cfg), run_dir / f"task{task}.ckpt")
+        atomic_write_text(run_dir / "last_checkpoint.txt", str((run_dir / f"task{task}.ckpt").resolve()) + "\n")
+        result = _probe(plan, model.backbone)
+        if result is not None:
+            plan.report.update(task, result)
+            for lg in trainer.loggers:
+                lg.log_metrics(_flat_metrics(result, task), step=trainer.global_step)
+        plan.completed.append(task)
+        _save_state(plan)
+        if resume.exists():
+            resume.unlink()
+        if result is not None:
+            print(format_table(plan.report))
+    if main:
+        shutil.rmtree(run_dir / "resume", ignore_errors=True)
+        print(f"\nDone. Checkpoints and results in {run_dir}/ (results/accuracy_matrix.csv, results/metrics.json)")
+    return plan.report
+
+
+def _flat_metrics(result: dict, task: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for probe, accs in result.get("per_task", {}).items():
+        for i, a in enumerate(accs):
+            out[f"{probe}_acc_after_task{task}_on_task{i}"] = float(a)
+    for probe, a in result.get("joint", {}).items():
+        out[f"{probe}_joint_acc"] = float(a)
+    return out

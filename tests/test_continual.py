@@ -1,0 +1,185 @@
+"""The task loop end to end: tasks in one process, checkpoints, results, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import main_continual
+from cassle import continual
+from cassle.args import parse_args
+
+TINY = [
+    "--dataset", "digits", "--encoder", "resnet9", "--base_width", "4", "--crop_size", "8",
+    "--method", "barlow_twins", "--proj_hidden_dim", "32", "--output_dim", "32",
+    "--batch_size", "64", "--lr", "0.05", "--warmup_epochs", "0", "--num_workers", "0",
+    "--no_progress_bar", "--probes", "knn", "ridge", "--seed", "3",
+]
+
+
+def _args(tmp_path: Path, *extra: str) -> list[str]:
+    return TINY + ["--checkpoint_dir", str(tmp_path / "run")] + list(extra)
+
+
+def test_three_tasks_end_to_end(tmp_path, capsys):
+    argv = _args(tmp_path, "--num_tasks", "3", "--max_epochs", "1")
+    assert main_continual.main(argv) == 0
+    run = tmp_path / "run"
+    for t in range(3):
+        ckpt = torch.load(run / f"task{t}.ckpt", weights_only=True)
+        assert ckpt["task_idx"] == t and ckpt["method"] == "barlow_twins"
+        assert any(k.startswith("backbone.") for k in ckpt["state_dict"])
+    assert (run / "last_checkpoint.txt").read_text().strip().endswith("task2.ckpt")
+    assert json.loads((run / "args.json").read_text())["num_tasks"] == 3
+    assert not (run / "resume").exists()  # mid-task checkpoints are removed once the task is saved
+
+    metrics = json.loads((run / "results" / "metrics.json").read_text())["probes"]
+    assert set(metrics) >= {"knn", "ridge"}
+    lines = (run / "results" / "accuracy_matrix.csv").read_text().splitlines()
+    # header + random_init row + one row per task, for each probe
+    assert len(lines) == 1 + 2 * (1 + 3)
+    state = json.loads((run / "run_state.json").read_text())
+    assert state["completed_tasks"] == [0, 1, 2]
+    R = state["report"]
+    out = capsys.readouterr().out
+    assert "random init" in out and "after task 2" in out
+
+    # Probes are real: the matrix is filled with accuracies in [0, 100], above chance on digits.
+    knn = metrics["knn"]
+    assert 0 <= knn["average_accuracy"] <= 100
+    assert knn["average_accuracy"] > 55  # 2-way (or so) tasks; random features already beat chance
+
+    # Rerunning a finished run prints its results and trains nothing.
+    mtime = (run / "task2.ckpt").stat().st_mtime_ns
+    assert main_continual.main(argv) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert (run / "task2.ckpt").stat().st_mtime_ns == mtime
+    assert json.loads((run / "run_state.json").read_text())["report"] == R
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = continual.run(parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "a"), "--num_tasks", "2", "--max_epochs", "1"]))
+    b = continual.run(parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "b"), "--num_tasks", "2", "--max_epochs", "1"]))
+    assert a.to_dict() == b.to_dict()
+    sa = torch.load(tmp_path / "a" / "task1.ckpt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b" / "task1.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def test_interrupted_task_resumes_mid_task(tmp_path, monkeypatch):
+    argv = _args(tmp_path, "--num_tasks", "2", "--max_epochs", "2")
+    original = continual._EpochCheckpoint.on_train_epoch_end
+    calls = []
+
+    def crash_after_first_epoch_of_task1(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        calls.append((self.path.name, trainer.current_epoch))
+        if self.path.name == "task1-last.ckpt" and trainer.current_epoch == 0:
+            raise _Boom("simulated crash")
+
+    monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", crash_after_first_epoch_of_task1)
+    with pytest.raises(_Boom):
+        main_continual.main(argv)
+    run = tmp_path / "run"
+    assert (run / "task0.ckpt").exists() and not (run / "task1.ckpt").exists()
+    assert (run / "resume" / "task1-last.ckpt").exists()
+    task0_mtime = (run / "task0.ckpt").stat().st_mtime_ns
+
+    calls.clear()
+    monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", crash_after_first_epoch_of_task1.__wrapped__
+                        if hasattr(crash_after_first_epoch_of_task1, "__wrapped__") else original)
+    seen = []
+
+    def record(self, trainer, pl_module):
+        seen.append((self.path.name, trainer.current_epoch))
+        original(self, trainer, pl_module)
+
+    monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", record)
+    assert main_continual.main(argv) == 0
+    # task 0 was not retrained, task 1 continued at its second epoch
+    assert (run / "task0.ckpt").stat().st_mtime_ns == task0_mtime
+    assert seen == [("task1-last.ckpt", 1)]
+    assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
+
+
+def test_pretrained_model_starts_at_task_idx(tmp_path):
+    first = tmp_path / "first"
+    assert main_continual.main(TINY + ["--checkpoint_dir", str(first), "--num_tasks", "2", "--max_epochs", "1"]) == 0
+    second = tmp_path / "second"
+    argv = TINY + ["--checkpoint_dir", str(second), "--num_tasks", "2", "--max_epochs", "1",
+                   "--task_idx", "1", "--pretrained_model", str(first / "task0.ckpt")]
+    assert main_continual.main(argv) == 0
+    assert (second / "task1.ckpt").exists() and not (second / "task0.ckpt").exists()
+
+
+# --------------------------------------------------------------------- bad input
+def _fails(capsys, argv, *needles):
+    code = main_continual.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    for n in needles:
+        assert n in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--method", "nope"], ["unknown --method 'nope'", "barlow_twins"]),
+        (["--encoder", "resnet7"], ["unknown --encoder 'resnet7'", "resnet18"]),
+        (["--dataset", "mnist"], ["unknown --dataset 'mnist'", "digits"]),
+        (["--strategy", "magic"], ["unknown --strategy 'magic'", "finetune"]),
+        (["--num_tasks", "11"], ["11", "10"]),
+        (["--solarization_prob", "0.1", "0.2", "0.3"], ["--solarization_prob", "one per view"]),
+        (["--task_idx", "2"], ["--pretrained_model"]),
+    ],
+)
+def test_bad_arguments_fail_before_work(tmp_path, capsys, extra, needles):
+    _fails(capsys, _args(tmp_path, *extra), *needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_dir(tmp_path, capsys):
+    _fails(capsys, _args(tmp_path, "--dataset", "cifar100", "--data_dir", str(tmp_path / "nowhere")), "cifar-100-python")
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path, capsys):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint at all")
+    _fails(capsys, _args(tmp_path, "--task_idx", "1", "--pretrained_model", str(bad)), "cannot be read", "corrupt")
+    other = tmp_path / "other"
+    assert main_continual.main(TINY + ["--checkpoint_dir", str(other), "--num_tasks", "2", "--max_epochs", "1",
+                                       "--method", "simclr"]) == 0
+    capsys.readouterr()
+    _fails(capsys, _args(tmp_path, "--task_idx", "1", "--pretrained_model", str(other / "task0.ckpt")),
+           "--method simclr")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_with_other_arguments_is_not_overwritten(tmp_path, capsys):
+    argv = _args(tmp_path, "--num_tasks", "2", "--max_epochs", "1")
+    assert main_continual.main(argv) == 0
+    run = tmp_path / "run"
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    _fails(capsys, _args(tmp_path, "--num_tasks", "2", "--max_epochs", "1", "--method", "vicreg"),
+           "already holds a run", "--name")
+    after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_non_run_directory_is_not_used(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    _fails(capsys, _args(tmp_path), "holds no cassle run")
+    assert os.listdir(run) == ["precious.txt"]
