@@ -1,0 +1,56 @@
+"""The contract every strategy mixin follows.
+
+A strategy is a mixin placed *before* a method class in the MRO
+(``type(name, (Mixin, Method), {})``). It only uses the method contract of
+``docs/contracts.md``: it calls ``super().training_step`` and adds its own
+term to ``out["loss"]``; it never reaches into a method's private attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+class StrategyMixin:
+    """Base of all strategy mixins: hooks the task loop calls, with no-op defaults."""
+
+    #: registry name, set by each strategy
+    strategy_name: str = "base"
+    #: method families this strategy can wrap (None: every method)
+    supported_families: tuple[str, ...] | None = None
+
+    @classmethod
+    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
+        """Add the strategy's own arguments with their defaults."""
+
+    @classmethod
+    def check_compatible(cls, method_cls: type) -> None:
+        """Raise ValueError, naming the fix, if this strategy cannot wrap ``method_cls``."""
+        fam = getattr(method_cls, "family", None)
+        if cls.supported_families is not None and fam not in cls.supported_families:
+            raise ValueError(
+                f"strategy '{cls.strategy_name}' cannot wrap method family '{fam}'; "
+                f"it supports {sorted(cls.supported_families)}"
+            )
+
+    def on_task_start(self, task_idx: int) -> None:
+        """Called by the task loop before the task's ``fit`` (teacher snapshots go here)."""
+        self.current_task_idx = task_idx
+
+    def strategy_state_dict(self) -> dict[str, Any]:
+        """Extra state that is not in ``state_dict()`` (e.g. buffers kept as plain tensors)."""
+        return {"current_task_idx": getattr(self, "current_task_idx", 0)}
+
+    def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
+        self.current_task_idx = int(state.get("current_task_idx", 0))
+
+    # Lightning hooks: the mid-task resume checkpoint carries the strategy state too.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
+        checkpoint["strategy_state"] = self.strategy_state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        if "strategy_state" in checkpoint:
+            self.load_strategy_state_dict(checkpoint["strategy_state"])

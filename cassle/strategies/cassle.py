@@ -1,0 +1,200 @@
+"""CaSSLe: distil the past self into the present through a predictor.
+
+Fini et al., "Self-Supervised Models are Continual Learners", CVPR 2022
+(https://arxiv.org/abs/2112.04215).
+
+At the start of every task after the first, a frozen copy of backbone +
+projector is taken from the weights the previous task ended with (kept in eval
+mode, so its BatchNorm statistics never move). A predictor MLP maps the
+current projection ``z`` onto the frozen one, and ``distill_lamb`` × the
+distillation loss of the method's family is added to the SSL loss:
+
+===============  ==========================================  ===================
+family           methods                                     loss
+===============  ==========================================  ===================
+predictive       byol, simsiam                               2 − 2·cos
+predictive_mse   vicreg                                      MSE (λ 25)
+contrastive      simclr, supcon, mocov2plus                  cross InfoNCE (T 0.2)
+decorrelative    barlow_twins                                Barlow (λ 5e-3, ×0.1)
+knowledge        swav                                        CE of prototype
+                                                             assignments (T 0.1)
+===============  ==========================================  ===================
+
+The frozen network and the predictor are ordinary submodules, so they are in
+``state_dict()`` and every checkpoint: a mid-task resume continues against the
+same teacher instead of copying a half-trained one. Task 0 never distils.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cassle.losses.distill import DISTILL_LOSSES
+from cassle.strategies.base import StrategyMixin
+
+#: CaSSLe's own distiller names (``*_distill``) and the short names both work.
+DISTILLER_ALIASES = {f"{name}_distill": name for name in DISTILL_LOSSES} | {n: n for n in DISTILL_LOSSES}
+#: default ``--distill_lamb`` per family (CaSSLe uses the method's invariance weight for VICReg)
+DEFAULT_LAMB = {"predictive_mse": 25.0}
+
+
+def resolve_distiller(name: str | None, family: str | None) -> str:
+    """The distillation family: ``--distiller`` if given, else the method's own family."""
+    if name is None:
+        if family not in DISTILL_LOSSES:
+            raise ValueError(f"method family '{family}' has no CaSSLe distiller; pass --distiller one of {sorted(DISTILL_LOSSES)}")
+        return family
+    if name not in DISTILLER_ALIASES:
+        raise ValueError(f"unknown --distiller '{name}'; choose one of: {', '.join(sorted(DISTILLER_ALIASES))}")
+    return DISTILLER_ALIASES[name]
+
+
+def _mlp(dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
+
+
+class CaSSLeMixin(StrategyMixin):
+    """Frozen past network + predictor, with the method family's distillation loss."""
+
+    strategy_name = "cassle"
+
+    @classmethod
+    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("CaSSLe distillation")
+        g.add_argument("--distiller", default=None, help="family (default: the method's): " + ", ".join(sorted(DISTILLER_ALIASES)))
+        g.add_argument("--distill_lamb", type=float, default=None, help="weight of the distillation loss (default 1; 25 for predictive_mse)")
+        g.add_argument("--distill_proj_hidden_dim", type=int, default=2048)
+        g.add_argument("--distill_temperature", type=float, default=None, help="contrastive: 0.2, knowledge: 0.1")
+        g.add_argument("--distill_barlow_lamb", type=float, default=5e-3)
+        g.add_argument("--distill_scale_loss", type=float, default=0.1)
+
+    @classmethod
+    def check_compatible(cls, method_cls: type) -> None:
+        family = getattr(method_cls, "family", None)
+        if family not in DISTILL_LOSSES:
+            raise ValueError(
+                f"--strategy cassle cannot wrap {method_cls.__name__}: its family '{family}' has no distiller "
+                f"({sorted(DISTILL_LOSSES)}); use --strategy finetune"
+            )
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__(**cfg)
+        self.distiller = resolve_distiller(cfg.get("distiller"), getattr(self, "family", None))
+        if self.distiller == "knowledge" and not isinstance(getattr(self, "prototypes", None), nn.Module):
+            raise ValueError(f"--distiller knowledge needs a method with prototypes (swav), not {cfg.get('method')}")
+        lamb = cfg.get("distill_lamb")
+        self.distill_lamb = float(DEFAULT_LAMB.get(self.distiller, 1.0) if lamb is None else lamb)
+        temp = cfg.get("distill_temperature")
+        self.distill_temperature = float((0.1 if self.distiller == "knowledge" else 0.2) if temp is None else temp)
+        self.distill_barlow_lamb = float(cfg.get("distill_barlow_lamb", 5e-3))
+        self.distill_scale_loss = float(cfg.get("distill_scale_loss", 0.1))
+
+        dim = self._projection_dim()
+        self.distill_predictor = _mlp(dim, int(cfg.get("distill_proj_hidden_dim", 2048)))
+        if self.distiller == "knowledge":
+            num_prototypes = self.prototypes.weight.shape[0]
+            self.distill_prototypes = nn.Linear(dim, num_prototypes, bias=False)
+        self.frozen_backbone: nn.Module | None = None
+        self.frozen_projector: nn.Module | None = None
+        self.frozen_prototypes: nn.Module | None = None
+        self._set_distill_trainable(False)  # task 0 never distils
+
+    # ----------------------------------------------------------------- set-up
+    def _projection_dim(self) -> int:
+        with torch.no_grad():
+            was = self.projector.training
+            self.projector.eval()
+            z = self.projector(torch.zeros(2, self.backbone.num_features))
+            self.projector.train(was)
+        return int(z.shape[-1])
+
+    def _distill_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = [self.distill_predictor]
+        if self.distiller == "knowledge":
+            mods.append(self.distill_prototypes)
+        return mods
+
+    def _set_distill_trainable(self, flag: bool) -> None:
+        for m in self._distill_modules():
+            m.requires_grad_(flag)
+
+    @property
+    def distilling(self) -> bool:
+        return self.frozen_backbone is not None
+
+    @staticmethod
+    def _freeze(module: nn.Module) -> nn.Module:
+        frozen = copy.deepcopy(module)
+        frozen.requires_grad_(False)
+        return frozen.eval()
+
+    def on_task_start(self, task_idx: int) -> None:
+        """Snapshot the teacher from the weights the previous task ended with."""
+        super().on_task_start(task_idx)
+        if task_idx == 0:
+            self.frozen_backbone = self.frozen_projector = self.frozen_prototypes = None
+            self._set_distill_trainable(False)
+            return
+        self.frozen_backbone = self._freeze(self.backbone)
+        self.frozen_projector = self._freeze(self.projector)
+        if self.distiller == "knowledge":
+            self.frozen_prototypes = self._freeze(self.prototypes)
+        self._set_distill_trainable(True)
+
+    def train(self, mode: bool = True):  # keep the teacher in eval mode whatever Lightning asks
+        super().train(mode)
+        for m in (self.frozen_backbone, self.frozen_projector, self.frozen_prototypes):
+            if m is not None:
+                m.eval()
+        return self
+
+    @property
+    def learnable_params(self) -> list[dict[str, Any]]:
+        groups = list(super().learnable_params)
+        params = [p for m in self._distill_modules() for p in m.parameters()]
+        groups.append({"name": "distill_predictor", "params": params})
+        return groups
+
+    # --------------------------------------------------------------- training
+    @torch.no_grad()
+    def frozen_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projection of ``x`` by the frozen past network."""
+        return self.frozen_projector(self.frozen_backbone(x))
+
+    def distill_loss(self, z: list[torch.Tensor], frozen_z: list[torch.Tensor]) -> torch.Tensor:
+        """Family loss between predicted current projections and frozen ones, averaged over views."""
+        preds = [self.distill_predictor(zv) for zv in z]
+        if self.distiller == "contrastive":
+            # CaSSLe's form: all views stacked, so negatives include the other view's frozen projections
+            return DISTILL_LOSSES["contrastive"](torch.cat(preds), torch.cat(frozen_z), temperature=self.distill_temperature)
+        losses = []
+        for p, fz in zip(preds, frozen_z):
+            if self.distiller == "decorrelative":
+                losses.append(DISTILL_LOSSES["decorrelative"](p, fz, lamb=self.distill_barlow_lamb, scale_loss=self.distill_scale_loss))
+            elif self.distiller == "knowledge":
+                with torch.no_grad():
+                    frozen_logits = self.frozen_prototypes(F.normalize(fz, dim=-1))
+                p_logits = self.distill_prototypes(F.normalize(p, dim=-1))
+                losses.append(DISTILL_LOSSES["knowledge"](p_logits, frozen_logits, temperature=self.distill_temperature))
+            else:
+                losses.append(DISTILL_LOSSES[self.distiller](p, fz))
+        return sum(losses) / len(losses)
+
+    def training_step(self, batch, batch_idx: int):
+        out = super().training_step(batch, batch_idx)
+        if not self.distilling:
+            return out
+        views = batch[1]
+        z = out["z"][: len(views)]
+        frozen_z = [self.frozen_forward(v) for v in views[: len(z)]]
+        loss = self.distill_loss(z, frozen_z)
+        self.log("train_distill_loss", loss, on_epoch=True, sync_dist=True)
+        out["loss"] = out["loss"] + self.distill_lamb * loss
+        out["distill_loss"] = loss.detach()
+        return out
