@@ -1,0 +1,43 @@
+#!/bin/bash
+# Paper setting (CaSSLe, Fini et al., CVPR 2022): CaSSLe contrastive distillation for simclr on domainnet, domain-incremental, 6 tasks.
+# Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/domainnet/simclr_distill.sh [--mode slurm] [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+# Published setting: 4 GPU(s) x batch 64; lr is scaled by global batch / 256.
+python3 main_continual.py \
+    --dataset domainnet \
+    --data_dir $DATA_DIR/domainnet \
+    --split_strategy domain \
+    --num_tasks 6 \
+    --encoder resnet18 \
+    --method simclr \
+    --strategy cassle \
+    --distiller contrastive \
+    --distill_lamb 1.0 \
+    --distill_proj_hidden_dim 2048 \
+    --distill_temperature 0.2 \
+    --max_epochs 200 \
+    --batch_size 64 \
+    --optimizer sgd \
+    --lars \
+    --eta_lars 0.02 \
+    --exclude_bias_n_norm \
+    --scheduler warmup_cosine \
+    --lr 0.4 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-4 \
+    --crop_size 224 \
+    --brightness 0.8 \
+    --contrast 0.8 \
+    --saturation 0.8 \
+    --hue 0.2 \
+    --gaussian_prob 0.5 \
+    --solarization_prob 0.0 \
+    --proj_hidden_dim 2048 \
+    --output_dim 128 \
+    --temperature 0.2 \
+    --accelerator gpu \
+    --devices 4 \
+    --precision 16-mixed \
+    --num_workers 5 \
+    --name simclr-domainnet-6T-contrastive \
+    --save_checkpoint

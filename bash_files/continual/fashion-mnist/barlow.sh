@@ -1,0 +1,41 @@
+#!/bin/bash
+# CPU-sized continual run on Fashion-MNIST (5 class-incremental tasks, slim ResNet-9, 5 epochs per task):
+# the paper's recipe scaled down; fine-tuning baseline for barlow_twins.
+# Data: apt-get install dataset-fashion-mnist (or DATA_DIR=<folder with the idx files>).
+# Run: python job_launcher.py --script bash_files/continual/fashion-mnist/barlow.sh [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+python3 main_continual.py \
+    --dataset fashion_mnist \
+    --data_dir ${DATA_DIR:-/usr/share/datasets/fashion-mnist} \
+    --split_strategy class \
+    --num_tasks 5 \
+    --encoder slim_resnet9 \
+    --method barlow_twins \
+    --strategy finetune \
+    --max_epochs 5 \
+    --batch_size 128 \
+    --optimizer sgd \
+    --lars \
+    --eta_lars 0.02 \
+    --exclude_bias_n_norm \
+    --scheduler warmup_cosine \
+    --warmup_epochs 1 \
+    --lr 0.3 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-4 \
+    --crop_size 28 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --gaussian_prob 0.0 0.0 \
+    --solarization_prob 0.0 0.2 \
+    --saturation 0.0 \
+    --hue 0.0 \
+    --proj_hidden_dim 512 \
+    --output_dim 512 \
+    --scale_loss 0.1 \
+    --accelerator cpu \
+    --devices 1 \
+    --precision 32 \
+    --num_workers 2 \
+    --name barlow-fashion_mnist-5T \
+    --save_checkpoint

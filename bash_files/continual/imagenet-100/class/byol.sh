@@ -1,0 +1,41 @@
+#!/bin/bash
+# Paper setting (CaSSLe, Fini et al., CVPR 2022): fine-tuning baseline for byol on imagenet100, class-incremental, 5 tasks.
+# Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/imagenet-100/class/byol.sh [--mode slurm] [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+# Published setting: 2 GPU(s) x batch 128; lr is scaled by global batch / 256.
+python3 main_continual.py \
+    --dataset imagenet100 \
+    --data_dir $DATA_DIR/imagenet-100 \
+    --split_strategy class \
+    --num_tasks 5 \
+    --encoder resnet18 \
+    --method byol \
+    --strategy finetune \
+    --max_epochs 400 \
+    --batch_size 128 \
+    --optimizer sgd \
+    --lars \
+    --eta_lars 0.02 \
+    --exclude_bias_n_norm \
+    --scheduler warmup_cosine \
+    --lr 0.6 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-5 \
+    --crop_size 224 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --gaussian_prob 1.0 0.1 \
+    --solarization_prob 0.0 0.2 \
+    --proj_hidden_dim 4096 \
+    --output_dim 256 \
+    --pred_hidden_dim 8192 \
+    --base_tau_momentum 0.99 \
+    --final_tau_momentum 1.0 \
+    --accelerator gpu \
+    --devices 2 \
+    --precision 16-mixed \
+    --num_workers 5 \
+    --name byol-imagenet100-5T \
+    --save_checkpoint

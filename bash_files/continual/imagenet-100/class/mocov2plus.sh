@@ -1,0 +1,40 @@
+#!/bin/bash
+# Paper setting (CaSSLe, Fini et al., CVPR 2022): fine-tuning baseline for mocov2plus on imagenet100, class-incremental, 5 tasks.
+# Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/imagenet-100/class/mocov2plus.sh [--mode slurm] [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+# Published setting: 2 GPU(s) x batch 128; lr is scaled by global batch / 256.
+python3 main_continual.py \
+    --dataset imagenet100 \
+    --data_dir $DATA_DIR/imagenet-100 \
+    --split_strategy class \
+    --num_tasks 5 \
+    --encoder resnet18 \
+    --method mocov2plus \
+    --strategy finetune \
+    --max_epochs 400 \
+    --batch_size 128 \
+    --optimizer sgd \
+    --scheduler cosine \
+    --warmup_epochs 0 \
+    --lr 0.4 \
+    --classifier_lr 0.3 \
+    --weight_decay 1e-4 \
+    --crop_size 224 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.4 \
+    --hue 0.1 \
+    --gaussian_prob 0.5 \
+    --solarization_prob 0.0 \
+    --proj_hidden_dim 2048 \
+    --output_dim 128 \
+    --queue_size 65536 \
+    --temperature 0.2 \
+    --base_tau_momentum 0.99 \
+    --final_tau_momentum 0.999 \
+    --accelerator gpu \
+    --devices 2 \
+    --precision 16-mixed \
+    --num_workers 5 \
+    --name mocov2plus-imagenet100-5T \
+    --save_checkpoint

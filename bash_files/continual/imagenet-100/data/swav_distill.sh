@@ -1,0 +1,46 @@
+#!/bin/bash
+# Paper setting (CaSSLe, Fini et al., CVPR 2022): CaSSLe knowledge distillation for swav on imagenet100, data-incremental, 5 tasks.
+# Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/imagenet-100/data/swav_distill.sh [--mode slurm] [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+# Published setting: 2 GPU(s) x batch 128; lr is scaled by global batch / 256.
+python3 main_continual.py \
+    --dataset imagenet100 \
+    --data_dir $DATA_DIR/imagenet-100 \
+    --split_strategy data \
+    --num_tasks 5 \
+    --encoder resnet18 \
+    --method swav \
+    --strategy cassle \
+    --distiller knowledge \
+    --distill_lamb 1.0 \
+    --distill_proj_hidden_dim 2048 \
+    --distill_temperature 0.1 \
+    --max_epochs 400 \
+    --batch_size 128 \
+    --optimizer sgd \
+    --lars \
+    --eta_lars 0.02 \
+    --exclude_bias_n_norm \
+    --scheduler warmup_cosine \
+    --lr 0.8 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-6 \
+    --crop_size 224 \
+    --brightness 0.8 \
+    --contrast 0.8 \
+    --saturation 0.8 \
+    --hue 0.2 \
+    --gaussian_prob 0.5 \
+    --solarization_prob 0.0 \
+    --proj_hidden_dim 2048 \
+    --output_dim 128 \
+    --queue_size 3840 \
+    --num_prototypes 3000 \
+    --epoch_queue_starts 100 \
+    --freeze_prototypes_epochs 5 \
+    --accelerator gpu \
+    --devices 2 \
+    --precision 16-mixed \
+    --num_workers 5 \
+    --name swav-imagenet100-5T_data-knowledge \
+    --save_checkpoint

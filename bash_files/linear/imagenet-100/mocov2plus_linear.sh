@@ -1,0 +1,18 @@
+#!/bin/bash
+# Linear evaluation (frozen backbone, per-task accuracy) of a mocov2plus continual checkpoint on imagenet100.
+# Run: DATA_DIR=/path/to/datasets PRETRAINED_PATH=experiments/<run>/<task checkpoint> \
+#      python job_launcher.py --script bash_files/linear/imagenet-100/mocov2plus_linear.sh
+python3 main_linear.py \
+    --dataset imagenet100 \
+    --data_dir $DATA_DIR/imagenet-100 \
+    --pretrained_model $PRETRAINED_PATH \
+    --encoder resnet18 \
+    --max_epochs 100 \
+    --batch_size 256 \
+    --optimizer sgd \
+    --lr 0.1 \
+    --weight_decay 0 \
+    --scheduler step \
+    --crop_size 224 \
+    --num_workers 8 \
+    --name mocov2plus-imagenet100-linear-eval
