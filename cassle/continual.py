@@ -40,6 +40,8 @@ from cassle.checkpoint import (
     task_checkpoint,
 )
 
+from cassle.launcher import is_launcher_file
+
 log = logging.getLogger("cassle")
 
 #: arguments that may change between a run and its resumption
@@ -116,7 +118,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
                 state = json.loads(state_file.read_text())
             except (OSError, json.JSONDecodeError) as e:
                 raise RunError(f"{state_file} is unreadable ({e}); delete the run directory to restart") from None
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(not is_launcher_file(p.name) for p in run_dir.iterdir()):
         raise RunError(
             f"{run_dir} exists, is not empty and holds no cassle run (no args.json); "
             "pass a new --name or --checkpoint_dir so nothing there is overwritten"
@@ -326,14 +328,17 @@ def run(args: argparse.Namespace) -> Any:
         result = _probe(plan, model.backbone)
         if result is not None:
             plan.report.update(task, result)
-            for lg in trainer.loggers:
-                lg.log_metrics(_flat_metrics(result, task), step=trainer.global_step)
+            _log_results(trainer.loggers, plan.report, result, task, trainer.global_step)
         plan.completed.append(task)
         _save_state(plan)
         if resume.exists():
             resume.unlink()
         if result is not None:
             print(format_table(plan.report))
+    if args.wandb:
+        import wandb
+
+        wandb.finish()
     if main:
         shutil.rmtree(run_dir / "resume", ignore_errors=True)
         print(f"\nDone. Checkpoints and results in {run_dir}/ (results/accuracy_matrix.csv, results/metrics.json)")
@@ -348,3 +353,19 @@ def _flat_metrics(result: dict, task: int) -> dict[str, float]:
     for probe, a in result.get("joint", {}).items():
         out[f"{probe}_joint_acc"] = float(a)
     return out
+
+
+def _log_results(loggers: list, report: Any, result: dict, task: int, step: int) -> None:
+    """Send the probes of ``task`` and the continual metrics so far to every logger; WandB also
+    gets each probe's accuracy matrix (random-init row first) as a table."""
+    flat = _flat_metrics(result, task)
+    for probe in report.probes:
+        for k, v in report.metrics(probe).items():
+            if isinstance(v, (int, float)) and v == v:  # skip NaN (not defined yet, e.g. forgetting after task 0)
+                flat[f"{probe}_{k}"] = float(v)
+    for lg in loggers:
+        lg.log_metrics(flat, step=step)
+        if hasattr(lg, "log_table"):  # WandbLogger
+            for probe in report.probes:
+                columns, rows = report.table_rows(probe)
+                lg.log_table(key=f"accuracy_matrix_{probe}", columns=columns, data=rows)

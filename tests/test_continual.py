@@ -183,3 +183,13 @@ def test_non_run_directory_is_not_used(tmp_path, capsys):
     (run / "precious.txt").write_text("keep me")
     _fails(capsys, _args(tmp_path), "holds no cassle run")
     assert os.listdir(run) == ["precious.txt"]
+
+
+def test_directory_prepared_by_job_launcher_is_a_fresh_run(tmp_path):
+    """job_launcher.py writes command.sh / job.sbatch / SLURM logs before the run starts: still a new run."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("command.sh", "job.sbatch", "slurm_jobs.txt", "slurm-7_0.out", "slurm-7_0.err"):
+        (run / name).write_text("x")
+    assert main_continual.main(_args(tmp_path, "--num_tasks", "2", "--max_epochs", "1", "--probes", "none")) == 0
+    assert (run / "task1.ckpt").exists() and (run / "command.sh").read_text() == "x"

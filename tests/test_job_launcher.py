@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from cassle import launcher
 from cassle.launcher import LauncherError, apply_overrides, parse_args_list, parse_script
@@ -368,3 +369,42 @@ def test_real_slurm_submission_with_requeue(script, fake_main, tmp_path, slurm, 
     # one log per array task, holding the run's output
     assert slurm_cluster.wait_for(lambda: len(list(exp.glob("slurm-*_1.out"))) == 1, timeout=10)
     assert all("fake main ran" in p.read_text() for p in exp.glob("slurm-*.out"))
+
+
+REAL_SCRIPT = r"""#!/bin/bash
+python3 main_continual.py \
+    --dataset digits --encoder resnet9 --base_width 4 --crop_size 8 \
+    --method barlow_twins --proj_hidden_dim 32 --output_dim 32 \
+    --batch_size 64 --lr 0.05 --warmup_epochs 0 --num_workers 0 \
+    --num_tasks 2 --max_epochs 1 --probes knn --no_progress_bar --seed 3
+"""
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(240)
+def test_real_slurm_runs_main_continual_and_requeue_finds_it_done(tmp_path, slurm, monkeypatch):
+    """The real entry point through the real SLURM: the job trains, writes its task checkpoints and
+    results; the requeued continuation (array task 1) resumes in the same directory and trains nothing."""
+    for k, v in slurm.items():
+        monkeypatch.setenv(k, v)
+    script = tmp_path / "tiny.sh"
+    script.write_text(REAL_SCRIPT)
+    base = tmp_path / "exp"
+    rc = launcher.main(["--script", str(script), "--base_experiment_dir", str(base), "--mode", "slurm",
+                        "--num_gpus", "0", "--cpus_per_task", "1", "--hours", "1", "--requeue", "1",
+                        "--experiment_name", "tiny"])
+    assert rc == 0
+    exp = base / "tiny"
+    second_log = lambda: list(exp.glob("slurm-*_1.out"))  # noqa: E731
+    done = slurm_cluster.wait_for(
+        lambda: second_log() and "already finished" in second_log()[0].read_text(), timeout=200)
+    logs = "\n".join(p.read_text() for p in sorted(exp.glob("slurm-*")))
+    assert done, f"the SLURM array did not finish within 200 s; logs:\n{logs}"
+    for t in range(2):
+        ckpt = torch.load(exp / f"task{t}.ckpt", weights_only=True)
+        assert ckpt["task_idx"] == t and ckpt["method"] == "barlow_twins"
+    state = json.loads((exp / "run_state.json").read_text())
+    assert state["completed_tasks"] == [0, 1]
+    assert (exp / "results" / "accuracy_matrix.csv").exists()
+    first = next(exp.glob("slurm-*_0.out")).read_text()
+    assert "=== task 1/1" in first and "Done." in first

@@ -224,6 +224,19 @@ class ContinualReport:
             raise ValueError(f"malformed ContinualReport dict: {e!r}") from e
         return rep
 
+    def table_rows(self, probe: str) -> tuple[List[str], List[List[Any]]]:
+        """``(columns, rows)`` of ``probe``'s matrix for table loggers: one row per evaluated task
+        (``random_init`` first when set), cells in percent, ``None`` where not evaluated."""
+        T = self.num_tasks
+        columns = ["after"] + [f"task_{i}" for i in range(T)] + ["joint"]
+        rows: List[List[Any]] = []
+        if self.has_baseline(probe):
+            rows.append(["random_init"] + [_to_json(v) for v in self.baseline[probe]]
+                        + [_to_json(self.baseline_joint[probe])])
+        for t in self.tasks_done:
+            rows.append([f"task_{t}"] + [_to_json(v) for v in self.matrix[probe][t]] + [_to_json(self.joint[probe][t])])
+        return columns, rows
+
     # ----------------------------------------------------------------- files
     def write(self, results_dir: PathLike) -> List[Path]:
         """Write the CSV, the JSON and one heatmap per probe into ``results_dir``; returns the paths."""

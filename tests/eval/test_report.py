@@ -122,3 +122,12 @@ def test_format_table_contains_numbers():
     assert "22.50" in next(l for l in lines if l.startswith("average forgetting"))
     assert "-22.50" in next(l for l in lines if l.startswith("backward transfer"))
     assert "1.50" in next(l for l in lines if l.startswith("forward transfer"))
+
+
+def test_table_rows_for_table_loggers():
+    rep = ContinualReport(3, ["knn"])
+    rep.set_baseline({"per_task": {"knn": BASE}, "joint": {"knn": 9.0}})
+    rep.update(0, {"per_task": {"knn": R[0]}, "joint": {"knn": JOINT[0]}})
+    columns, rows = rep.table_rows("knn")
+    assert columns == ["after", "task_0", "task_1", "task_2", "joint"]
+    assert rows == [["random_init"] + BASE + [9.0], ["task_0"] + R[0] + [JOINT[0]]]
