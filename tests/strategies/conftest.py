@@ -19,3 +19,15 @@ def method_inputs(monkeypatch):
 
     monkeypatch.setattr(StrategyMixin, "training_step", spy)
     return seen
+
+
+@pytest.fixture
+def one_thread():
+    """Run on one intra-op thread: tiny models gain nothing from more, and a busy 2-core machine
+    makes multi-threaded ops dramatically slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

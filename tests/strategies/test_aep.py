@@ -10,6 +10,8 @@ import torch
 
 from tests.strategies.replay_helpers import batch, model, sgd_step
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _filled(strategy: str, **over):
     m = model("simclr", strategy, ema_momentum=0.9, **over)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cassle.strategies import STRATEGIES
 from cassle.strategies.cassle import CaSSLeMixin
 
 from tests.strategies.replay_helpers import batch, model, sgd_step
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_reuses_cassle_and_distils_replayed_rows_only(method_inputs):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 
 from tests.strategies.replay_helpers import DeterministicTransform, batch, model, sgd_step, to_float_views
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_batch_is_stream_then_replayed_rows(method_inputs):

@@ -7,6 +7,8 @@ import torch
 
 from tests.strategies.replay_helpers import DeterministicTransform, batch, model, sgd_step, to_float_views
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_method_input_is_the_lambda_mixture(method_inputs):
     m = model("barlow_twins", "lump")

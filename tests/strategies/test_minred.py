@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.strategies.replay_helpers import batch, model, sgd_step
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_trains_on_buffer_samples_only(method_inputs):

@@ -10,6 +10,8 @@ from cassle.strategies import STRATEGIES
 
 from tests.strategies.replay_helpers import batch, model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REPLAY = ["er", "lump", "minred", "aep", "arp", "apre", "cassle_r"]
 
 
