@@ -76,6 +76,18 @@ def test_offline_batches_stay_plain_without_replay():
     assert len(b) == 4 and int(b[3]["mb_pass"].max()) == 0
 
 
+def test_non_replay_strategies_accept_online_batches(monkeypatch):
+    """finetune / cassle get the 4-element online batch; the method still receives (indexes, views, targets)."""
+    from tests.strategies.replay_helpers import batch
+
+    for strategy in ("finetune", "cassle"):
+        m = model("simclr", strategy)
+        m.on_task_start(1)
+        b = batch(mb_pass=1)
+        out = m.training_step(b, 0)
+        assert torch.isfinite(out["loss"]) and len(out["z"][0]) == len(b[0])
+
+
 def _online_er(seed: int, steps: int = 12, passes: int = 3):
     torch.manual_seed(0)
     dm = _dm(online=True, mb_passes=passes, return_raw=True, seed=seed)

@@ -146,7 +146,7 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
-        """Plain tensors and numbers (safe for ``torch.load(weights_only=True)``)."""
+        """Plain CPU tensors and numbers (safe for ``torch.load(weights_only=True)`` on any machine)."""
         return {
             "kind": self.kind,
             "mem_size": self.mem_size,
@@ -154,8 +154,8 @@ class ReplayBuffer:
             "size": self.size,
             "num_seen": self.num_seen,
             "generator": self.generator.get_state(),
-            "stamp": self.stamp,
-            "data": dict(self.data),
+            "stamp": self.stamp.cpu(),
+            "data": {k: v.cpu() for k, v in self.data.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
