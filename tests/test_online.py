@@ -135,6 +135,10 @@ def test_online_arguments(tmp_path, capsys):
     _fails(capsys, base + ["--strategy", "er", "--mem_size", "0"], "--mem_size must be at least 1")
     _fails(capsys, base + ["--strategy", "minred", "--buffer_type", "fifo"], "--buffer_type minred")
     _fails(capsys, base + ["--strategy", "er", "--buffer_type", "lifo"], "--buffer_type", "reservoir")
+    _fails(capsys, base + ["--strategy", "aep", "--method", "swav", "--align_criterion", "ssl"],
+           "--align_criterion ssl", "SwAV", "cosine or mse")
+    _fails(capsys, base + ["--strategy", "lump", "--lump_alpha", "0"], "--lump_alpha must be positive")
+    _fails(capsys, base + ["--strategy", "arp", "--buffer_feature_ema", "1.5"], "--buffer_feature_ema")
     assert not (tmp_path / "run").exists()
 
 

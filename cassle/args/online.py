@@ -24,8 +24,12 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--replay_batch_size", type=int, default=None, help="replayed samples per step (default: --batch_size)")
 
 
-def validate_online_args(args: argparse.Namespace, strategy_cls: type, max_epochs_default: int) -> None:
-    """Raise ArgumentError on a bad combination; normalise ``args`` in place (``--online`` sets ``--max_epochs 1``)."""
+def validate_online_args(args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int) -> None:
+    """Raise ArgumentError on a bad combination; normalise ``args`` in place (``--online`` sets ``--max_epochs 1``).
+
+    Also runs the strategy's ``check_config`` (buffer size, buffer type, its own arguments) so
+    that bad strategy settings fail before any file is written.
+    """
     from cassle.args.parser import ArgumentError
 
     if args.mb_passes < 1:
@@ -38,13 +42,8 @@ def validate_online_args(args: argparse.Namespace, strategy_cls: type, max_epoch
                                 "and --mb_passes for repeated passes over each minibatch")
     elif args.mb_passes != 1:
         raise ArgumentError(f"--mb_passes {args.mb_passes} only applies to --online runs; add --online or drop --mb_passes")
-    if getattr(strategy_cls, "uses_buffer", False):
-        if args.mem_size < 1:
-            raise ArgumentError(f"--strategy {args.strategy} replays from a buffer: --mem_size must be at least 1 "
-                                f"(got {args.mem_size}; the default is 2000)")
-        if args.replay_batch_size is not None and args.replay_batch_size < 1:
-            raise ArgumentError(f"--replay_batch_size must be at least 1, got {args.replay_batch_size}")
-        required = getattr(strategy_cls, "required_buffer_type", None)
-        if required is not None and args.buffer_type not in (None, required):
-            raise ArgumentError(f"--strategy {args.strategy} needs --buffer_type {required} (got {args.buffer_type}); "
-                                f"drop --buffer_type or pass {required}")
+    if hasattr(strategy_cls, "check_config"):
+        try:
+            strategy_cls.check_config(method_cls, vars(args))
+        except ValueError as e:
+            raise ArgumentError(str(e)) from None

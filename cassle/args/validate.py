@@ -83,7 +83,7 @@ def validate_args(args: argparse.Namespace) -> None:
     from cassle.args.online import validate_online_args
     from cassle.args.parser import build_parser
 
-    validate_online_args(args, strategy_cls, build_parser().get_default("max_epochs"))
+    validate_online_args(args, method_cls, strategy_cls, build_parser().get_default("max_epochs"))
 
     num_views = getattr(method_cls, "num_views", 2)
     for name in AUGMENTATION_DEFAULTS:

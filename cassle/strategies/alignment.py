@@ -73,17 +73,25 @@ class AlignMixin(ReplayMixin):
                            help="cosine (2-2cos), mse, or ssl (the method family's CaSSLe distillation loss)")
             g.add_argument("--align_hidden_dim", type=int, default=2048, help="hidden width of the alignment predictor")
 
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        criterion = str(cfg.get("align_criterion", "cosine") or "cosine")
+        if criterion not in ALIGN_CRITERIA:
+            raise ValueError(f"unknown --align_criterion '{criterion}'; choose one of: {', '.join(ALIGN_CRITERIA)}")
+        family = getattr(method_cls, "family", None)
+        if criterion == "ssl" and family not in set(DISTILL_LOSSES) - {"knowledge"}:
+            raise ValueError(
+                f"--align_criterion ssl has no projection-space loss for {method_cls.__name__} "
+                f"(family '{family}'): use --align_criterion cosine or mse"
+            )
+        if float(cfg.get("omega", 0.1)) < 0:
+            raise ValueError(f"--omega must be non-negative, got {cfg.get('omega')}")
+
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
         self.omega = float(cfg.get("omega", 0.1))
         self.align_criterion = str(cfg.get("align_criterion", "cosine") or "cosine")
-        if self.align_criterion not in ALIGN_CRITERIA:
-            raise ValueError(f"unknown --align_criterion '{self.align_criterion}'; choose one of: {', '.join(ALIGN_CRITERIA)}")
-        if self.align_criterion == "ssl" and getattr(self, "family", None) not in set(DISTILL_LOSSES) - {"knowledge"}:
-            raise ValueError(
-                f"--align_criterion ssl has no projection-space loss for {type(self).__name__} "
-                f"(family '{getattr(self, 'family', None)}'): use --align_criterion cosine or mse"
-            )
         dim = projection_dim(self)
         self.align_predictor = _mlp(dim, int(cfg.get("align_hidden_dim", 2048) or 2048))
 
@@ -142,11 +150,16 @@ class EMATeacherMixin(StrategyMixin):
             parser.add_argument_group("EMA teacher").add_argument(
                 "--ema_momentum", type=float, default=0.999, help="m in θ_ema ← m·θ_ema + (1 − m)·θ")
 
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        m = float(cfg.get("ema_momentum", 0.999))
+        if not 0.0 <= m <= 1.0:
+            raise ValueError(f"--ema_momentum must be in [0, 1], got {m}")
+
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
         self.ema_momentum = float(cfg.get("ema_momentum", 0.999))
-        if not 0.0 <= self.ema_momentum <= 1.0:
-            raise ValueError(f"--ema_momentum must be in [0, 1], got {self.ema_momentum}")
         self.ema_backbone = self._ema_copy(self.backbone)
         self.ema_projector = self._ema_copy(self.projector)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
@@ -231,11 +244,16 @@ class ARPMixin(AlignMixin):
             "--buffer_feature_ema", type=float, default=0.5,
             help="e in r ← e·r + (1 − e)·z: refresh of a replayed sample's stored representation")
 
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        e = float(cfg.get("buffer_feature_ema", 0.5))
+        if not 0.0 <= e <= 1.0:
+            raise ValueError(f"--buffer_feature_ema must be in [0, 1], got {e}")
+
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
         self.buffer_feature_ema = float(cfg.get("buffer_feature_ema", 0.5))
-        if not 0.0 <= self.buffer_feature_ema <= 1.0:
-            raise ValueError(f"--buffer_feature_ema must be in [0, 1], got {self.buffer_feature_ema}")
 
     def insert_fields(self, stream: dict[str, Any], out: dict[str, Any] | None) -> dict[str, torch.Tensor]:
         fields = super().insert_fields(stream, out)

@@ -49,6 +49,13 @@ class StrategyMixin:
                 f"it supports {sorted(cls.supported_families)}"
             )
 
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        """Raise ValueError, naming the fix, if the strategy's own settings in ``cfg`` are bad for ``method_cls``.
+
+        Called by argument validation (before any file is written) and by the strategy's ``__init__``.
+        """
+
     def on_task_start(self, task_idx: int) -> None:
         """Called by the task loop before the task's ``fit`` (teacher snapshots go here)."""
         self.current_task_idx = task_idx

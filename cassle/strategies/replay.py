@@ -62,19 +62,28 @@ class ReplayMixin(StrategyMixin):
     #: insert the stream after the step (True) or before composing the batch (False)
     insert_after_step: bool = True
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
-        kind = cfg.get("buffer_type") or self.required_buffer_type or self.default_buffer_type
-        if self.required_buffer_type is not None and kind != self.required_buffer_type:
-            raise ValueError(f"--strategy {self.strategy_name} needs --buffer_type {self.required_buffer_type}, got {kind}")
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        kind = cfg.get("buffer_type") or cls.required_buffer_type or cls.default_buffer_type
+        if cls.required_buffer_type is not None and kind != cls.required_buffer_type:
+            raise ValueError(f"--strategy {cls.strategy_name} needs --buffer_type {cls.required_buffer_type} (got {kind}); "
+                             f"drop --buffer_type or pass {cls.required_buffer_type}")
         mem_size = cfg.get("mem_size", 2000)
         if mem_size is None or int(mem_size) < 1:
-            raise ValueError(f"--strategy {self.strategy_name} replays from a buffer: --mem_size must be at least 1, got {mem_size}")
+            raise ValueError(f"--strategy {cls.strategy_name} replays from a buffer: --mem_size must be at least 1 "
+                             f"(got {mem_size}; the default is 2000)")
+        rbs = cfg.get("replay_batch_size")
+        if rbs is not None and int(rbs) < 1:
+            raise ValueError(f"--replay_batch_size must be at least 1, got {rbs}")
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__(**cfg)
+        type(self).check_config(type(self), cfg)
+        kind = cfg.get("buffer_type") or self.required_buffer_type or self.default_buffer_type
         self.replay_seed = int(cfg.get("seed", 5) or 0)
-        self.buffer = build_buffer(kind, int(mem_size), seed=self.replay_seed)
+        self.buffer = build_buffer(kind, int(cfg.get("mem_size", 2000)), seed=self.replay_seed)
         self.replay_batch_size = int(cfg.get("replay_batch_size") or self.batch_size)
-        if self.replay_batch_size < 1:
-            raise ValueError(f"--replay_batch_size must be at least 1, got {self.replay_batch_size}")
         self.mb_passes = int(cfg.get("mb_passes", 1) or 1)
         #: generator of the strategy's own random choices (e.g. LUMP's λ)
         self.replay_generator = torch.Generator().manual_seed(self.replay_seed + 1)
@@ -228,11 +237,15 @@ class LUMPMixin(ReplayMixin):
         g = parser.add_argument_group("LUMP")
         g.add_argument("--lump_alpha", type=float, default=0.4, help="λ ~ Beta(alpha, alpha)")
 
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        if float(cfg.get("lump_alpha", 0.4)) <= 0:
+            raise ValueError(f"--lump_alpha must be positive (Beta(alpha, alpha)), got {cfg.get('lump_alpha')}")
+
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
         self.lump_alpha = float(cfg.get("lump_alpha", 0.4))
-        if self.lump_alpha <= 0:
-            raise ValueError(f"--lump_alpha must be positive, got {self.lump_alpha}")
 
     def sample_lambda(self) -> float:
         """``λ ~ Beta(alpha, alpha)`` from the strategy's seeded generator."""
