@@ -32,6 +32,7 @@ later hooks which rows are which.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -196,25 +197,68 @@ class ReplayMixin(StrategyMixin):
         self._log("buffer_size", float(len(self.buffer)), on_step=True, on_epoch=False, sync_dist=False)
         return out
 
-    def on_train_start(self) -> None:
-        super().on_train_start()  # type: ignore[misc]
+    def _seed_rank(self) -> None:
+        """Each rank keeps its own buffer: give a fresh one its own random sequence (seed + 1000·rank)."""
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and not self._rank_seeded and self.buffer.num_seen == 0:
-            # each rank keeps its own buffer: give it its own random sequence
             self.buffer.reseed(self.replay_seed + 1000 * int(trainer.global_rank))
             self.replay_generator.manual_seed(self.replay_seed + 1 + 1000 * int(trainer.global_rank))
         self._rank_seeded = True
 
     # ------------------------------------------------------------- checkpoint
+    # Under DDP every rank keeps its own buffer, but only rank 0 writes checkpoints: every rank's
+    # buffer state is gathered (mid-task checkpoints: in on_save_checkpoint, which Lightning runs on
+    # all ranks; task checkpoints: at the end of each fit) and stored as ``buffer_per_rank``; on
+    # load each rank takes its own entry (``buffer``, rank 0's, otherwise).
+    def _rank(self) -> int:
+        """This process' global rank (the trainer's, else the launcher's environment, else 0)."""
+        if self._trainer is not None:
+            return int(self._trainer.global_rank)
+        for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+            if os.environ.get(var, "").isdigit():
+                return int(os.environ[var])
+        return 0
+
+    def _gather_buffer_states(self) -> list[dict[str, Any]] | None:
+        """Every rank's buffer state, in rank order, under DDP; ``None`` on a single process."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        states: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(states, self.buffer.state_dict())
+        return states
+
+    def on_train_start(self) -> None:
+        self._per_rank_buffers = None
+        self._seed_rank()
+        super().on_train_start()  # type: ignore[misc]
+
+    def on_train_end(self) -> None:
+        super().on_train_end()  # type: ignore[misc]
+        self._per_rank_buffers = self._gather_buffer_states()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        per_rank = self._gather_buffer_states()
+        if per_rank is not None:
+            checkpoint["strategy_state"]["buffer_per_rank"] = per_rank
+
     def strategy_state_dict(self) -> dict[str, Any]:
         state = super().strategy_state_dict()
         state["buffer"] = self.buffer.state_dict()
         state["replay_generator"] = self.replay_generator.get_state()
+        if getattr(self, "_per_rank_buffers", None):
+            state["buffer_per_rank"] = self._per_rank_buffers
         return state
 
     def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
         super().load_strategy_state_dict(state)
-        if "buffer" in state:
+        per_rank, rank = state.get("buffer_per_rank"), self._rank()
+        if per_rank and rank < len(per_rank):
+            self.buffer.load_state_dict(per_rank[rank])
+            self._rank_seeded = True
+        elif "buffer" in state:
             self.buffer.load_state_dict(state["buffer"])
             self._rank_seeded = True
         if "replay_generator" in state:

@@ -70,3 +70,27 @@ def test_same_seed_same_buffer_and_different_seed_differs():
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
+
+
+def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
+    """Rank 0 writes the checkpoint with every rank's buffer; each rank loads its own entry."""
+    ranks = [model("simclr", "er", seed=10 + r) for r in range(2)]
+    for r, m in enumerate(ranks):
+        for i in range(2):
+            sgd_step(m, batch(seed=10 * r + i, start=100 * r + 6 * i), i)
+    states = [m.buffer.state_dict() for m in ranks]
+    monkeypatch.setattr(type(ranks[0]), "_gather_buffer_states", lambda self: states)
+    ckpt: dict = {}
+    ranks[0].on_save_checkpoint(ckpt)
+    assert len(ckpt["strategy_state"]["buffer_per_rank"]) == 2
+    for r in range(2):
+        fresh = model("simclr", "er")
+        monkeypatch.setattr(type(fresh), "_rank", lambda self, r=r: r)
+        fresh.load_strategy_state_dict(ckpt["strategy_state"])
+        assert torch.equal(fresh.buffer.data["indexes"], ranks[r].buffer.data["indexes"])
+    # a single-process checkpoint (no per-rank list) restores the one buffer on every rank
+    single = ranks[1].strategy_state_dict()
+    assert "buffer_per_rank" not in single
+    fresh = model("simclr", "er")
+    fresh.load_strategy_state_dict(single)
+    assert torch.equal(fresh.buffer.data["indexes"], ranks[1].buffer.data["indexes"])
