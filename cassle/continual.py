@@ -136,6 +136,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     model_cls = build_model_class(args.method, args.strategy)
     cfg = args_to_cfg(args)
     cfg["num_views"] = getattr(model_cls, "num_views", 2)
+    cfg["return_raw"] = bool(getattr(model_cls, "needs_raw_images", False))  # replay: batches carry raw uint8 images
     dm = ContinualDataModule(cfg)
     try:
         dm.setup("fit")  # loads the data and computes the split: too many tasks etc. fail here
@@ -228,6 +229,7 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
         devices=devices,
         num_nodes=args.num_nodes,
         strategy=strategy,
+        use_distributed_sampler=not getattr(args, "online", False),  # the online stream shards itself by rank
         precision=args.precision,
         sync_batchnorm=args.sync_batchnorm,
         logger=_loggers(plan, task),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from cassle.args.online import add_online_args
+
 # Augmentation arguments: each takes one value (shared by every view) or one
 # value per view (asymmetric augmentations, e.g. ``--solarization_prob 0.0 0.2``).
 AUGMENTATION_DEFAULTS: dict[str, list[float]] = {
@@ -138,6 +140,7 @@ def build_parser(method_cls=None, strategy_cls=None) -> argparse.ArgumentParser:
     _add_optim_args(p)
     _add_trainer_args(p)
     _add_continual_args(p)
+    add_online_args(p)
     if method_cls is not None:
         method_cls.add_method_args(p)
     if strategy_cls is not None and hasattr(strategy_cls, "add_strategy_args"):

@@ -80,6 +80,10 @@ def validate_args(args: argparse.Namespace) -> None:
             raise ArgumentError(f"--{name} must be at least 1, got {value}")
     if args.lr <= 0:
         raise ArgumentError(f"--lr must be positive, got {args.lr}")
+    from cassle.args.online import validate_online_args
+    from cassle.args.parser import build_parser
+
+    validate_online_args(args, method_cls, strategy_cls, build_parser().get_default("max_epochs"))
 
     num_views = getattr(method_cls, "num_views", 2)
     for name in AUGMENTATION_DEFAULTS:

@@ -7,6 +7,11 @@ calls :meth:`ContinualDataModule.set_task` before each ``trainer.fit``.
   samples, ``num_views`` augmented views each, batches
   ``(indexes, [views], targets)``; ``indexes`` are positions in the underlying
   training dataset (stable ids for replay buffers).
+  With ``return_raw`` (set for replay strategies) or ``online``, a fourth
+  element ``extras`` is a dict: ``raw`` (``uint8`` ``B×C×R×R`` un-augmented
+  images, see :func:`cassle.data.replay.build_raw_transform`) and ``mb_pass``
+  (``LongTensor[B]``, which of the ``--mb_passes`` passes over an online
+  minibatch this is; always 0 offline).
 * :meth:`~ContinualDataModule.val_dataloader` — the test samples of the tasks
   seen so far (``0..current``), eval transform, batches ``(images, targets)``.
 * :meth:`~ContinualDataModule.eval_dataloader` /
@@ -27,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cassle.data.base import ImageDataset
+from cassle.data.replay import OnlineBatchSampler, build_raw_transform, replay_cfg_flags
 from cassle.data.splits import TaskSplit, make_splits
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
 
@@ -35,11 +41,27 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+def resolve_mean_std(cfg: Mapping[str, Any]) -> tuple[Sequence[float], Sequence[float]]:
+    """Normalisation statistics: ``cfg`` ``mean``/``std`` if given, else the dataset's, else ImageNet's."""
+    if cfg.get("mean") is not None and cfg.get("std") is not None:
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+    try:
+        from cassle.data.datasets import DATASETS
+    except ImportError:  # pragma: no cover - datasets.py not present
+        DATASETS = {}
+    info = DATASETS.get(cfg.get("dataset"))
+    if info is not None:
+        return tuple(info.mean), tuple(info.std)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 class AugmentedSubset(Dataset):
     """Training view of some samples: item ``i`` is ``(index, views, target)``.
 
     ``index`` is the sample's position in ``dataset`` (not in the subset).
     ``targets`` overrides the dataset's targets (e.g. all ``-1`` with ``no_labels``).
+    With ``extras`` true the item has a fourth element, ``{"raw": raw_transform(image),
+    "mb_pass": p}``; ``i`` may then be an ``(i, p)`` pair (online stream).
     """
 
     def __init__(
@@ -48,18 +70,30 @@ class AugmentedSubset(Dataset):
         indices: torch.Tensor,
         transform: Callable[[torch.Tensor], list[torch.Tensor]],
         targets: torch.Tensor,
+        raw_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        extras: bool = False,
     ) -> None:
         self.dataset = dataset
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.transform = transform
         self.targets = targets
+        self.raw_transform = raw_transform
+        self.extras = extras or raw_transform is not None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[int, list[torch.Tensor], int]:
+    def __getitem__(self, i: int | tuple[int, int]) -> tuple:
+        i, mb_pass = (i if isinstance(i, tuple) else (i, 0))
         idx = int(self.indices[i])
-        return idx, self.transform(self.dataset.get_image(idx)), int(self.targets[idx])
+        image = self.dataset.get_image(idx)
+        item = (idx, self.transform(image), int(self.targets[idx]))
+        if not self.extras:
+            return item
+        extras: dict[str, Any] = {"mb_pass": int(mb_pass)}
+        if self.raw_transform is not None:
+            extras["raw"] = self.raw_transform(image).contiguous()
+        return (*item, extras)
 
 
 class EvalSubset(Dataset):
@@ -235,12 +269,7 @@ class ContinualDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------ transforms
     def _mean_std(self) -> tuple[Sequence[float], Sequence[float]]:
-        if self.cfg.get("mean") is not None and self.cfg.get("std") is not None:
-            return tuple(self.cfg["mean"]), tuple(self.cfg["std"])
-        info = self._dataset_info()
-        if info is not None:
-            return tuple(info.mean), tuple(info.std)
-        return IMAGENET_MEAN, IMAGENET_STD
+        return resolve_mean_std(self.cfg)
 
     def _image_size(self) -> Optional[int]:
         size = getattr(self.train_dataset, "image_size", None)
@@ -281,16 +310,39 @@ class ContinualDataModule(L.LightningDataModule):
         task = self._current_task if task is None else task
         if not 0 <= task < self.num_tasks:
             raise ValueError(f"task must be in [0, {self.num_tasks - 1}], got {task}")
+        online, _, mb_passes = replay_cfg_flags(self.cfg)
+        if online:
+            return len(OnlineBatchSampler(len(self.split.train_indices[task]), self.batch_size, mb_passes, 0, 0, world_size))
         n = math.ceil(len(self.split.train_indices[task]) / world_size)
         return n // self.batch_size if self._drop_last(n) else max(1, math.ceil(n / self.batch_size))
 
     def train_dataloader(self) -> DataLoader:
-        """The current task's training samples with ``num_views`` augmented views."""
+        """The current task's training samples with ``num_views`` augmented views.
+
+        Offline: shuffled epochs. ``online``: an :class:`~cassle.data.replay.OnlineBatchSampler`
+        stream (order from ``seed + task``) repeating each minibatch ``mb_passes`` times.
+        """
         task = self._current_task
         indices = self.split.train_indices[task]
         assert self._train_targets is not None
-        ds = AugmentedSubset(self.train_dataset, indices, self.train_transform(), self._train_targets)
+        online, return_raw, mb_passes = replay_cfg_flags(self.cfg)
+        raw_transform = build_raw_transform(self._crop_size(), self._image_size()) if return_raw else None
+        ds = AugmentedSubset(
+            self.train_dataset, indices, self.train_transform(), self._train_targets,
+            raw_transform=raw_transform, extras=online,
+        )
         generator = torch.Generator().manual_seed(self.seed + task)
+        if online:
+            trainer = getattr(self, "trainer", None)
+            rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
+            sampler = OnlineBatchSampler(len(ds), self.batch_size, mb_passes, self.seed + task, rank, self._world_size())
+            return DataLoader(
+                ds,
+                batch_sampler=sampler,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                pin_memory=torch.cuda.is_available(),
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size,

@@ -6,13 +6,22 @@
 
 from __future__ import annotations
 
+from cassle.strategies.alignment import AEPMixin, APREMixin, ARPMixin, CaSSLeReplayMixin
 from cassle.strategies.base import StrategyMixin
 from cassle.strategies.cassle import CaSSLeMixin
 from cassle.strategies.finetune import FinetuneMixin
+from cassle.strategies.replay import ERMixin, LUMPMixin, MinRedMixin
 
 STRATEGIES: dict[str, type[StrategyMixin]] = {
     "finetune": FinetuneMixin,
     "cassle": CaSSLeMixin,
+    "er": ERMixin,
+    "lump": LUMPMixin,
+    "minred": MinRedMixin,
+    "aep": AEPMixin,
+    "arp": ARPMixin,
+    "apre": APREMixin,
+    "cassle_r": CaSSLeReplayMixin,
 }
 
 

@@ -9,7 +9,18 @@ term to ``out["loss"]``; it never reaches into a method's private attributes.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Sequence
+
+
+def split_batch(batch: Sequence[Any]) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
+    """``((indexes, views, targets), extras)`` of a training batch.
+
+    Replay and online runs carry a fourth element, a dict (``raw`` un-augmented
+    ``uint8`` images, ``mb_pass``); plain batches give ``extras = {}``.
+    """
+    if isinstance(batch, (list, tuple)) and len(batch) == 4 and isinstance(batch[3], dict):
+        return (batch[0], batch[1], batch[2]), dict(batch[3])
+    return tuple(batch), {}  # type: ignore[return-value]
 
 
 class StrategyMixin:
@@ -19,6 +30,10 @@ class StrategyMixin:
     strategy_name: str = "base"
     #: method families this strategy can wrap (None: every method)
     supported_families: tuple[str, ...] | None = None
+    #: whether the strategy keeps a replay buffer (``--mem_size`` must then be >= 1)
+    uses_buffer: bool = False
+    #: whether training batches must carry the raw ``uint8`` images (``cfg["return_raw"]``)
+    needs_raw_images: bool = False
 
     @classmethod
     def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -34,9 +49,21 @@ class StrategyMixin:
                 f"it supports {sorted(cls.supported_families)}"
             )
 
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        """Raise ValueError, naming the fix, if the strategy's own settings in ``cfg`` are bad for ``method_cls``.
+
+        Called by argument validation (before any file is written) and by the strategy's ``__init__``.
+        """
+
     def on_task_start(self, task_idx: int) -> None:
         """Called by the task loop before the task's ``fit`` (teacher snapshots go here)."""
         self.current_task_idx = task_idx
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Any:
+        """Hand the method the plain ``(indexes, views, targets)`` batch (extras stripped)."""
+        plain, _ = split_batch(batch)
+        return super().training_step(plain, batch_idx)  # type: ignore[misc]
 
     def strategy_state_dict(self) -> dict[str, Any]:
         """Extra state that is not in ``state_dict()`` (e.g. buffers kept as plain tensors)."""

@@ -186,13 +186,23 @@ class CaSSLeMixin(StrategyMixin):
                 losses.append(DISTILL_LOSSES[self.distiller](p, fz))
         return sum(losses) / len(losses)
 
+    def distill_rows(self) -> slice | None:
+        """Rows of the batch that are distilled (all); ``None`` skips distillation for this batch.
+
+        ``cassle_r`` overrides it to distil replayed rows only.
+        """
+        return slice(None)
+
     def training_step(self, batch, batch_idx: int):
         out = super().training_step(batch, batch_idx)
         if not self.distilling:
             return out
+        rows = self.distill_rows()
+        if rows is None:
+            return out
         views = batch[1]
-        z = out["z"][: len(views)]
-        frozen_z = [self.frozen_forward(v) for v in views[: len(z)]]
+        z = [zv[rows] for zv in out["z"][: len(views)]]
+        frozen_z = [self.frozen_forward(v[rows]) for v in views[: len(z)]]
         loss = self.distill_loss(z, frozen_z)
         self.log("train_distill_loss", loss, on_epoch=True, sync_dist=True)
         out["loss"] = out["loss"] + self.distill_lamb * loss

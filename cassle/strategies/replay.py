@@ -1,0 +1,336 @@
+"""Replay strategies: one replay mechanism, three ways to use the buffer.
+
+:class:`ReplayMixin` owns the buffer (:mod:`cassle.buffers`), draws replayed
+samples, augments their raw ``uint8`` images with the stream's own two-view
+augmentation (:func:`cassle.data.replay.augment_batch`), composes the batch
+the method trains on, and inserts the stream minibatch into the buffer after
+its last pass (``--online --mb_passes``; offline every step is a last pass).
+Subclasses override :meth:`ReplayMixin.compose_batch` (what the method sees)
+and :meth:`ReplayMixin.replay_loss` (a term added to the method's loss).
+
+* ``er`` — Experience Replay (Ratcliff 1990; Robins 1995; Chaudhry et al.,
+  "On Tiny Episodic Memories in Continual Learning", 2019,
+  https://arxiv.org/abs/1902.10486): the stream batch concatenated with
+  ``--replay_batch_size`` buffer samples.
+* ``lump`` — Madaan et al., "Representational Continuity for Unsupervised
+  Continual Learning", ICLR 2022 (https://arxiv.org/abs/2110.06976): every
+  stream view is mixed with a replayed view, ``λ x + (1 − λ) x_replay``,
+  ``λ ~ Beta(--lump_alpha, --lump_alpha)`` (one λ per step), and the method
+  trains on the mixture.
+* ``minred`` — Purushwalkam et al., "The Challenges of Continuous
+  Self-Supervised Learning", ECCV 2022 (https://arxiv.org/abs/2203.12710):
+  the stream batch enters a minimum-redundancy buffer (features from a no-grad
+  pass) and the method trains on buffer samples only. Because it never trains
+  on the stream directly, it inserts *before* training (on the first pass of
+  an online minibatch), not after the last one.
+
+The batch the method receives lists stream rows first, then replayed rows;
+``self.replay_ctx`` (``num_stream``, ``num_replay``, ``positions``) tells
+later hooks which rows are which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from cassle.buffers import build_buffer
+from cassle.data.replay import augment_batch, plain_views
+from cassle.strategies.base import StrategyMixin, split_batch
+
+Batch = tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]
+
+
+class ReplayMixin(StrategyMixin):
+    """The replay mechanism shared by every replay strategy (ER's behaviour by default).
+
+    Config keys: ``buffer_type`` (default :attr:`default_buffer_type`),
+    ``mem_size`` (2000), ``replay_batch_size`` (default ``batch_size``),
+    ``seed``, ``online``, ``mb_passes``, ``crop_size`` and the augmentation keys.
+    """
+
+    strategy_name = "er"
+    uses_buffer = True
+    needs_raw_images = True
+    default_buffer_type: str = "reservoir"
+    #: buffer type this strategy needs (``None``: any)
+    required_buffer_type: str | None = None
+    #: insert the stream after the step (True) or before composing the batch (False)
+    insert_after_step: bool = True
+
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        kind = cfg.get("buffer_type") or cls.required_buffer_type or cls.default_buffer_type
+        if cls.required_buffer_type is not None and kind != cls.required_buffer_type:
+            raise ValueError(f"--strategy {cls.strategy_name} needs --buffer_type {cls.required_buffer_type} (got {kind}); "
+                             f"drop --buffer_type or pass {cls.required_buffer_type}")
+        mem_size = cfg.get("mem_size", 2000)
+        if mem_size is None or int(mem_size) < 1:
+            raise ValueError(f"--strategy {cls.strategy_name} replays from a buffer: --mem_size must be at least 1 "
+                             f"(got {mem_size}; the default is 2000)")
+        rbs = cfg.get("replay_batch_size")
+        if rbs is not None and int(rbs) < 1:
+            raise ValueError(f"--replay_batch_size must be at least 1, got {rbs}")
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__(**cfg)
+        type(self).check_config(type(self), cfg)
+        kind = cfg.get("buffer_type") or self.required_buffer_type or self.default_buffer_type
+        self.replay_seed = int(cfg.get("seed", 5) or 0)
+        self.buffer = build_buffer(kind, int(cfg.get("mem_size", 2000)), seed=self.replay_seed)
+        self.replay_batch_size = int(cfg.get("replay_batch_size") or self.batch_size)
+        self.mb_passes = int(cfg.get("mb_passes", 1) or 1)
+        #: generator of the strategy's own random choices (e.g. LUMP's λ)
+        self.replay_generator = torch.Generator().manual_seed(self.replay_seed + 1)
+        self._replay_transform: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+        self._rank_seeded = False
+        self.replay_ctx: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ augmentation
+    @property
+    def replay_transform(self) -> Callable[[torch.Tensor], list[torch.Tensor]]:
+        """The stream's multi-view augmentation (the datamodule's, else built from the config)."""
+        if self._replay_transform is None:
+            dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            if dm is not None and hasattr(dm, "train_transform"):
+                self._replay_transform = dm.train_transform()
+            else:
+                from cassle.data.datamodule import resolve_mean_std
+                from cassle.data.transforms import build_multiview_transform
+
+                mean, std = resolve_mean_std(self.cfg)
+                self._replay_transform = build_multiview_transform({**self.cfg, "crop_size": self.crop_size}, self.num_views, mean, std)
+        return self._replay_transform
+
+    @replay_transform.setter
+    def replay_transform(self, fn: Callable[[torch.Tensor], list[torch.Tensor]]) -> None:
+        self._replay_transform = fn
+
+    def augment(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Fresh augmented views of raw ``uint8`` buffer images."""
+        return augment_batch(images, self.replay_transform)
+
+    @torch.no_grad()
+    def buffer_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features of the un-augmented images (no grad, BatchNorm in eval mode)."""
+        from cassle.data.datamodule import resolve_mean_std
+
+        mean, std = resolve_mean_std(self.cfg)
+        x = plain_views(images, self.crop_size, mean, std)
+        was = self.backbone.training
+        self.backbone.eval()
+        try:
+            return self.backbone(x).float()
+        finally:
+            self.backbone.train(was)
+
+    # ----------------------------------------------------------------- buffer
+    def insert_fields(self, stream: dict[str, Any], out: dict[str, Any] | None) -> dict[str, torch.Tensor]:
+        """Per-sample fields stored for the stream rows (subclasses add their own)."""
+        fields = {"images": stream["raw"], "targets": stream["targets"], "indexes": stream["indexes"]}
+        if "feats" in self.buffer.needs_fields:
+            fields["feats"] = self.buffer_features(stream["raw"])
+        return fields
+
+    def insert(self, stream: dict[str, Any], out: dict[str, Any] | None) -> None:
+        self.buffer.add(**self.insert_fields(stream, out))
+
+    def replay_sample(self, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(positions, fields)`` of up to ``n`` buffer samples (the buffer's policy)."""
+        return self.buffer.sample(n)
+
+    # ------------------------------------------------------------------ steps
+    def compose_batch(self, stream: dict[str, Any]) -> tuple[Batch, dict[str, Any]]:
+        """ER: stream rows, then ``replay_batch_size`` replayed rows with fresh augmentations."""
+        b = int(stream["indexes"].shape[0])
+        pos, rep = self.replay_sample(self.replay_batch_size)
+        ctx = {"num_stream": b, "num_replay": int(pos.numel()), "positions": pos}
+        if pos.numel() == 0:
+            return (stream["indexes"], stream["views"], stream["targets"]), ctx
+        rviews = self.augment(rep["images"])
+        views = [torch.cat([v, rv.to(v.dtype)]) for v, rv in zip(stream["views"], rviews)]
+        indexes = torch.cat([stream["indexes"], rep["indexes"].to(stream["indexes"].device)])
+        targets = torch.cat([stream["targets"], rep["targets"].to(stream["targets"].device)])
+        return (indexes, views, targets), ctx
+
+    def replay_loss(self, out: dict[str, Any], batch: Batch, ctx: dict[str, Any]) -> torch.Tensor | None:
+        """A term added to the method's loss (none for ER, LUMP, MinRed)."""
+        return None
+
+    def replay_rows(self) -> slice | None:
+        """Rows of the composed batch that came from the buffer (``None`` when there are none)."""
+        ctx = self.replay_ctx
+        if not ctx or ctx.get("num_replay", 0) == 0:
+            return None
+        start = ctx["num_stream"]
+        return slice(start, start + ctx["num_replay"])
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
+        (indexes, views, targets), extras = split_batch(batch)
+        if "raw" not in extras:
+            raise ValueError(
+                f"--strategy {self.strategy_name} needs the raw uint8 images in the batch: build the "
+                "ContinualDataModule with cfg['return_raw']=True (main_continual.py does this for replay strategies)"
+            )
+        raw = extras["raw"]
+        mb_pass = extras.get("mb_pass", 0)
+        mb_pass = int(mb_pass.max()) if isinstance(mb_pass, torch.Tensor) else int(mb_pass)
+        self.buffer.to(raw.device)
+        stream = {"indexes": indexes, "views": list(views), "targets": targets, "raw": raw}
+        if not self.insert_after_step and mb_pass == 0:
+            self.insert(stream, None)
+        composed, ctx = self.compose_batch(stream)
+        self.replay_ctx = ctx
+        out = super().training_step(composed, batch_idx)
+        extra = self.replay_loss(out, composed, ctx)
+        if extra is not None:
+            out["loss"] = out["loss"] + extra
+        out["num_replayed"] = ctx["num_replay"]
+        if self.insert_after_step and mb_pass >= self.mb_passes - 1:
+            self.insert(stream, out)
+        self._log("buffer_size", float(len(self.buffer)), on_step=True, on_epoch=False, sync_dist=False)
+        return out
+
+    def _seed_rank(self) -> None:
+        """Each rank keeps its own buffer: give a fresh one its own random sequence (seed + 1000·rank)."""
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1 and not self._rank_seeded and self.buffer.num_seen == 0:
+            self.buffer.reseed(self.replay_seed + 1000 * int(trainer.global_rank))
+            self.replay_generator.manual_seed(self.replay_seed + 1 + 1000 * int(trainer.global_rank))
+        self._rank_seeded = True
+
+    # ------------------------------------------------------------- checkpoint
+    # Under DDP every rank keeps its own buffer, but only rank 0 writes checkpoints: every rank's
+    # buffer state is gathered (mid-task checkpoints: in on_save_checkpoint, which Lightning runs on
+    # all ranks; task checkpoints: at the end of each fit) and stored as ``buffer_per_rank``; on
+    # load each rank takes its own entry (``buffer``, rank 0's, otherwise).
+    def _rank(self) -> int:
+        """This process' global rank (the trainer's, else the launcher's environment, else 0)."""
+        if self._trainer is not None:
+            return int(self._trainer.global_rank)
+        for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+            if os.environ.get(var, "").isdigit():
+                return int(os.environ[var])
+        return 0
+
+    def _gather_buffer_states(self) -> list[dict[str, Any]] | None:
+        """Every rank's buffer state, in rank order, under DDP; ``None`` on a single process."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        states: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(states, self.buffer.state_dict())
+        return states
+
+    def on_train_start(self) -> None:
+        self._per_rank_buffers = None
+        self._seed_rank()
+        super().on_train_start()  # type: ignore[misc]
+
+    def on_train_end(self) -> None:
+        super().on_train_end()  # type: ignore[misc]
+        self._per_rank_buffers = self._gather_buffer_states()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        per_rank = self._gather_buffer_states()
+        if per_rank is not None:
+            checkpoint["strategy_state"]["buffer_per_rank"] = per_rank
+
+    def strategy_state_dict(self) -> dict[str, Any]:
+        state = super().strategy_state_dict()
+        state["buffer"] = self.buffer.state_dict()
+        state["replay_generator"] = self.replay_generator.get_state()
+        if getattr(self, "_per_rank_buffers", None):
+            state["buffer_per_rank"] = self._per_rank_buffers
+        return state
+
+    def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_strategy_state_dict(state)
+        per_rank, rank = state.get("buffer_per_rank"), self._rank()
+        if per_rank and rank < len(per_rank):
+            self.buffer.load_state_dict(per_rank[rank])
+            self._rank_seeded = True
+        elif "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])
+            self._rank_seeded = True
+        if "replay_generator" in state:
+            self.replay_generator.set_state(state["replay_generator"].cpu())
+
+
+class ERMixin(ReplayMixin):
+    """Experience Replay: train on the stream batch plus ``--replay_batch_size`` buffer samples."""
+
+    strategy_name = "er"
+
+
+class LUMPMixin(ReplayMixin):
+    """LUMP (Madaan et al., ICLR 2022): train on mixup of stream and replayed views."""
+
+    strategy_name = "lump"
+
+    @classmethod
+    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("LUMP")
+        g.add_argument("--lump_alpha", type=float, default=0.4, help="λ ~ Beta(alpha, alpha)")
+
+    @classmethod
+    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
+        super().check_config(method_cls, cfg)
+        if float(cfg.get("lump_alpha", 0.4)) <= 0:
+            raise ValueError(f"--lump_alpha must be positive (Beta(alpha, alpha)), got {cfg.get('lump_alpha')}")
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__(**cfg)
+        self.lump_alpha = float(cfg.get("lump_alpha", 0.4))
+
+    def sample_lambda(self) -> float:
+        """``λ ~ Beta(alpha, alpha)`` from the strategy's seeded generator."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.replay_generator))
+        return float(np.random.default_rng(seed).beta(self.lump_alpha, self.lump_alpha))
+
+    def compose_batch(self, stream: dict[str, Any]) -> tuple[Batch, dict[str, Any]]:
+        b = int(stream["indexes"].shape[0])
+        pos, rep = self.replay_sample(b)
+        ctx: dict[str, Any] = {"num_stream": b, "num_replay": 0, "positions": pos, "lam": None}
+        if pos.numel() == 0:  # nothing to mix with yet
+            return (stream["indexes"], stream["views"], stream["targets"]), ctx
+        rviews = self.augment(rep["images"])
+        cover = torch.arange(b, device=pos.device) % pos.numel()  # fewer stored than stream rows: reuse them
+        lam = self.sample_lambda()
+        views = [lam * v + (1.0 - lam) * rv[cover.to(rv.device)].to(v.dtype) for v, rv in zip(stream["views"], rviews)]
+        ctx["lam"] = lam
+        return (stream["indexes"], views, stream["targets"]), ctx
+
+
+class MinRedMixin(ReplayMixin):
+    """MinRed (Purushwalkam et al., ECCV 2022): insert into a MinRed buffer, train on buffer samples only."""
+
+    strategy_name = "minred"
+    default_buffer_type = "minred"
+    required_buffer_type = "minred"
+    insert_after_step = False
+
+    def compose_batch(self, stream: dict[str, Any]) -> tuple[Batch, dict[str, Any]]:
+        b = int(stream["indexes"].shape[0])
+        pos, rep = self.replay_sample(max(b, 2))
+        views = self.augment(rep["images"])
+        dtype = stream["views"][0].dtype
+        ctx = {"num_stream": 0, "num_replay": int(pos.numel()), "positions": pos}
+        return (rep["indexes"], [v.to(dtype) for v in views], rep["targets"]), ctx
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
+        out = super().training_step(batch, batch_idx)
+        # refresh the redundancy features of the samples just trained on
+        rows = self.replay_rows()
+        if rows is not None:
+            feats = torch.stack([f[rows].detach().float() for f in out["feats"]]).mean(0)
+            self.buffer.update(self.replay_ctx["positions"], "feats", feats)
+        return out

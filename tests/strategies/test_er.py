@@ -1,0 +1,96 @@
+"""ER: the method trains on stream rows followed by freshly augmented buffer rows; insertion after the step."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from tests.strategies.replay_helpers import DeterministicTransform, batch, model, sgd_step, to_float_views
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_batch_is_stream_then_replayed_rows(method_inputs):
+    m = model("simclr", "er", replay_batch_size=4)
+    m.replay_transform = DeterministicTransform()
+    b0 = batch(seed=0, start=0)
+    out0 = sgd_step(m, b0)
+    assert out0["num_replayed"] == 0 and len(method_inputs[0][0]) == 6  # empty buffer: stream only
+    assert len(m.buffer) == 6  # inserted after the step
+    b1 = batch(seed=1, start=100)
+    out1 = sgd_step(m, b1, 1)
+    idx, views, targets = method_inputs[1]
+    assert out1["num_replayed"] == 4 and len(idx) == 10
+    assert torch.equal(idx[:6], b1[0]) and torch.equal(views[0][:6], b1[1][0])
+    rep_idx = idx[6:]
+    assert set(rep_idx.tolist()) <= set(range(6))  # replayed rows come from the buffer (the first batch)
+    pos = m.replay_ctx["positions"]
+    stored = m.buffer.get(pos)
+    assert torch.equal(stored["indexes"], rep_idx) and torch.equal(stored["targets"], targets[6:])
+    expected = to_float_views(stored["images"])
+    assert torch.allclose(views[0][6:], expected[0]) and torch.allclose(views[1][6:], expected[1])
+    assert len(m.buffer) == 12
+
+
+def test_replayed_views_use_the_stream_augmentation():
+    m = model("byol", "er")
+    m.on_task_start(0)
+    sgd_step(m, batch(seed=0))
+    _, rep = m.buffer.sample(3)
+    v1 = m.augment(rep["images"])
+    v2 = m.augment(rep["images"])
+    assert len(v1) == 2 and v1[0].shape == (3, 3, 8, 8) and v1[0].dtype == torch.float32
+    assert not torch.equal(v1[0], v2[0])  # fresh augmentations every time
+
+
+def test_strategy_state_round_trip():
+    m = model("simclr", "er")
+    for i in range(3):
+        sgd_step(m, batch(seed=i, start=6 * i), i)
+    blob = io.BytesIO()
+    torch.save(m.strategy_state_dict(), blob)
+    blob.seek(0)
+    other = model("simclr", "er")
+    other.load_strategy_state_dict(torch.load(blob, weights_only=True))
+    assert other.buffer.num_seen == 18 and len(other.buffer) == 16
+    for k, v in m.buffer.data.items():
+        assert torch.equal(v, other.buffer.data[k]), k
+    assert torch.equal(m.buffer.sample(5)[0], other.buffer.sample(5)[0])
+
+
+def test_same_seed_same_buffer_and_different_seed_differs():
+    def run(seed):
+        torch.manual_seed(0)
+        m = model("simclr", "er", seed=seed, mem_size=8)
+        for i in range(4):
+            sgd_step(m, batch(seed=i, start=6 * i), i)
+        return m.buffer.data["indexes"].clone()
+
+    assert torch.equal(run(3), run(3))
+    assert not torch.equal(run(3), run(4))
+
+
+def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
+    """Rank 0 writes the checkpoint with every rank's buffer; each rank loads its own entry."""
+    ranks = [model("simclr", "er", seed=10 + r) for r in range(2)]
+    for r, m in enumerate(ranks):
+        for i in range(2):
+            sgd_step(m, batch(seed=10 * r + i, start=100 * r + 6 * i), i)
+    states = [m.buffer.state_dict() for m in ranks]
+    monkeypatch.setattr(type(ranks[0]), "_gather_buffer_states", lambda self: states)
+    ckpt: dict = {}
+    ranks[0].on_save_checkpoint(ckpt)
+    assert len(ckpt["strategy_state"]["buffer_per_rank"]) == 2
+    for r in range(2):
+        fresh = model("simclr", "er")
+        monkeypatch.setattr(type(fresh), "_rank", lambda self, r=r: r)
+        fresh.load_strategy_state_dict(ckpt["strategy_state"])
+        assert torch.equal(fresh.buffer.data["indexes"], ranks[r].buffer.data["indexes"])
+    # a single-process checkpoint (no per-rank list) restores the one buffer on every rank
+    single = ranks[1].strategy_state_dict()
+    assert "buffer_per_rank" not in single
+    fresh = model("simclr", "er")
+    fresh.load_strategy_state_dict(single)
+    assert torch.equal(fresh.buffer.data["indexes"], ranks[1].buffer.data["indexes"])
