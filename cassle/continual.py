@@ -133,7 +133,8 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
 
     model_cls = build_model_class(args.method, args.strategy)
     cfg = args_to_cfg(args)
-    cfg["num_views"] = getattr(model_cls, "num_views", 2)
+    views_for = getattr(model_cls, "views_for", None)
+    cfg["num_views"] = views_for(cfg) if views_for is not None else getattr(model_cls, "num_views", 2)
     dm = ContinualDataModule(cfg)
     try:
         dm.setup("fit")  # loads the data and computes the split: too many tasks etc. fail here
