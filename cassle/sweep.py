@@ -31,7 +31,10 @@ lets ``main_continual`` resume unfinished ones from their directory.
 At the end ``results.csv`` (one row per run: the parameters that vary, status
 and the final metrics ``<probe>.<metric>`` from ``results/metrics.json``) and
 ``summary.csv`` (runs differing only by seed grouped: mean and sample std of
-each metric) are written atomically into ``output_dir`` and printed.
+each metric) are written atomically into ``output_dir`` and printed. A run
+directory that already holds a run with other arguments (the config changed
+since) is a config error too, so a finished run is never reported for
+arguments it was not trained with.
 """
 
 from __future__ import annotations
@@ -219,6 +222,7 @@ def expand(cfg: Mapping[str, Any], output_dir: str | os.PathLike | None = None, 
 def validate(runs: Sequence[Run]) -> None:
     """Parse every run's argv like ``main_continual`` would; the first bad one raises :class:`SweepError`."""
     from cassle.args import ArgumentError, parse_args
+    from cassle.continual import _identity, args_to_cfg
 
     for r in runs:
         try:
@@ -227,6 +231,20 @@ def validate(runs: Sequence[Run]) -> None:
             raise SweepError(f"run {r.name!r} has a bad argument: {e}".replace(
                 "run `python main_continual.py --help`", "see `python main_continual.py --help`")) from None
         r.num_tasks = int(args.num_tasks)
+        saved_file = r.run_dir / "args.json"
+        if saved_file.exists():  # a rerun: the directory must hold this very run (else skip/resume would lie)
+            try:
+                saved = _identity(json.loads(saved_file.read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                raise SweepError(f"{saved_file} is unreadable ({e}); delete {r.run_dir} to restart that run") from None
+            new = json.loads(json.dumps(_identity(args_to_cfg(args)), default=str))
+            diff = sorted(k for k in new if new[k] != saved.get(k))
+            if diff:
+                shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff[:5])
+                raise SweepError(
+                    f"{r.run_dir} holds an earlier run of {r.name!r} with other arguments ({shown}); "
+                    "use another output_dir or experiment name, or delete that directory"
+                )
 
 
 # ----------------------------------------------------------------- running

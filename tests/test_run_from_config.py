@@ -152,6 +152,13 @@ def test_seeds_run_skip_resume_and_mean_std(tmp_path, capsys):
     assert torch.load(run / "task1.ckpt", weights_only=True)["task_idx"] == 1
 
 
+    # the config changed since: that directory holds other arguments -> one error, nothing runs
+    changed = _cfg(tmp_path, [{"name": "bt", "seeds": [1, 2], "params": {"lr": 0.2}}])
+    assert run_from_config.main(["--config", _write(tmp_path, changed, "changed.json")]) == 2
+    err = capsys.readouterr().err
+    assert "holds an earlier run of 'bt-seed1'" in err and "lr: 0.05 -> 0.2" in err
+
+
 def printed_count(text: str, needle: str) -> int:
     return text.count(needle)
 
