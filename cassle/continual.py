@@ -135,7 +135,8 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
 
     model_cls = build_model_class(args.method, args.strategy)
     cfg = args_to_cfg(args)
-    cfg["num_views"] = getattr(model_cls, "num_views", 2)
+    views_for = getattr(model_cls, "views_for", None)
+    cfg["num_views"] = views_for(cfg) if views_for is not None else getattr(model_cls, "num_views", 2)
     cfg["return_raw"] = bool(getattr(model_cls, "needs_raw_images", False))  # replay: batches carry raw uint8 images
     dm = ContinualDataModule(cfg)
     try:

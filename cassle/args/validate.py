@@ -85,7 +85,13 @@ def validate_args(args: argparse.Namespace) -> None:
 
     validate_online_args(args, method_cls, strategy_cls, build_parser().get_default("max_epochs"))
 
-    num_views = getattr(method_cls, "num_views", 2)
+    views_for = getattr(method_cls, "views_for", None)
+    num_views = views_for(vars(args)) if views_for is not None else getattr(method_cls, "num_views", 2)
+    if hasattr(method_cls, "check_cfg"):
+        try:
+            method_cls.check_cfg(vars(args))
+        except ValueError as e:
+            raise ArgumentError(str(e)) from None
     for name in AUGMENTATION_DEFAULTS:
         values = getattr(args, name)
         if len(values) not in (1, num_views):

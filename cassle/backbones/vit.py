@@ -191,6 +191,65 @@ class VisionTransformer(nn.Module):
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         return torch.cat([cls, tokens], dim=1) + pos
 
+    def random_masking(
+        self, num_patches: int, batch_size: int, mask_ratio: float,
+        device: torch.device | None = None, generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample random masking (MAE, He et al. 2022): which patches stay visible.
+
+        Exactly ``num_keep = int(num_patches * (1 - mask_ratio))`` patches are kept
+        per sample (at least one), chosen uniformly from torch's RNG (the run's
+        seed) or ``generator``.
+
+        Returns:
+            ``ids_keep`` (``B×num_keep``, indices of visible patches),
+            ``mask`` (``B×N`` float, 1 = masked) and ``ids_restore`` (``B×N``,
+            the permutation that puts a ``[visible, masked]`` sequence back in
+            patch order).
+        """
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        num_keep = max(1, int(num_patches * (1 - mask_ratio)))
+        noise = torch.rand(batch_size, num_patches, generator=generator,
+                           device=generator.device if generator is not None else device)
+        noise = noise.to(device) if device is not None else noise
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :num_keep]
+        mask = torch.ones(batch_size, num_patches, device=noise.device)
+        mask[:, :num_keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        return ids_keep, mask, ids_restore
+
+    def forward_tokens(
+        self, x: torch.Tensor, mask_ratio: float = 0.0, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode only a random subset of patches (MAE's encoder pass).
+
+        ``mask_ratio=0`` keeps every patch in order, so ``tokens[:, 0]`` equals
+        :meth:`forward`'s output.
+
+        Returns:
+            ``tokens`` (``B×(1+num_keep)×D``: normalised CLS then visible patch
+            tokens), ``mask`` (``B×N``, 1 = masked) and ``ids_restore`` (``B×N``),
+            as in :meth:`random_masking`.
+        """
+        b = x.shape[0]
+        pos = self.interpolate_pos_embed(x.shape[-2], x.shape[-1])
+        patches = self.patch_embed(x) + pos[:, 1:]
+        n = patches.shape[1]
+        if mask_ratio > 0:
+            ids_keep, mask, ids_restore = self.random_masking(n, b, mask_ratio, x.device, generator)
+            patches = torch.gather(patches, 1, ids_keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+        else:
+            mask = torch.zeros(b, n, device=x.device)
+            ids_restore = torch.arange(n, device=x.device).expand(b, n)
+        cls = (self.cls_token + pos[:, :1]).expand(b, -1, -1)
+        tokens = torch.cat([cls, patches], dim=1)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens), mask, ids_restore
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``B×3×H×W`` images to ``B×num_features`` (normalised CLS token)."""
         x = self.prepare_tokens(x)

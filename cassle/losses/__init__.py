@@ -10,6 +10,8 @@ from cassle.losses.distill import (
     predictive_distill,
     predictive_mse_distill,
 )
+from cassle.losses.emp_ssl import emp_ssl_loss_func, total_coding_rate
+from cassle.losses.mae import mae_loss_func, patchify
 from cassle.losses.mocov2plus import mocov2plus_loss_func
 from cassle.losses.simclr import simclr_loss_func
 from cassle.losses.simsiam import simsiam_loss_func
@@ -28,15 +30,19 @@ __all__ = [
     "contrastive_distill",
     "covariance_loss",
     "decorrelative_distill",
+    "emp_ssl_loss_func",
     "invariance_loss",
+    "mae_loss_func",
     "knowledge_distill",
     "mocov2plus_loss_func",
+    "patchify",
     "predictive_distill",
     "predictive_mse_distill",
     "simclr_loss_func",
     "simsiam_loss_func",
     "sinkhorn",
     "swav_loss_func",
+    "total_coding_rate",
     "variance_loss",
     "vicreg_loss_func",
 ]

@@ -11,6 +11,8 @@ from typing import Dict, Type
 from cassle.methods.barlow_twins import BarlowTwins
 from cassle.methods.base import BaseMethod
 from cassle.methods.byol import BYOL
+from cassle.methods.emp_ssl import EMPSSL
+from cassle.methods.mae import MAE
 from cassle.methods.mocov2plus import MoCoV2Plus
 from cassle.methods.momentum import BaseMomentumMethod, cosine_tau, ema_update
 from cassle.methods.optim import LARS, build_optimizer, build_scheduler
@@ -23,6 +25,8 @@ from cassle.methods.vicreg import VICReg
 METHODS: Dict[str, Type[BaseMethod]] = {
     "barlow_twins": BarlowTwins,
     "byol": BYOL,
+    "emp_ssl": EMPSSL,
+    "mae": MAE,
     "mocov2plus": MoCoV2Plus,
     "simclr": SimCLR,
     "simsiam": SimSiam,
@@ -36,6 +40,8 @@ __all__ = [
     "METHODS",
     "BYOL",
     "BarlowTwins",
+    "EMPSSL",
+    "MAE",
     "BaseMethod",
     "BaseMomentumMethod",
     "MoCoV2Plus",

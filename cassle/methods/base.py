@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import lightning.pytorch as pl
 import torch
@@ -89,8 +89,12 @@ class BaseMethod(pl.LightningModule):
     #: CaSSLe distillation family (``predictive``, ``predictive_mse``,
     #: ``contrastive``, ``decorrelative``, ``knowledge``).
     family: ClassVar[str] = ""
-    #: number of augmented views per sample in a training batch.
+    #: number of augmented views per sample in a training batch (see :meth:`views_for`).
     num_views: ClassVar[int] = 2
+    #: False for methods without a projection head (MAE): ``projector`` is then
+    #: ``nn.Identity`` and ``z`` holds backbone features; strategies that need a
+    #: projector (distillation through it) refuse such methods.
+    has_projector: ClassVar[bool] = True
     #: published projector sizes (used when ``proj_hidden_dim``/``output_dim`` are absent).
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 2048
@@ -186,6 +190,22 @@ class BaseMethod(pl.LightningModule):
             proj_hidden_dim=cls.default_proj_hidden_dim, output_dim=cls.default_output_dim
         )
         return parser
+
+    @classmethod
+    def views_for(cls, cfg: Mapping[str, Any]) -> int:
+        """Views per sample the data module must produce for configuration ``cfg``.
+
+        The class attribute :attr:`num_views` by default; methods whose view
+        count is an argument (EMP-SSL's ``num_crops``) override it.
+        """
+        return int(cls.num_views)
+
+    @classmethod
+    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` naming the fix if ``cfg`` cannot work with this method.
+
+        Called by argument validation before any run starts (no-op by default).
+        """
 
     # --------------------------------------------------------------- modules
     def build_projector(self) -> nn.Module:

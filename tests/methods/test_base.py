@@ -169,9 +169,17 @@ def test_wrong_number_of_views_is_a_clear_error() -> None:
         model.training_step((idx, views[:1], y), 0)
 
 
+#: per-method settings the shared tiny config needs (MAE needs a ViT, EMP-SSL few crops).
+METHOD_CFG: Dict[str, Dict[str, Any]] = {
+    "mae": dict(encoder="vit_tiny", base_width=16, decoder_depth=1, decoder_embed_dim=16,
+                decoder_num_heads=2),
+    "emp_ssl": dict(num_crops=3),
+}
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_learnable_params_cover_trainable_params_once(name: str) -> None:
-    model = METHODS[name](**tiny_cfg())
+    model = METHODS[name](**tiny_cfg(**METHOD_CFG.get(name, {})))
     grouped = [p for g in model.learnable_params for p in g["params"]]
     assert len(grouped) == len({id(p) for p in grouped})
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
@@ -196,9 +204,13 @@ def test_config_validation_and_unknown_keys() -> None:
 def test_families_views_and_registry() -> None:
     expected = {"byol": "predictive", "simsiam": "predictive", "vicreg": "predictive_mse",
                 "simclr": "contrastive", "supcon": "contrastive", "mocov2plus": "contrastive",
-                "barlow_twins": "decorrelative", "swav": "knowledge"}
+                "barlow_twins": "decorrelative", "swav": "knowledge",
+                "emp_ssl": "predictive", "mae": "reconstructive"}
     assert {k: v.family for k, v in METHODS.items()} == expected
-    assert all(v.num_views == 2 for v in METHODS.values())
+    views = {"emp_ssl": 20, "mae": 1}  # EMP-SSL: --num_crops (default 20)
+    assert all(v.views_for({}) == views.get(k, 2) for k, v in METHODS.items())
+    assert METHODS["emp_ssl"].views_for({"num_crops": 4}) == 4
+    assert [k for k, v in METHODS.items() if not v.has_projector] == ["mae"]
 
 
 def test_gather_is_identity_on_one_process() -> None:
@@ -218,10 +230,13 @@ CONTRACT_ARGS = {
                    "final_tau_momentum": 0.999},
     "swav": {"temperature": 0.1, "num_prototypes": 3000, "sk_iters": 3, "sk_epsilon": 0.05,
              "queue_size": 3840, "epoch_queue_starts": 50, "freeze_prototypes_epochs": 2},
+    "emp_ssl": {"num_crops": 20, "emp_invariance_weight": 200.0, "emp_tcr_weight": 1.0, "emp_eps": 0.2},
+    "mae": {"mask_ratio": 0.75, "decoder_depth": 4, "decoder_embed_dim": 192, "decoder_num_heads": 3,
+            "norm_pix_loss": False},
 }
 PROJ = {"byol": (4096, 256), "simsiam": (2048, 2048), "barlow_twins": (2048, 2048),
         "vicreg": (2048, 2048), "simclr": (2048, 256), "supcon": (2048, 256),
-        "mocov2plus": (2048, 256), "swav": (2048, 128)}
+        "mocov2plus": (2048, 256), "swav": (2048, 128), "emp_ssl": (4096, 1024), "mae": (0, 0)}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
