@@ -51,7 +51,8 @@ def projection_dim(model: Any) -> int:
     with torch.no_grad():
         was = model.projector.training
         model.projector.eval()
-        z = model.projector(torch.zeros(2, model.backbone.num_features, device=next(model.projector.parameters()).device))
+        device = next(model.backbone.parameters()).device  # the projector may have none (MAE: nn.Identity)
+        z = model.projector(torch.zeros(2, model.backbone.num_features, device=device))
         model.projector.train(was)
     return int(z.shape[-1])
 

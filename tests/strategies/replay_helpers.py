@@ -14,15 +14,23 @@ CFG = dict(
 )
 
 
+#: what a method needs beyond CFG to be tiny (MAE: a ViT encoder; EMP-SSL: few crops)
+METHOD_CFG = {
+    "mae": dict(encoder="vit_tiny", base_width=16, decoder_depth=1, decoder_embed_dim=16, decoder_num_heads=2),
+    "emp_ssl": dict(num_crops=3),
+}
+
+
 def model(method: str, strategy: str, **over):
-    return build_model_class(method, strategy)(**{**CFG, "method": method, "strategy": strategy, **over})
+    cfg = {**CFG, **METHOD_CFG.get(method, {}), "method": method, "strategy": strategy, **over}
+    return build_model_class(method, strategy)(**cfg)
 
 
-def batch(n: int = 6, seed: int = 0, start: int = 0, mb_pass: int = 0):
+def batch(n: int = 6, seed: int = 0, start: int = 0, mb_pass: int = 0, num_views: int = 2):
     """``(indexes, views, targets, {"raw", "mb_pass"})`` with raw 1-channel 8x8 images."""
     g = torch.Generator().manual_seed(seed)
     raw = torch.randint(0, 256, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
-    views = [torch.randn(n, 3, 8, 8, generator=g) for _ in range(2)]
+    views = [torch.randn(n, 3, 8, 8, generator=g) for _ in range(num_views)]
     idx = torch.arange(start, start + n)
     return idx, views, torch.randint(0, 4, (n,), generator=g), {"raw": raw, "mb_pass": torch.full((n,), mb_pass)}
 
