@@ -20,9 +20,11 @@ stable ids for replay. Under DDP each rank reads its shard
 Epochs: the training loader yields exactly ``len(loader)`` full batches per
 epoch, never an empty epoch (the DataModule's rule: drop the last partial
 batch only when a full one remains; when the shard is smaller than a batch
-the batch is the whole shard). The reader streams continuously, so samples
-not used at the end of an epoch start the next one (no sample is skipped
-more often than another). The evaluation loader yields every file exactly
+the batch is the whole shard). Each loader epoch is one reader epoch: the
+whole file list is reshuffled (seeded) and split between the shards, the
+reader pads every shard to whole batches (so loader epochs and reader
+epochs stay aligned), and a leftover partial training batch is read and
+dropped, like ``drop_last``. The evaluation loader yields every file exactly
 once per pass (the last batch may be smaller).
 
 Augmentations (the per-sample path's family and probabilities):
@@ -114,14 +116,19 @@ def _view_ops(images: Any, crop_size: int, mean: Sequence[float], std: Sequence[
 
 
 def _reader(files: Sequence[str], shard_id: int, num_shards: int, shuffle: bool, seed: int, fn: Any) -> tuple[Any, Any]:
+    """File reader; label = position in ``files``. Shards are padded to whole batches, so epochs align with batches.
+
+    Training (``shuffle``): the whole list is reshuffled after every epoch and then
+    sharded (like Lightning's DistributedSampler: a global permutation split
+    between ranks, no overlap); the first epoch's order is the (pre-shuffled) list.
+    """
     return fn.readers.file(
         files=list(files),
         labels=list(range(len(files))),
         shard_id=shard_id,
         num_shards=num_shards,
-        random_shuffle=shuffle,
-        initial_fill=max(1, min(1024, len(files))),
-        pad_last_batch=not shuffle,
+        shuffle_after_epoch=shuffle,
+        pad_last_batch=True,
         seed=seed,
         name=READER,
     )
@@ -244,14 +251,31 @@ class DaliLoader:
         self.train = train
         self.num_samples = num_samples
         self.batch_size = int(pipeline.max_batch_size)
+        meta = pipeline.reader_meta(READER)
+        shards = max(1, int(meta.get("number_of_shards", 1)))
+        #: pipeline runs that make one reader epoch of this shard (shards are padded to whole batches)
+        self.runs_per_epoch = math.ceil(int(meta["epoch_size_padded"]) / shards / self.batch_size)
+        if self.runs_per_epoch < self.num_batches:
+            raise ValueError(
+                f"the DALI reader's epoch has {self.runs_per_epoch} batches per shard, fewer than the {self.num_batches} asked for"
+            )
+
+        self._left_in_epoch = 0  # reader batches still unread in the current reader epoch
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __iter__(self) -> Iterator[Any]:
+        # a pass abandoned midway (e.g. limit_train_batches) left reader batches: skip them to realign epochs
+        for _ in range(self._left_in_epoch):
+            self.pipeline.run()
+        self._left_in_epoch = self.runs_per_epoch
         seen = 0
-        for _ in range(self.num_batches):
+        for step in range(self.runs_per_epoch):
             outs = self.pipeline.run()
+            self._left_in_epoch -= 1
+            if step >= self.num_batches:  # training: the reader's leftover partial batch is dropped
+                continue
             pos = _to_torch(outs[-1]).view(-1).long().cpu()
             tensors = [_to_torch(o) for o in outs[:-1]]
             if not self.train:
@@ -260,7 +284,7 @@ class DaliLoader:
                 yield tensors[0][:keep], self.targets[pos[:keep]]
             else:
                 yield self.indexes[pos], tensors, self.targets[pos]
-        # evaluation: the reader pads its last batch, so the next pass starts at the shard's beginning
+        # the reader's epoch is over: the next pass starts a new epoch (reshuffled for training)
 
 
 def _check_lists(files: Sequence[str], targets: torch.Tensor, indexes: torch.Tensor) -> None:
@@ -308,6 +332,10 @@ def build_pretrain_loader(
     if not 0 <= shard_id < num_shards:
         raise ValueError(f"shard_id must be in [0, {num_shards - 1}], got {shard_id}")
     n_batches, pipe_bs = pretrain_num_batches(len(files), batch_size, num_shards)
+    # first epoch in a seeded random order (the reader reshuffles after each epoch); identical on every rank
+    perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))
+    files = [files[int(i)] for i in perm]
+    indexes, targets = indexes[perm], targets[perm]
     pipe = build_pretrain_pipeline(
         files, pipe_bs, crop_size, mean, std, view_params, seed=seed, num_threads=num_threads,
         device_id=device_id, shard_id=shard_id, num_shards=num_shards,
