@@ -73,39 +73,26 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    r, g, b = x.unbind(1)
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
-    eqc = maxc == minc
-    cr = maxc - minc
-    ones = torch.ones_like(maxc)
-    s = cr / torch.where(eqc, ones, maxc)
-    cr_div = torch.where(eqc, ones, cr)
-    rc = (maxc - r) / cr_div
-    gc = (maxc - g) / cr_div
-    bc = (maxc - b) / cr_div
-    hr = (maxc == r) * (bc - gc)
-    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
-    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
-    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    return torch.stack((h, s, maxc), 1)
+def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of ``B×3×H×W`` in ``[0, 1]`` by per-sample ``shift`` (B,) turns (torchvision's hue).
 
-
-def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.to(torch.int64) % 6
-    p = (v * (1.0 - s)).clamp(0.0, 1.0)
-    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
-    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
-    # (r, g, b) for each sector i = 0..5
-    r = torch.stack((v, q, p, p, t, v), 1)
-    g = torch.stack((t, v, v, q, p, p), 1)
-    b = torch.stack((p, p, t, v, v, q), 1)
-    idx = i.unsqueeze(1)
-    return torch.cat((r.gather(1, idx), g.gather(1, idx), b.gather(1, idx)), 1)
+    RGB → (hue, max, max − min), then back with the closed form
+    ``channel_k = max − (max − min)·clamp(min(k', 4 − k'), 0, 1)``,
+    ``k' = (k + 6·hue) mod 6`` for ``k = 5, 3, 1`` (R, G, B): saturation and
+    value are kept, no per-sector gather is needed.
+    """
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    maxc = x.amax(1)
+    delta = maxc - x.amin(1)
+    d = delta.clamp_min(1e-8)
+    h6 = torch.where(
+        maxc == r, (g - b) / d, torch.where(maxc == g, (b - r) / d + 2.0, (r - g) / d + 4.0)
+    )  # hue in sixths of a turn, in [-1, 5)
+    h6 = h6 + 6.0 * shift.view(-1, 1, 1)
+    k = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    kp = torch.remainder(k + h6.unsqueeze(1), 6.0)
+    c = torch.minimum(kp, 4.0 - kp).clamp_(0.0, 1.0)
+    return maxc.unsqueeze(1) - delta.unsqueeze(1) * c
 
 
 def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
@@ -118,9 +105,7 @@ def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
         return (f * x + (1.0 - f) * mean).clamp_(0.0, 1.0)
     if op == _SATURATION:
         return (f * x + (1.0 - f) * _gray(x)).clamp_(0.0, 1.0)
-    hsv = _rgb_to_hsv(x)
-    h = torch.remainder(hsv[:, 0] + factor.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), 1))
+    return _shift_hue(x, factor)
 
 
 class ViewParams:

@@ -125,6 +125,28 @@ def test_blur_smooths_and_keeps_constants() -> None:
     assert torch.allclose(out, torch.full_like(out, 77 / 255), atol=1e-5)
 
 
+def test_colour_ops_match_torchvision_per_sample() -> None:
+    """Each jitter operation with per-sample factors equals torchvision's functional op applied image by image."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from cassle.data.batched_augment import _adjust
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(12, 3, 7, 7, generator=g)
+    x[0] = 0.5  # grey: hue undefined
+    factors = torch.rand(12, generator=g) * 1.5
+    shifts = torch.rand(12, generator=g) - 0.5
+    refs = {
+        0: (TF.adjust_brightness, factors),
+        1: (TF.adjust_contrast, factors),
+        2: (TF.adjust_saturation, factors),
+        3: (TF.adjust_hue, shifts),
+    }
+    for op, (fn, f) in refs.items():
+        ref = torch.stack([fn(x[i], float(f[i])) for i in range(12)])
+        assert torch.allclose(_adjust(x.clone(), op, f), ref, atol=1e-5), op
+
+
 def test_jitter_changes_colours_and_keeps_range() -> None:
     img = _ramp().unsqueeze(0).expand(64, -1, -1, -1).contiguous()
     (plain,) = _aug([PLAIN])(img)
