@@ -315,12 +315,15 @@ class BatchedAugment(torch.nn.Module):
         return y.view(n, c, h, w)
 
     def augment_view(self, images: torch.Tensor, view: int, params: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
-        """One augmented view ``B×3×S×S`` (float32, normalised) of a ``uint8`` batch."""
-        x = self._check(images)
+        """One augmented view ``B×3×S×S`` (float32, normalised) of a ``uint8`` batch.
+
+        ``images`` may also be the batch already converted to ``float32`` in ``[0, 1]``
+        (what :meth:`forward` passes, to convert once for all views).
+        """
+        x = images if images.dtype == torch.float32 else self._check(images).float().div_(255.0)
         n, _, h, w = x.shape
         prm = params if params is not None else self.sample_params(n, h, w, view)
         dev = x.device
-        x = x.float().div_(255.0)
         if x.shape[1] == 1:
             x = x.expand(n, 3, h, w)
         x = self._crop_flip(x, prm["box"], prm["flip"].to(dev)).clamp_(0.0, 1.0)
@@ -351,8 +354,8 @@ class BatchedAugment(torch.nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """``num_views`` augmented views of ``images`` (uint8 ``B×C×H×W``), each ``float32`` ``B×3×S×S``."""
-        self._check(images)
-        return [self.augment_view(images, v) for v in range(self.num_views)]
+        x = self._check(images).float().div_(255.0)
+        return [self.augment_view(x, v) for v in range(self.num_views)]
 
     def extra_repr(self) -> str:
         return f"crop_size={self.crop_size}, seed={self.seed}, views={self.views}"
