@@ -367,7 +367,10 @@ class ContinualDataModule(L.LightningDataModule):
             and batch[1].dtype == torch.uint8
         ):
             indexes, images, targets = batch
-            return [indexes, self.batched_augment(images), targets]
+            aug = self.batched_augment
+            if aug.mean.device != images.device:
+                aug.to(images.device)  # normalisation constants live with the batch
+            return [indexes, aug(images), targets]
         return batch
 
     def train_dataloader(self) -> Any:
