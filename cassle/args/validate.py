@@ -89,6 +89,13 @@ def validate_args(args: argparse.Namespace) -> None:
                 f"--{name} got {len(values)} values; give one (shared by all views) or {num_views} (one per view)"
             )
 
+    if getattr(args, "gpu_augment", False) and getattr(args, "dali", False):
+        raise ArgumentError("--gpu_augment and --dali are exclusive: --gpu_augment for in-memory datasets, --dali for folder datasets")
+    if getattr(args, "gpu_augment", False) and not info.in_memory:
+        raise ArgumentError(f"--gpu_augment needs an in-memory dataset, but '{args.dataset}' is read from image files: use --dali")
+    if getattr(args, "dali", False) and info.in_memory:
+        raise ArgumentError(f"--dali reads image files, but '{args.dataset}' is held in memory: use --gpu_augment")
+
     if args.crop_size is None:
         args.crop_size = 16 if args.dataset == "digits" else (info.image_size or 224)
     if args.crop_size < 4:

@@ -255,3 +255,18 @@ def test_main_continual_runs_with_gpu_augment(tmp_path: Path) -> None:
     assert main_continual.main(argv) == 0
     assert (tmp_path / "run" / "task1.ckpt").exists()
     assert (tmp_path / "run" / "results" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dataset", "imagenet", "--gpu_augment"], "--dali"),
+        (["--dataset", "cifar10", "--dali"], "--gpu_augment"),
+        (["--gpu_augment", "--dali"], "exclusive"),
+    ],
+)
+def test_arguments_refuse_mismatched_input_paths(extra: list[str], message: str) -> None:
+    from cassle.args import ArgumentError, parse_args
+
+    with pytest.raises(ArgumentError, match=message):
+        parse_args(["--num_tasks", "2"] + extra)
