@@ -69,43 +69,60 @@ def _bernoulli(n: int, p: float, g: torch.Generator) -> torch.Tensor:
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    """Luma ``B×1×H×W`` of an RGB batch ``B×3×H×W`` (torchvision's weights)."""
-    return (0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    """Luma ``B×1×…`` of an RGB batch ``B×3×…`` (torchvision's ITU-R 601-2 weights)."""
+    return 0.2989 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the HSV hue of ``B×3×H×W`` in ``[0, 1]`` by per-sample ``shift`` (B,) turns (torchvision's hue).
+    """Rotate the HSV hue of ``B×3×P`` in ``[0, 1]`` by per-sample ``shift`` (B,) turns (torchvision's hue).
 
-    RGB → (hue, max, max − min), then back with the closed form
-    ``channel_k = max − (max − min)·clamp(min(k', 4 − k'), 0, 1)``,
-    ``k' = (k + 6·hue) mod 6`` for ``k = 5, 3, 1`` (R, G, B): saturation and
-    value are kept, no per-sector gather is needed.
+    RGB → (hue ``h`` in sixths of a turn, ``min``, ``delta = max − min``), then
+    back with the closed form ``channel = min + delta·clamp(2 − d, 0, 1)``,
+    ``d`` the circular distance of ``h + s`` to 3 (period 6) with ``s = 3, 1, 5`` for R, G, B: saturation and value
+    are kept, and every operation is elementwise on ``B×P`` planes (no gather,
+    no per-sample loop; the 3-step loop is over colour channels).
     """
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    maxc = x.amax(1)
-    delta = maxc - x.amin(1)
-    d = delta.clamp_min(1e-8)
-    h6 = torch.where(
-        maxc == r, (g - b) / d, torch.where(maxc == g, (b - r) / d + 2.0, (r - g) / d + 4.0)
-    )  # hue in sixths of a turn, in [-1, 5)
-    h6 = h6 + 6.0 * shift.view(-1, 1, 1)
-    k = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    kp = torch.remainder(k + h6.unsqueeze(1), 6.0)
-    c = torch.minimum(kp, 4.0 - kp).clamp_(0.0, 1.0)
-    return maxc.unsqueeze(1) - delta.unsqueeze(1) * c
+    r, g, b = x.unbind(1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    delta = maxc - minc
+    # sector masks as floats (arithmetic blends vectorise better than torch.where on the CPU)
+    m_r = (maxc == r).to(x.dtype)
+    m_g = (maxc == g).to(x.dtype) * (1.0 - m_r)
+    m_b = 1.0 - m_r - m_g
+    num = m_r * (g - b) + m_g * (b - r) + m_b * (r - g)
+    offset = 2.0 * m_g + 4.0 * m_b
+    h6 = torch.addcdiv(offset, num, delta.clamp_min(1e-8)) + 6.0 * shift.view(-1, 1)  # in [-4, 8)
+    h6 = h6 - 6.0 * torch.floor(h6 / 6.0)  # in [0, 6)
+    out = torch.empty_like(x)
+    for channel, s in enumerate((3.0, 1.0, 5.0)):
+        u = h6 + s  # in [1, 11): circular distance to 3 is min(|u - 3|, |u - 9|)
+        dist = torch.minimum((u - 3.0).abs_(), (u - 9.0).abs_())
+        t = (2.0 - dist).clamp_(0.0, 1.0)
+        torch.addcmul(minc, delta, t, out=out[:, channel])
+    return out
 
 
 def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
-    """One colour-jitter operation on ``B×3×H×W`` in ``[0, 1]`` with per-sample ``factor`` (B,)."""
-    f = factor.view(-1, 1, 1, 1)
+    """One colour-jitter operation on ``B×3×H×W`` in ``[0, 1]`` with per-sample ``factor`` (B,).
+
+    Works on the flattened ``B×3×(H·W)`` view: per-sample scalars broadcast
+    over one trailing dimension, which vectorises far better on the CPU.
+    """
+    shape = x.shape
+    n = shape[0]
+    flat = x.reshape(n, 3, -1)
     if op == _BRIGHTNESS:
-        return (x * f).clamp_(0.0, 1.0)
-    if op == _CONTRAST:
-        mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-        return (f * x + (1.0 - f) * mean).clamp_(0.0, 1.0)
-    if op == _SATURATION:
-        return (f * x + (1.0 - f) * _gray(x)).clamp_(0.0, 1.0)
-    return _shift_hue(x, factor)
+        out = flat * factor.view(n, 1, 1)
+    elif op == _CONTRAST:
+        mean = _gray(flat).mean(dim=(1, 2))
+        out = torch.addcmul(((1.0 - factor) * mean).view(n, 1, 1), flat, factor.view(n, 1, 1))
+    elif op == _SATURATION:
+        gray = _gray(flat)
+        out = torch.addcmul(gray, flat - gray, factor.view(n, 1, 1))
+    else:
+        return _shift_hue(flat, factor).view(shape)
+    return out.clamp_(0.0, 1.0).view(shape)
 
 
 class ViewParams:
