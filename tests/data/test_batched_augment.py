@@ -270,3 +270,10 @@ def test_arguments_refuse_mismatched_input_paths(extra: list[str], message: str)
 
     with pytest.raises(ArgumentError, match=message):
         parse_args(["--num_tasks", "2"] + extra)
+
+
+def test_input_path_flags_may_change_on_resume() -> None:
+    """A run started without --gpu_augment/--dali (or before they existed) resumes with them."""
+    from cassle.continual import _identity
+
+    assert _identity({"method": "byol", "gpu_augment": True, "dali": False}) == {"method": "byol"}
