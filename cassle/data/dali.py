@@ -148,7 +148,7 @@ def build_pretrain_pipeline(
     num_shards: int = 1,
 ) -> Any:
     """A built DALI pipeline with outputs ``(view_0, ..., view_{V-1}, label)``; label = position in ``files``."""
-    dali = require_dali()
+    require_dali()
     from nvidia.dali import fn, pipeline_def, types
 
     decode_device = "mixed" if device_id is not None else "cpu"
@@ -162,7 +162,6 @@ def build_pretrain_pipeline(
 
     p = pipe(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed + 1000 * shard_id)
     p.build()
-    del dali
     return p
 
 
