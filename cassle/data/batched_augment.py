@@ -291,7 +291,7 @@ class BatchedAugment(torch.nn.Module):
         sy = ch / h
         cx = (left + cw / 2) / w * 2 - 1
         cy = (top + ch / 2) / h * 2 - 1
-        sx = torch.where(flip, -sx, sx)
+        sx = torch.where(flip.to(sx.device), -sx, sx)  # the grid parameters are built on the CPU
         zeros = torch.zeros_like(sx)
         theta = torch.stack((torch.stack((sx, zeros, cx), 1), torch.stack((zeros, sy, cy), 1)), 1)
         theta = theta.to(device=x.device, dtype=x.dtype)
@@ -343,7 +343,7 @@ class BatchedAugment(torch.nn.Module):
         dev = x.device
         if x.shape[1] == 1:
             x = x.expand(n, 3, h, w)
-        x = self._crop_flip(x, prm["box"], prm["flip"].to(dev)).clamp_(0.0, 1.0)
+        x = self._crop_flip(x, prm["box"], prm["flip"]).clamp_(0.0, 1.0)
         if bool(prm["jitter"].any()):
             x = self._jitter(x, prm["jitter"], prm["factors"], prm["order"])
         gray = prm["gray"].to(dev).view(n, 1, 1, 1)
