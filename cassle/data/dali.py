@@ -199,18 +199,11 @@ def build_eval_pipeline(
 
 
 def _to_torch(out: Any) -> torch.Tensor:
-    """A DALI TensorList (CPU or GPU, uniform shape) as a torch tensor (a copy)."""
-    tensor = out.as_tensor()
-    if hasattr(out, "as_cpu") and type(out).__name__.endswith("GPU"):
-        from nvidia.dali.plugin.pytorch import feed_ndarray
+    """A DALI TensorList (CPU or GPU, uniform shape) as a torch tensor on the same device (a copy,
+    on the current CUDA stream for GPU data), with DALI's own converter."""
+    from nvidia.dali.plugin.pytorch.torch_utils import to_torch_tensor
 
-        t = torch.empty(tensor.shape(), dtype=torch.float32 if str(tensor.dtype).endswith("FLOAT") else torch.int32,
-                        device=torch.device("cuda", torch.cuda.current_device()))
-        feed_ndarray(tensor, t, cuda_stream=torch.cuda.current_stream())
-        return t
-    import numpy as np
-
-    return torch.from_numpy(np.array(tensor))
+    return to_torch_tensor(out.as_tensor(), copy=True)
 
 
 def shard_range(num_files: int, shard_id: int, num_shards: int) -> tuple[int, int]:
