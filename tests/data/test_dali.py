@@ -103,6 +103,34 @@ def test_pretrain_images_follow_their_files(tmp_path: Path) -> None:
         assert torch.allclose(v2[:, 0].mean((1, 2)), expected, atol=2 / 255)
 
 
+def _constant_folder(root: Path, n: int = 6, colour: tuple[int, int, int] = (200, 200, 200)) -> list[str]:
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        Image.new("RGB", (12, 12), colour).save(root / f"{i}.png")
+        files.append(str(root / f"{i}.png"))
+    return files
+
+
+@needs_dali
+def test_asymmetric_views_and_probabilities(tmp_path: Path) -> None:
+    """View 1 never solarizes, view 2 always does (constant 200 -> 55); grayscale at 1 equalises the channels."""
+    files = _constant_folder(tmp_path / "grey")
+    params = per_view_values(dict(PLAIN, solarization_prob=[0.0, 1.0]), 2)
+    loader = build_pretrain_loader(files, torch.zeros(6), torch.arange(6), 6, 8, ID[0], ID[1], params, seed=1)
+    for _, (v1, v2), _ in loader:
+        assert torch.allclose(v1, torch.full_like(v1, 200 / 255), atol=1.5 / 255)
+        assert torch.allclose(v2, torch.full_like(v2, 55 / 255), atol=1.5 / 255)
+    files = _constant_folder(tmp_path / "red", colour=(220, 40, 10))
+    params = per_view_values(dict(PLAIN, grayscale_prob=[0.0, 1.0]), 2)
+    loader = build_pretrain_loader(files, torch.zeros(6), torch.arange(6), 6, 8, ID[0], ID[1], params, seed=1)
+    for _, (v1, v2), _ in loader:
+        assert (v1[:, 0] - v1[:, 1]).abs().min() > 0.5  # colour kept
+        assert (v2[:, 0] - v2[:, 1]).abs().max() < 3 / 255 and (v2[:, 1] - v2[:, 2]).abs().max() < 3 / 255
+
+
 @needs_dali
 def test_small_shard_gives_one_full_batch_every_epoch(tmp_path: Path) -> None:
     files, labels = _write_folder(tmp_path, n_per_class=1)
