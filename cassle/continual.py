@@ -49,6 +49,7 @@ RESUMABLE_CHANGES = {
     "num_workers", "devices", "accelerator", "num_nodes", "no_progress_bar", "log_every_n_steps",
     "wandb", "project", "entity", "offline", "tensorboard", "eval_batch_size", "checkpoint_frequency",
     "save_checkpoint", "check_val_every_n_epoch", "data_dir", "probes", "no_baseline", "checkpoint_dir",
+    "gpu_augment", "dali",  # input paths: same augmentations, another random stream (like num_workers)
 }
 
 

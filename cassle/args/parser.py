@@ -60,6 +60,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--domain_order", nargs="+", default=None, help="domain names in task order (domain split)")
     g.add_argument("--num_workers", type=int, default=2)
     g.add_argument("--crop_size", type=int, default=None, help="training resolution; default: the dataset's image size (digits: 16)")
+    g.add_argument("--gpu_augment", action="store_true", help="in-memory datasets: augment whole batches on the device (cassle/data/batched_augment.py)")
+    g.add_argument("--dali", action="store_true", help="folder datasets: decode and augment with NVIDIA DALI (pip install 'cassle[dali]')")
     a = p.add_argument_group("augmentations (one value, or one per view)")
     for name, default in AUGMENTATION_DEFAULTS.items():
         a.add_argument(f"--{name}", type=float, nargs="+", default=list(default))

@@ -20,6 +20,15 @@ calls :meth:`ContinualDataModule.set_task` before each ``trainer.fit``.
 
 Under DDP Lightning replaces the sampler with a ``DistributedSampler`` itself;
 no sampler is added here.
+
+Faster inputs (the batch reaching ``training_step`` keeps the same structure):
+
+* ``gpu_augment`` (in-memory datasets only): the train loader yields raw
+  ``uint8`` images ``(indexes, B×C×H×W, targets)`` and
+  :meth:`~ContinualDataModule.on_after_batch_transfer` augments them on the
+  batch's device with :class:`~cassle.data.batched_augment.BatchedAugment`.
+* ``dali`` (folder datasets only): the train loader is a DALI pipeline over
+  the current task's files (:mod:`cassle.data.dali`).
 """
 
 from __future__ import annotations
@@ -96,6 +105,22 @@ class AugmentedSubset(Dataset):
         return (*item, extras)
 
 
+class RawSubset(Dataset):
+    """Un-augmented training samples for ``--gpu_augment``: item ``i`` is ``(index, uint8 C×H×W image, target)``."""
+
+    def __init__(self, dataset: ImageDataset, indices: torch.Tensor, targets: torch.Tensor) -> None:
+        self.dataset = dataset
+        self.indices = torch.as_tensor(indices, dtype=torch.long)
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, int]:
+        idx = int(self.indices[i])
+        return idx, self.dataset.get_image(idx), int(self.targets[idx])
+
+
 class EvalSubset(Dataset):
     """Evaluation view of some samples: item ``i`` is ``(image, target)``."""
 
@@ -129,7 +154,8 @@ class ContinualDataModule(L.LightningDataModule):
             (default 2), the augmentation keys of
             :data:`cassle.data.transforms.AUGMENTATION_KEYS`, optional
             ``domain_order`` (domain ids or names, a list or a comma-separated
-            string) and optional ``mean`` / ``std`` overriding the dataset's.
+            string), optional ``mean`` / ``std`` overriding the dataset's, and
+            ``gpu_augment`` / ``dali`` (bools) choosing the training input path.
         train_dataset: use this dataset instead of loading ``cfg["dataset"]``.
         test_dataset: the matching test set (``None``: no test set, unless
             ``train_dataset`` is also ``None``, in which case it is loaded).
@@ -159,6 +185,9 @@ class ContinualDataModule(L.LightningDataModule):
         self._current_task = 0
         self._train_targets: Optional[torch.Tensor] = None
         self._test_targets: Optional[torch.Tensor] = None
+        self.gpu_augment = bool(self.cfg.get("gpu_augment", False))
+        self.dali = bool(self.cfg.get("dali", False))
+        self._batched_augment: Optional[Any] = None
 
     # ------------------------------------------------------------------ setup
     def _dataset_info(self) -> Any:
@@ -214,8 +243,14 @@ class ContinualDataModule(L.LightningDataModule):
         return out
 
     def setup(self, stage: Optional[str] = None) -> None:
-        """Load the datasets (if not given) and compute the task split."""
+        """Load the datasets (if not given), compute the task split and check the input path."""
         self._ensure_setup()
+        if self.gpu_augment or self.dali:
+            self.check_input_path()
+        if self.dali:
+            from cassle.data.dali import require_dali
+
+            require_dali()
 
     # ------------------------------------------------------------ properties
     @property
@@ -291,6 +326,11 @@ class ContinualDataModule(L.LightningDataModule):
         cfg["crop_size"] = self._crop_size()
         return build_multiview_transform(cfg, self.num_views, mean, std)
 
+    def _view_params(self) -> list[dict[str, float]]:
+        from cassle.data.transforms import per_view_values
+
+        return per_view_values(self.cfg, self.num_views)
+
     def eval_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Deterministic resize / centre-crop + normalise."""
         mean, std = self._mean_std()
@@ -316,16 +356,105 @@ class ContinualDataModule(L.LightningDataModule):
         n = math.ceil(len(self.split.train_indices[task]) / world_size)
         return n // self.batch_size if self._drop_last(n) else max(1, math.ceil(n / self.batch_size))
 
-    def train_dataloader(self) -> DataLoader:
+    def _global_rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
+
+    def check_input_path(self) -> None:
+        """Raise a clear ``ValueError`` when ``gpu_augment`` / ``dali`` do not fit the dataset."""
+        if self.gpu_augment and self.dali:
+            raise ValueError("--gpu_augment and --dali are exclusive: use --gpu_augment for in-memory datasets, --dali for folder datasets")
+        name = self.cfg.get("dataset")
+        in_memory = bool(getattr(self.train_dataset, "in_memory", False))
+        if self.gpu_augment and not in_memory:
+            raise ValueError(
+                f"--gpu_augment needs an in-memory dataset (digits, fashion_mnist, cifar10, cifar100, stl10), "
+                f"but {name!r} decodes images from files: use --dali for folder datasets"
+            )
+        if self.dali and in_memory:
+            raise ValueError(
+                f"--dali reads image files, but {name!r} is held in memory: use --gpu_augment to augment it on the device"
+            )
+
+    @property
+    def batched_augment(self) -> Any:
+        """The :class:`~cassle.data.batched_augment.BatchedAugment` of this run (built on first use)."""
+        if self._batched_augment is None:
+            from cassle.data.batched_augment import BatchedAugment
+
+            mean, std = self._mean_std()
+            cfg = dict(self.cfg)
+            cfg["crop_size"] = self._crop_size()
+            self._batched_augment = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.seed)
+        return self._batched_augment
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With ``gpu_augment``: turn a raw training batch ``(indexes, uint8 images, targets)`` into
+        ``(indexes, [views], targets)`` on the batch's device; every other batch passes unchanged."""
+        if (
+            self.gpu_augment
+            and isinstance(batch, (list, tuple))
+            and len(batch) == 3
+            and isinstance(batch[1], torch.Tensor)
+            and batch[1].dtype == torch.uint8
+        ):
+            indexes, images, targets = batch
+            aug = self.batched_augment
+            if aug.mean.device != images.device:
+                aug.to(images.device)  # normalisation constants live with the batch
+            return [indexes, aug(images), targets]
+        return batch
+
+    def train_dataloader(self) -> Any:
         """The current task's training samples with ``num_views`` augmented views.
 
-        Offline: shuffled epochs. ``online``: an :class:`~cassle.data.replay.OnlineBatchSampler`
-        stream (order from ``seed + task``) repeating each minibatch ``mb_passes`` times.
+        With ``gpu_augment`` the loader yields raw ``uint8`` images (augmented in
+        :meth:`on_after_batch_transfer`); with ``dali`` it is a
+        :class:`~cassle.data.dali.DaliLoader`. Offline: shuffled epochs. ``online``: an
+        :class:`~cassle.data.replay.OnlineBatchSampler` stream (order from ``seed + task``)
+        repeating each minibatch ``mb_passes`` times.
         """
         task = self._current_task
         indices = self.split.train_indices[task]
         assert self._train_targets is not None
         online, return_raw, mb_passes = replay_cfg_flags(self.cfg)
+        if self.gpu_augment or self.dali:
+            self.check_input_path()
+        if self.dali:
+            from cassle.data.dali import build_pretrain_loader
+
+            mean, std = self._mean_std()
+            trainer = getattr(self, "trainer", None)
+            paths = [self.train_dataset.paths[int(i)] for i in indices]  # type: ignore[attr-defined]
+            return build_pretrain_loader(
+                paths,
+                self._train_targets[indices],
+                indices,
+                batch_size=self.batch_size,
+                crop_size=self._crop_size(),
+                mean=mean,
+                std=std,
+                view_params=self._view_params(),
+                seed=self.seed + task,
+                num_threads=max(1, self.num_workers),
+                device_id=_device_id(trainer),
+                shard_id=self._global_rank(),
+                num_shards=self._world_size(),
+            )
+        if self.gpu_augment:
+            # one stream per task and rank, from the run's seed
+            self.batched_augment.reseed(self.seed + task + 7919 * self._global_rank())
+            raw = RawSubset(self.train_dataset, indices, self._train_targets)
+            return DataLoader(
+                raw,
+                batch_size=self.batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(self.seed + task),
+                drop_last=self._drop_last(len(raw), self._world_size()),
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                pin_memory=torch.cuda.is_available(),
+            )
         raw_transform = build_raw_transform(self._crop_size(), self._image_size()) if return_raw else None
         ds = AugmentedSubset(
             self.train_dataset, indices, self.train_transform(), self._train_targets,
@@ -400,3 +529,13 @@ class ContinualDataModule(L.LightningDataModule):
         """Unshuffled, eval-transformed batches over the samples of all tasks (each once)."""
         dataset, per_task, targets = self._split_parts(split)
         return self._eval_loader(dataset, torch.unique(torch.cat(per_task)), targets, batch_size)
+
+
+def _device_id(trainer: Any) -> Optional[int]:
+    """CUDA device index of the trainer's root device, ``None`` on the CPU (DALI then runs on the CPU)."""
+    if trainer is None:
+        return None
+    device = getattr(getattr(trainer, "strategy", None), "root_device", None)
+    if device is None or getattr(device, "type", "cpu") != "cuda":
+        return None
+    return int(device.index or 0)
