@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cassle.data.base import ImageDataset
-from cassle.data.splits import TaskSplit, make_splits
+from cassle.data.splits import TaskSplit, make_splits, subsample_train
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
 
 #: Fallback normalisation statistics (ImageNet) for datasets without registered ones.
@@ -95,7 +95,10 @@ class ContinualDataModule(L.LightningDataModule):
             (default 2), the augmentation keys of
             :data:`cassle.data.transforms.AUGMENTATION_KEYS`, optional
             ``domain_order`` (domain ids or names, a list or a comma-separated
-            string) and optional ``mean`` / ``std`` overriding the dataset's.
+            string), optional ``train_fraction`` (keep a seeded, class-stratified
+            fraction of every task's training samples, for SSL training and
+            the probes' training features alike; the test split is untouched)
+            and optional ``mean`` / ``std`` overriding the dataset's.
         train_dataset: use this dataset instead of loading ``cfg["dataset"]``.
         test_dataset: the matching test set (``None``: no test set, unless
             ``train_dataset`` is also ``None``, in which case it is loaded).
@@ -161,6 +164,9 @@ class ContinualDataModule(L.LightningDataModule):
             test_domains=None if test is None else test.domains,
             domain_order=self._resolve_domain_order(train),
         )
+        fraction = self.cfg.get("train_fraction")
+        if fraction is not None and float(fraction) != 1.0:
+            self._split = subsample_train(self._split, self._train_targets, float(fraction), self.seed)
 
     def _resolve_domain_order(self, train: ImageDataset) -> Optional[list[int]]:
         order = self.cfg.get("domain_order")
