@@ -18,7 +18,8 @@ After every run the table of final accuracies is rewritten to
 * ``knn_avg`` / ``ridge_avg``: final task-aware average ``mean_i R[T-1][i]``;
 * ``knn_forget`` / ``ridge_forget``: forgetting of the task-aware probes
   (Chaudhry et al.; README "Evaluation protocol");
-* ``wall_s``: wall time of the run on this machine.
+* ``wall_s``: wall time of the run on this machine (with ``--parallel N``,
+  N runs shared the machine).
 
 and ``bench/quality_diff.md`` holds CaSSLe − finetune per method. The reduced
 budget (``--epochs``, ``--subset`` = ``--train_fraction``: a seeded,
@@ -40,7 +41,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +78,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--proj_dim", type=int, default=512, help="projector hidden/output and CaSSLe predictor width")
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time (each its own process)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
     p.add_argument("--results", default=str(ROOT / "bench"), help="folder of quality_results.{csv,md}")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more main_continual.py arguments, for every run")
@@ -175,27 +179,36 @@ def main() -> int:
         print((Path(a.results) / "quality_results.md").read_text() if write_tables(a) else "no finished run")
         return 0
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    todo = []
     for method, strategy, tasks in plan(a):
-        cmd = command(a, method, strategy, tasks)
         d = run_dir(a, method, strategy, tasks)
         if a.dry_run:
-            print(" ".join(cmd))
-            continue
-        if row(a, method, strategy, tasks) is not None:
+            print(" ".join(command(a, method, strategy, tasks)))
+        elif row(a, method, strategy, tasks) is not None:
             print(f"[quality] {d.name}: finished earlier, kept")
-            continue
+        else:
+            todo.append((method, strategy, tasks))
+    lock = threading.Lock()
+
+    def one(key: tuple[str, str, int]) -> None:
+        d = run_dir(a, *key)
         d.parent.mkdir(parents=True, exist_ok=True)
         print(f"[quality] {d.name}: running", flush=True)
         t0 = time.perf_counter()
         with open(d.parent / f"{d.name}.log", "a") as log:
-            rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            rc = subprocess.call(command(a, *key), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - t0
         if rc != 0:
             print(f"[quality] {d.name}: FAILED (exit {rc}), see {d.parent / (d.name + '.log')}", flush=True)
-            continue
+            return
         (d / "wall_s.txt").write_text(f"{wall:.1f}\n")
         print(f"[quality] {d.name}: done in {wall:.0f} s", flush=True)
-        write_tables(a)
+        with lock:
+            write_tables(a)
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, a.parallel)) as pool:
+            list(pool.map(one, todo))
     if not a.dry_run:
         write_tables(a)
         print((Path(a.results) / "quality_results.md").read_text())
