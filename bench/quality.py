@@ -170,6 +170,13 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
             + "\n".join(lines) + "\n\nCaSSLe − finetune (positive accuracy and negative forgetting favour CaSSLe):\n\n"
             + "\n".join(diff) + "\n")
     (res / "quality_results.md").write_text(text)
+    readme = res / "README.md"
+    begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
+    if readme.exists() and begin in readme.read_text():
+        cmd = " ".join(["PYTHONPATH=$PWD nice -n 10 python bench/quality.py"] + [x for x in sys.argv[1:] if x != "--table_only"])
+        r = readme.read_text()
+        block = f"{begin}\nCommand: `{cmd}`\n\n{text}{end}"
+        readme.write_text(r[: r.index(begin)] + block + r[r.index(end) + len(end):])
     return rows
 
 
