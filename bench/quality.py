@@ -56,7 +56,7 @@ METHOD_OVERRIDES = {
     "swav": ["--num_prototypes", "300", "--queue_size", "0"],
 }
 COLUMNS = ["method", "strategy", "tasks", "knn_joint", "ridge_joint", "knn_avg", "ridge_avg",
-           "knn_forget", "ridge_forget", "wall_s", "run_dir"]
+           "knn_forget", "ridge_forget", "knn_joint_init", "ridge_joint_init", "wall_s", "run_dir"]
 
 
 def parse() -> argparse.Namespace:
@@ -137,6 +137,7 @@ def row(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> dict |
         r[f"{probe}_joint"] = p[probe]["joint_accuracy"]
         r[f"{probe}_avg"] = p[probe]["average_accuracy"]
         r[f"{probe}_forget"] = p[probe]["average_forgetting"] if tasks > 1 else float("nan")
+        r[f"{probe}_joint_init"] = float(p[probe].get("baseline_joint", float("nan")))
     return r
 
 
@@ -154,8 +155,9 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
         w.writeheader()
         for r in rows:
             w.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
-    lines = ["| method | strategy | kNN joint | ridge joint | kNN task-avg | ridge task-avg | kNN forgetting | ridge forgetting | wall s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| method | strategy | kNN joint | ridge joint | kNN task-avg | ridge task-avg | kNN forgetting | ridge forgetting "
+             "| kNN joint, random init | ridge joint, random init | wall s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append("| " + " | ".join(fmt(r[k]) for k in COLUMNS if k not in ("tasks", "run_dir")) + " |")
     by = {(r["method"], r["strategy"]): r for r in rows}
@@ -166,7 +168,8 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
         if f and c:
             diff.append(f"| {m} | " + " | ".join(f"{c[k] - f[k]:+.2f}" for k in
                         ("knn_joint", "ridge_joint", "knn_avg", "ridge_avg", "knn_forget", "ridge_forget")) + " |")
-    text = ("Final accuracies (%) after the last task; joint = all-class probe over the whole test set.\n\n"
+    text = ("Final accuracies (%) after the last task; joint = all-class probe over the whole test set; "
+            "random init = the same probe on the untrained encoder (same seed).\n\n"
             + "\n".join(lines) + "\n\nCaSSLe − finetune (positive accuracy and negative forgetting favour CaSSLe):\n\n"
             + "\n".join(diff) + "\n")
     (res / "quality_results.md").write_text(text)
