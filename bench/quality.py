@@ -176,7 +176,8 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
     readme = res / "README.md"
     begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
     if readme.exists() and begin in readme.read_text():
-        cmd = " ".join(["PYTHONPATH=$PWD nice -n 10 python bench/quality.py"] + [x for x in sys.argv[1:] if x != "--table_only"])
+        omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if os.environ.get("OMP_NUM_THREADS") else ""
+        cmd = " ".join([f"{omp}PYTHONPATH=$PWD nice -n 10 python bench/quality.py"] + [x for x in sys.argv[1:] if x != "--table_only"])
         r = readme.read_text()
         block = f"{begin}\nCommand: `{cmd}`\n\n{text}{end}"
         readme.write_text(r[: r.index(begin)] + block + r[r.index(end) + len(end):])
