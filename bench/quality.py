@@ -54,6 +54,7 @@ METHOD_OVERRIDES = {
     "byol": ["--pred_hidden_dim", "{proj}"],
     "mocov2plus": ["--queue_size", "4096"],  # the default 65536 exceeds the whole subset
     "swav": ["--num_prototypes", "300", "--queue_size", "0"],
+    "vicreg": ["--lr", "0.05"],  # at --lr 0.3 (SGD) VICReg's loss and features went NaN within task 0
 }
 COLUMNS = ["method", "strategy", "tasks", "knn_joint", "ridge_joint", "knn_avg", "ridge_avg",
            "knn_forget", "ridge_forget", "knn_joint_init", "ridge_joint_init", "wall_s", "run_dir"]
