@@ -58,6 +58,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num_tasks", type=int, default=5)
     g.add_argument("--split_strategy", choices=["class", "data", "domain"], default="class")
     g.add_argument("--domain_order", nargs="+", default=None, help="domain names in task order (domain split)")
+    g.add_argument("--train_fraction", type=float, default=1.0, help="keep this seeded, class-stratified fraction of every task's training images (quick runs, benchmarks); test sets are kept whole")
     g.add_argument("--num_workers", type=int, default=2)
     g.add_argument("--crop_size", type=int, default=None, help="training resolution; default: the dataset's image size (digits: 16)")
     g.add_argument("--gpu_augment", action="store_true", help="in-memory datasets: augment whole batches on the device (cassle/data/batched_augment.py)")

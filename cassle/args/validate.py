@@ -62,6 +62,8 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.lars:
         args.optimizer = "lars"
 
+    if not 0.0 < getattr(args, "train_fraction", 1.0) <= 1.0:
+        raise ArgumentError(f"--train_fraction must be in (0, 1], got {args.train_fraction}")
     if args.num_tasks < 1:
         raise ArgumentError(f"--num_tasks must be at least 1, got {args.num_tasks}")
     if not 0 <= args.task_idx < args.num_tasks:

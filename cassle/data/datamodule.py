@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cassle.data.base import ImageDataset
 from cassle.data.replay import OnlineBatchSampler, build_raw_transform, replay_cfg_flags
-from cassle.data.splits import TaskSplit, make_splits
+from cassle.data.splits import TaskSplit, make_splits, subsample_train
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
 
 #: Fallback normalisation statistics (ImageNet) for datasets without registered ones.
@@ -154,7 +154,10 @@ class ContinualDataModule(L.LightningDataModule):
             (default 2), the augmentation keys of
             :data:`cassle.data.transforms.AUGMENTATION_KEYS`, optional
             ``domain_order`` (domain ids or names, a list or a comma-separated
-            string), optional ``mean`` / ``std`` overriding the dataset's, and
+            string), optional ``train_fraction`` (keep a seeded, class-stratified
+            fraction of every task's training samples, for SSL training and
+            the probes' training features alike; the test split is untouched),
+            optional ``mean`` / ``std`` overriding the dataset's, and
             ``gpu_augment`` / ``dali`` (bools) choosing the training input path.
         train_dataset: use this dataset instead of loading ``cfg["dataset"]``.
         test_dataset: the matching test set (``None``: no test set, unless
@@ -224,6 +227,9 @@ class ContinualDataModule(L.LightningDataModule):
             test_domains=None if test is None else test.domains,
             domain_order=self._resolve_domain_order(train),
         )
+        fraction = self.cfg.get("train_fraction")
+        if fraction is not None and float(fraction) != 1.0:
+            self._split = subsample_train(self._split, self._train_targets, float(fraction), self.seed)
 
     def _resolve_domain_order(self, train: ImageDataset) -> Optional[list[int]]:
         order = self.cfg.get("domain_order")

@@ -179,3 +179,36 @@ def make_splits(
             raise ValueError(f"{len(test_d)} test domains for {len(test_t)} test targets")
         test_idx = [(test_d == d).nonzero().flatten() for d in order]
     return TaskSplit("domain", train_idx, test_idx, [list(all_classes) for _ in range(num_tasks)], list(order))
+
+
+def subsample_train(split: TaskSplit, targets: Sequence[int] | torch.Tensor, fraction: float, seed: int) -> TaskSplit:
+    """Keep a seeded ``fraction`` of every task's training samples (test indices unchanged).
+
+    Within each task the samples of each class (all of them, when unlabelled)
+    are subsampled separately, keeping ``max(1, round(fraction * n))`` of the
+    ``n``, so class proportions are preserved. The choice depends only on
+    ``seed`` (a generator of its own), not on the global RNG. ``fraction == 1``
+    returns ``split`` itself.
+
+    Example:
+        >>> s = make_splits(torch.arange(100) % 5, None, 5, "class", seed=0)
+        >>> [len(i) for i in subsample_train(s, torch.arange(100) % 5, 0.25, seed=0).train_indices]
+        [5, 5, 5, 5, 5]
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return split
+    t = _as_long(targets)
+    assert t is not None
+    gen = torch.Generator().manual_seed(int(seed) + 7919)  # independent of the split's own draws
+    kept: list[torch.Tensor] = []
+    for idx in split.train_indices:
+        parts = []
+        for c in torch.unique(t[idx]).tolist():
+            members = idx[t[idx] == c]
+            k = max(1, int(round(fraction * len(members))))
+            parts.append(members[torch.randperm(len(members), generator=gen)[:k]])
+        kept.append(torch.sort(torch.cat(parts)).values if parts else idx)
+    return TaskSplit(split.strategy, kept, split.test_indices, split.task_classes, split.task_domains)

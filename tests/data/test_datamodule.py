@@ -225,3 +225,17 @@ def test_loads_registered_digits_dataset() -> None:
     idx, views, targets = next(iter(dm.train_dataloader()))
     assert views[0].shape == (16, 3, 8, 8)
     assert torch.equal(targets, dm.train_dataset.targets[idx])
+
+
+def test_train_fraction_shrinks_training_and_probe_splits_only() -> None:
+    full, half = _dm(), _dm(train_fraction=0.5, batch_size=64)  # one batch per epoch: every sample seen
+    for t in range(full.num_tasks):
+        sub = half.split.train_indices[t]
+        assert len(sub) == len(full.split.train_indices[t]) // 2
+        assert bool(torch.isin(sub, full.split.train_indices[t]).all())
+        assert torch.equal(half.split.test_indices[t], full.split.test_indices[t])
+    half.set_task(1)
+    seen = torch.cat([b[0] for b in half.train_dataloader()])
+    assert torch.equal(torch.sort(seen).values, half.split.train_indices[1])
+    assert len(half.eval_dataloader(1, "train").dataset) == len(half.split.train_indices[1])
+    assert torch.equal(_dm(train_fraction=1.0).split.train_indices[0], full.split.train_indices[0])

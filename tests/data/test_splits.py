@@ -115,3 +115,23 @@ def test_domain_split_errors() -> None:
         make_splits(TRAIN_T, None, 1, "domain", 0, train_domains=train_d, domain_order=[5])
     with pytest.raises(ValueError, match="test set too"):
         make_splits(TRAIN_T, TEST_T, 2, "domain", 0, train_domains=train_d)
+
+
+def test_subsample_train_is_seeded_stratified_and_keeps_test() -> None:
+    from cassle.data.splits import subsample_train
+
+    s = make_splits(TRAIN_T, TEST_T, num_tasks=3, strategy="class", seed=0)
+    a = subsample_train(s, TRAIN_T, 0.3, seed=1)
+    b = subsample_train(s, TRAIN_T, 0.3, seed=1)
+    c = subsample_train(s, TRAIN_T, 0.3, seed=2)
+    assert all(torch.equal(x, y) for x, y in zip(a.train_indices, b.train_indices))
+    assert any(not torch.equal(x, y) for x, y in zip(a.train_indices, c.train_indices))
+    for full, sub in zip(s.train_indices, a.train_indices):
+        assert bool(torch.isin(sub, full).all())  # a subset of the task, ascending, no repeats
+        assert torch.equal(sub, torch.unique(sub))
+        counts = torch.bincount(TRAIN_T[sub], minlength=NUM_CLASSES)
+        assert sorted(set(counts[counts > 0].tolist())) == [3]  # round(0.3 * 10) of every class
+    assert a.test_indices is s.test_indices and a.task_classes == s.task_classes
+    assert subsample_train(s, TRAIN_T, 1.0, seed=1) is s
+    with pytest.raises(ValueError, match="train_fraction"):
+        subsample_train(s, TRAIN_T, 0.0, seed=1)
