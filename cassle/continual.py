@@ -264,6 +264,8 @@ def _probe(plan: RunPlan, backbone: torch.nn.Module) -> dict | None:
             backbone, plan.datamodule, plan.args.probes, device,
             knn_k=plan.args.knn_k, knn_temperature=plan.args.knn_temperature,
         )
+    except FloatingPointError as e:
+        raise RunError(str(e)) from None
     finally:
         backbone.to(prev)
 

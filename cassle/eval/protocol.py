@@ -87,6 +87,12 @@ def evaluate_after_task(
     feats: Dict[Tuple[int, str], Features] = {
         key: extract_features(backbone, loader, device) for key, loader in loaders.items()
     }
+    bad = sorted({t for (t, _), (f, _) in feats.items() if not torch.isfinite(f).all()})
+    if bad:
+        raise FloatingPointError(
+            f"the backbone's features are not finite (NaN/inf) on task(s) {bad}: training diverged; "
+            "lower --lr (or raise --warmup_epochs) and run again"
+        )
     if not any(_has_labels(feats[(t, "train")][1]) for t in range(num_tasks)):
         log.info("probes skipped: the dataset has no labels")
         return None

@@ -93,3 +93,25 @@ def test_unlabelled_skips(caplog):
 def test_unknown_probe_is_a_clear_error():
     with pytest.raises(ValueError, match="valid probes"):
         evaluate_after_task(CountingIdentity(), FakeDataModule(), ["svm"], "cpu")
+
+
+def test_diverged_backbone_gives_a_clear_error():
+    """NaN features (a run that diverged) name the problem and the fix instead of failing inside a probe."""
+    import pytest
+    import torch
+    from torch import nn
+
+    from cassle.eval.protocol import evaluate_after_task
+
+    class NaNNet(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 4), float("nan"))
+
+    class DM:
+        num_tasks = 1
+
+        def eval_dataloader(self, task, split):
+            return [(torch.zeros(3, 3, 4, 4), torch.tensor([0, 1, 0]))]
+
+    with pytest.raises(FloatingPointError, match="lower --lr"):
+        evaluate_after_task(NaNNet(), DM(), ["knn"], torch.device("cpu"))
