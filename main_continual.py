@@ -2,7 +2,7 @@
 """Continual self-supervised pretraining: all tasks in one process.
 
     python main_continual.py --dataset digits --encoder slim_resnet9 --method barlow_twins \\
-        --num_tasks 5 --max_epochs 25 --batch_size 64
+        --num_tasks 5 --max_epochs 25 --batch_size 64 --lr 0.1 --proj_hidden_dim 512 --output_dim 512 --gpu_augment
 
 Rerunning the same command resumes the run in its --checkpoint_dir.
 """

@@ -194,3 +194,58 @@ def test_end_to_end_replay_with_mid_task_resume_keeps_the_buffer(tmp_path, monke
     assert torch.equal(indexes, saved["data"]["indexes"]) and torch.equal(gen, saved["generator"])
     final = torch.load(run / "task1.ckpt", weights_only=True)["strategy_state"]["buffer"]
     assert final["num_seen"] > saved["num_seen"] and final["size"] == 100
+
+
+# --------------------------------------------------------------------- --gpu_augment
+def test_batched_augment_stream_keeps_online_passes_and_raw_images():
+    """With --gpu_augment the loader ships uint8 images plus the extras; the on-device hook turns them into views."""
+    dm = _dm(online=True, mb_passes=2, return_raw=True, gpu_augment=True)
+    loader_batches = list(itertools.islice(dm.train_dataloader(), 4))
+    assert all(len(b) == 4 and b[1].dtype == torch.uint8 for b in loader_batches)
+    out = [dm.on_after_batch_transfer(b, 0) for b in loader_batches]
+    for k in (0, 2):
+        a, b = out[k], out[k + 1]
+        assert [int(a[3]["mb_pass"][0]), int(b[3]["mb_pass"][0])] == [0, 1]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[3]["raw"], b[3]["raw"])  # same minibatch, same raw images
+        assert len(a[1]) == 2 and a[1][0].dtype == torch.float32 and a[1][0].shape == (16, 3, 8, 8)
+        assert not torch.equal(a[1][0], b[1][0])  # fresh augmentations on every pass
+    # same seed, same stream and same augmentations
+    again = [_dm(online=True, mb_passes=2, return_raw=True, gpu_augment=True)]
+    first = again[0].on_after_batch_transfer(next(iter(again[0].train_dataloader())), 0)
+    assert torch.equal(first[1][0], out[0][1][0])
+
+
+def test_replayed_samples_are_augmented_by_the_batched_augmentation(monkeypatch):
+    """--gpu_augment: replayed buffer images go through BatchedAugment (one call per step), not the per-sample path."""
+    from cassle.data.batched_augment import BatchedAugment
+    from tests.strategies.replay_helpers import batch
+
+    m = model("simclr", "er", gpu_augment=True)
+
+    def per_sample(_img):
+        raise AssertionError("the per-sample transform must not run with --gpu_augment")
+
+    m.replay_transform = per_sample
+    calls = []
+    original = BatchedAugment.forward
+
+    def spy(self, images):
+        calls.append(tuple(images.shape))
+        return original(self, images)
+
+    monkeypatch.setattr(BatchedAugment, "forward", spy)
+    m.training_step(batch(seed=0), 0)  # empty buffer: nothing replayed, the stream enters it
+    assert calls == []
+    out = m.training_step(batch(seed=1, start=6), 1)
+    assert out["num_replayed"] == 4 and calls == [(4, 1, 8, 8)]
+    assert len(out["z"][0]) == 6 + 4
+
+
+def test_end_to_end_online_replay_with_batched_augment(tmp_path):
+    argv = TINY + REPLAY_ARGS + ["--checkpoint_dir", str(tmp_path / "run"), "--online", "--mb_passes", "2",
+                                 "--gpu_augment"]
+    assert main_continual.main(argv) == 0
+    state = torch.load(tmp_path / "run" / "task1.ckpt", weights_only=True)["strategy_state"]["buffer"]
+    plan = continual.prepare_run(parse_args(argv))
+    n = sum(len(plan.datamodule.split.train_indices[t]) for t in range(2))
+    assert state["num_seen"] == n and state["data"]["images"].dtype == torch.uint8

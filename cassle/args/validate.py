@@ -107,10 +107,9 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ArgumentError(f"--gpu_augment needs an in-memory dataset, but '{args.dataset}' is read from image files: use --dali")
     if getattr(args, "dali", False) and info.in_memory:
         raise ArgumentError(f"--dali reads image files, but '{args.dataset}' is held in memory: use --gpu_augment")
-    fast_input = "--gpu_augment" if getattr(args, "gpu_augment", False) else ("--dali" if getattr(args, "dali", False) else None)
-    if fast_input and (getattr(args, "online", False) or getattr(resolve_strategy(args.strategy), "needs_raw_images", False)):
+    if getattr(args, "dali", False) and (getattr(args, "online", False) or getattr(resolve_strategy(args.strategy), "needs_raw_images", False)):
         what = "--online" if getattr(args, "online", False) else f"--strategy {args.strategy} (replay needs raw images in the batch)"
-        raise ArgumentError(f"{fast_input} does not support {what} yet: drop {fast_input} to use the torch loaders")
+        raise ArgumentError(f"--dali does not support {what} yet: drop --dali to use the torch loaders")
 
     if args.crop_size is None:
         args.crop_size = 16 if args.dataset == "digits" else (info.image_size or 224)

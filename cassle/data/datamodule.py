@@ -24,7 +24,8 @@ no sampler is added here.
 Faster inputs (the batch reaching ``training_step`` keeps the same structure):
 
 * ``gpu_augment`` (in-memory datasets only): the train loader yields raw
-  ``uint8`` images ``(indexes, B×C×H×W, targets)`` and
+  ``uint8`` images ``(indexes, B×C×H×W, targets[, extras])`` (replay and online
+  streams as above) and
   :meth:`~ContinualDataModule.on_after_batch_transfer` augments them on the
   batch's device with :class:`~cassle.data.batched_augment.BatchedAugment`.
 * ``dali`` (folder datasets only): the train loader is a DALI pipeline over
@@ -69,15 +70,18 @@ class AugmentedSubset(Dataset):
 
     ``index`` is the sample's position in ``dataset`` (not in the subset).
     ``targets`` overrides the dataset's targets (e.g. all ``-1`` with ``no_labels``).
+    ``transform=None`` (``--gpu_augment``) keeps the un-augmented ``uint8`` image in
+    the place of the views: the whole batch is augmented later, on its device.
     With ``extras`` true the item has a fourth element, ``{"raw": raw_transform(image),
-    "mb_pass": p}``; ``i`` may then be an ``(i, p)`` pair (online stream).
+    "mb_pass": p}`` (``raw`` only with a ``raw_transform``); ``i`` may then be an
+    ``(i, p)`` pair (online stream).
     """
 
     def __init__(
         self,
         dataset: ImageDataset,
         indices: torch.Tensor,
-        transform: Callable[[torch.Tensor], list[torch.Tensor]],
+        transform: Optional[Callable[[torch.Tensor], list[torch.Tensor]]],
         targets: torch.Tensor,
         raw_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         extras: bool = False,
@@ -96,29 +100,14 @@ class AugmentedSubset(Dataset):
         i, mb_pass = (i if isinstance(i, tuple) else (i, 0))
         idx = int(self.indices[i])
         image = self.dataset.get_image(idx)
-        item = (idx, self.transform(image), int(self.targets[idx]))
+        views = image if self.transform is None else self.transform(image)
+        item = (idx, views, int(self.targets[idx]))
         if not self.extras:
             return item
         extras: dict[str, Any] = {"mb_pass": int(mb_pass)}
         if self.raw_transform is not None:
             extras["raw"] = self.raw_transform(image).contiguous()
         return (*item, extras)
-
-
-class RawSubset(Dataset):
-    """Un-augmented training samples for ``--gpu_augment``: item ``i`` is ``(index, uint8 C×H×W image, target)``."""
-
-    def __init__(self, dataset: ImageDataset, indices: torch.Tensor, targets: torch.Tensor) -> None:
-        self.dataset = dataset
-        self.indices = torch.as_tensor(indices, dtype=torch.long)
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, int]:
-        idx = int(self.indices[i])
-        return idx, self.dataset.get_image(idx), int(self.targets[idx])
 
 
 class EvalSubset(Dataset):
@@ -394,21 +383,25 @@ class ContinualDataModule(L.LightningDataModule):
             self._batched_augment = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.seed)
         return self._batched_augment
 
+    def augment_on_device(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The run's :class:`~cassle.data.batched_augment.BatchedAugment` applied to a ``uint8`` batch on its
+        device (the stream's batches, and the replayed buffer samples of replay strategies)."""
+        aug = self.batched_augment
+        if aug.mean.device != images.device:
+            aug.to(images.device)  # normalisation constants live with the batch
+        return aug(images)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """With ``gpu_augment``: turn a raw training batch ``(indexes, uint8 images, targets)`` into
-        ``(indexes, [views], targets)`` on the batch's device; every other batch passes unchanged."""
+        """With ``gpu_augment``: turn a raw training batch ``(indexes, uint8 images, targets[, extras])``
+        into ``(indexes, [views], targets[, extras])`` on the batch's device; every other batch passes unchanged."""
         if (
             self.gpu_augment
             and isinstance(batch, (list, tuple))
-            and len(batch) == 3
+            and len(batch) in (3, 4)
             and isinstance(batch[1], torch.Tensor)
             and batch[1].dtype == torch.uint8
         ):
-            indexes, images, targets = batch
-            aug = self.batched_augment
-            if aug.mean.device != images.device:
-                aug.to(images.device)  # normalisation constants live with the batch
-            return [indexes, aug(images), targets]
+            return [batch[0], self.augment_on_device(batch[1]), *batch[2:]]
         return batch
 
     def train_dataloader(self) -> Any:
@@ -448,22 +441,11 @@ class ContinualDataModule(L.LightningDataModule):
                 num_shards=self._world_size(),
             )
         if self.gpu_augment:
-            # one stream per task and rank, from the run's seed
+            # one augmentation stream per task and rank, from the run's seed
             self.batched_augment.reseed(self.seed + task + 7919 * self._global_rank())
-            raw = RawSubset(self.train_dataset, indices, self._train_targets)
-            return DataLoader(
-                raw,
-                batch_size=self.batch_size,
-                shuffle=True,
-                generator=torch.Generator().manual_seed(self.seed + task),
-                drop_last=self._drop_last(len(raw), self._world_size()),
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-                pin_memory=torch.cuda.is_available(),
-            )
         raw_transform = build_raw_transform(self._crop_size(), self._image_size()) if return_raw else None
         ds = AugmentedSubset(
-            self.train_dataset, indices, self.train_transform(), self._train_targets,
+            self.train_dataset, indices, None if self.gpu_augment else self.train_transform(), self._train_targets,
             raw_transform=raw_transform, extras=online,
         )
         generator = torch.Generator().manual_seed(self.seed + task)

@@ -2,7 +2,8 @@
 
 :class:`ReplayMixin` owns the buffer (:mod:`cassle.buffers`), draws replayed
 samples, augments their raw ``uint8`` images with the stream's own two-view
-augmentation (:func:`cassle.data.replay.augment_batch`), composes the batch
+augmentation (:func:`cassle.data.replay.augment_batch`, or with ``--gpu_augment``
+the datamodule's batched on-device augmentation), composes the batch
 the method trains on, and inserts the stream minibatch into the buffer after
 its last pass (``--online --mb_passes``; offline every step is a last pass).
 Subclasses override :meth:`ReplayMixin.compose_batch` (what the method sees)
@@ -89,6 +90,7 @@ class ReplayMixin(StrategyMixin):
         #: generator of the strategy's own random choices (e.g. LUMP's λ)
         self.replay_generator = torch.Generator().manual_seed(self.replay_seed + 1)
         self._replay_transform: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+        self._replay_batched: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
         self._rank_seeded = False
         self.replay_ctx: dict[str, Any] = {}
 
@@ -112,8 +114,31 @@ class ReplayMixin(StrategyMixin):
     def replay_transform(self, fn: Callable[[torch.Tensor], list[torch.Tensor]]) -> None:
         self._replay_transform = fn
 
+    @property
+    def replay_batched_augment(self) -> Callable[[torch.Tensor], list[torch.Tensor]] | None:
+        """With ``--gpu_augment``: the batch-at-once augmentation of the stream (the datamodule's,
+        else built from the config), applied to replayed images on their device; ``None`` otherwise."""
+        if not self.cfg.get("gpu_augment", False):
+            return None
+        if self._replay_batched is None:
+            dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            if dm is not None and hasattr(dm, "augment_on_device"):
+                self._replay_batched = dm.augment_on_device
+            else:
+                from cassle.data.batched_augment import BatchedAugment
+                from cassle.data.datamodule import resolve_mean_std
+
+                mean, std = resolve_mean_std(self.cfg)
+                cfg = {**self.cfg, "crop_size": self.crop_size}
+                self._replay_batched = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.replay_seed + 2)
+        return self._replay_batched
+
     def augment(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Fresh augmented views of raw ``uint8`` buffer images."""
+        """Fresh augmented views of raw ``uint8`` buffer images: the whole batch at once on its device
+        with ``--gpu_augment``, else the stream's per-sample pipeline."""
+        batched = self.replay_batched_augment
+        if batched is not None:
+            return batched(images)
         return augment_batch(images, self.replay_transform)
 
     @torch.no_grad()

@@ -7,17 +7,24 @@ import pytest
 from cassle.args import ArgumentError, parse_args
 
 BASE = ["--dataset", "digits", "--encoder", "resnet9", "--base_width", "4", "--num_tasks", "2"]
+FOLDER = ["--dataset", "custom", "--data_dir", "unused", "--encoder", "resnet9", "--base_width", "4", "--num_tasks", "1"]
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--gpu_augment", "--strategy", "er"], "--gpu_augment does not support --strategy er"),
-    (["--gpu_augment", "--online"], "--gpu_augment does not support --online"),
+    (["--dali", "--strategy", "er"], "--dali does not support --strategy er"),
+    (["--dali", "--online"], "--dali does not support --online"),
 ])
-def test_batched_augment_with_replay_or_online_is_refused(extra, needle):
+def test_dali_with_replay_or_online_is_refused(extra, needle):
     with pytest.raises(ArgumentError, match=needle):
-        parse_args(BASE + extra)
+        parse_args(FOLDER + extra)
 
 
-def test_batched_augment_with_finetune_and_cassle_is_accepted():
-    for strategy in ("finetune", "cassle"):
-        assert parse_args(BASE + ["--gpu_augment", "--strategy", strategy]).gpu_augment
+@pytest.mark.parametrize("extra", [
+    ["--strategy", "finetune"],
+    ["--strategy", "cassle"],
+    ["--strategy", "er"],
+    ["--strategy", "minred"],
+    ["--strategy", "lump", "--online", "--mb_passes", "2"],
+])
+def test_batched_augment_is_accepted_with_every_strategy_and_online(extra):
+    assert parse_args(BASE + ["--gpu_augment"] + extra).gpu_augment
