@@ -48,7 +48,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from cassle.data.transforms import _check_prob, gaussian_kernel_size, per_view_values
+from cassle.data.transforms import AUGMENTATION_DEFAULTS, AUGMENTATION_KEYS, _check_prob, gaussian_kernel_size, per_view_values
 
 #: Colour-jitter operation ids, in the order their factors are stored.
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
@@ -126,36 +126,37 @@ def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
 
 
 class ViewParams:
-    """Validated augmentation parameters of one view (the keys of ``build_view_transform``)."""
+    """Validated augmentation parameters of one view: the keys of
+    :data:`~cassle.data.transforms.AUGMENTATION_KEYS`, missing ones taking
+    :data:`~cassle.data.transforms.AUGMENTATION_DEFAULTS` (as the per-sample path)."""
 
-    def __init__(
-        self,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.2,
-        hue: float = 0.1,
-        color_jitter_prob: float = 0.8,
-        grayscale_prob: float = 0.2,
-        gaussian_prob: float = 0.0,
-        solarization_prob: float = 0.0,
-        horizontal_flip_prob: float = 0.5,
-        min_scale: float = 0.08,
-        max_scale: float = 1.0,
-    ) -> None:
-        if not 0.0 < float(min_scale) <= float(max_scale) <= 1.0:
-            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={min_scale}, max_scale={max_scale}")
-        for name, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-            if float(v) < 0:
-                raise ValueError(f"{name} must be non-negative, got {v}")
-        if not 0.0 <= float(hue) <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {hue}")
-        self.brightness, self.contrast, self.saturation, self.hue = map(float, (brightness, contrast, saturation, hue))
-        self.color_jitter_prob = _check_prob("color_jitter_prob", color_jitter_prob)
-        self.grayscale_prob = _check_prob("grayscale_prob", grayscale_prob)
-        self.gaussian_prob = _check_prob("gaussian_prob", gaussian_prob)
-        self.solarization_prob = _check_prob("solarization_prob", solarization_prob)
-        self.horizontal_flip_prob = _check_prob("horizontal_flip_prob", horizontal_flip_prob)
-        self.min_scale, self.max_scale = float(min_scale), float(max_scale)
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+    color_jitter_prob: float
+    grayscale_prob: float
+    gaussian_prob: float
+    solarization_prob: float
+    horizontal_flip_prob: float
+    min_scale: float
+    max_scale: float
+
+    def __init__(self, **params: float) -> None:
+        unknown = sorted(set(params) - set(AUGMENTATION_KEYS))
+        if unknown:
+            raise ValueError(f"unknown augmentation parameter(s) {unknown}; known: {list(AUGMENTATION_KEYS)}")
+        p = {**AUGMENTATION_DEFAULTS, **params}
+        if not 0.0 < float(p["min_scale"]) <= float(p["max_scale"]) <= 1.0:
+            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={p['min_scale']}, max_scale={p['max_scale']}")
+        for name in ("brightness", "contrast", "saturation"):
+            if float(p[name]) < 0:
+                raise ValueError(f"{name} must be non-negative, got {p[name]}")
+        if not 0.0 <= float(p["hue"]) <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {p['hue']}")
+        for name in AUGMENTATION_KEYS:
+            value = _check_prob(name, p[name]) if name.endswith("_prob") else float(p[name])
+            setattr(self, name, value)
 
     def __repr__(self) -> str:
         return f"ViewParams({', '.join(f'{k}={v}' for k, v in vars(self).items())})"
