@@ -10,7 +10,7 @@ that already finished there is not retrained (``main_continual.py`` resumes or
 just prints a finished run), so the table can be grown method by method.
 
 After every run the table of final accuracies is rewritten to
-``bench/quality_results.csv`` and ``bench/quality_results.md``:
+``bench/<tag>_results.csv`` and ``bench/<tag>_results.md`` (``--tag``, default ``quality``):
 
 * ``knn_joint`` / ``ridge_joint``: probe fit on all classes' training features
   after the last task, tested on the whole test set (10-way; the CaSSLe paper's
@@ -81,7 +81,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (each its own process)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
-    p.add_argument("--results", default=str(ROOT / "bench"), help="folder of quality_results.{csv,md}")
+    p.add_argument("--results", default=str(ROOT / "bench"), help="folder of <tag>_results.{csv,md}")
+    p.add_argument("--tag", default="quality",
+                   help="name of this table: files <tag>_results.{csv,md} and the bench/README.md block between "
+                        "<!-- <tag>:begin --> and <!-- <tag>:end --> (e.g. another budget keeps its own table)")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more main_continual.py arguments, for every run")
     p.add_argument("--table_only", action="store_true", help="only rebuild the tables from finished runs")
     p.add_argument("--dry_run", action="store_true", help="print the commands")
@@ -151,7 +154,7 @@ def fmt(x) -> str:
 def write_tables(a: argparse.Namespace) -> list[dict]:
     rows = [r for r in (row(a, *k) for k in plan(a)) if r is not None]
     res = Path(a.results)
-    with open(res / "quality_results.csv", "w", newline="") as f:
+    with open(res / f"{a.tag}_results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
@@ -173,9 +176,9 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
             "random init = the same probe on the untrained encoder (same seed).\n\n"
             + "\n".join(lines) + "\n\nCaSSLe − finetune (positive accuracy and negative forgetting favour CaSSLe):\n\n"
             + "\n".join(diff) + "\n")
-    (res / "quality_results.md").write_text(text)
+    (res / f"{a.tag}_results.md").write_text(text)
     readme = res / "README.md"
-    begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
+    begin, end = f"<!-- {a.tag}:begin -->", f"<!-- {a.tag}:end -->"
     if readme.exists() and begin in readme.read_text():
         omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if os.environ.get("OMP_NUM_THREADS") else ""
         cmd = " ".join([f"{omp}PYTHONPATH=$PWD nice -n 10 python bench/quality.py"] + [x for x in sys.argv[1:] if x != "--table_only"])
@@ -188,7 +191,7 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
 def main() -> int:
     a = parse()
     if a.table_only:
-        print((Path(a.results) / "quality_results.md").read_text() if write_tables(a) else "no finished run")
+        print((Path(a.results) / f"{a.tag}_results.md").read_text() if write_tables(a) else "no finished run")
         return 0
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     todo = []
@@ -223,7 +226,7 @@ def main() -> int:
             list(pool.map(one, todo))
     if not a.dry_run:
         write_tables(a)
-        print((Path(a.results) / "quality_results.md").read_text())
+        print((Path(a.results) / f"{a.tag}_results.md").read_text())
     return 0
 
 
