@@ -10,7 +10,7 @@ crop's batch of embeddings is maximised so the embeddings do not collapse::
 
     loss = -invariance_weight * mean_i mean_b cos(z_i[b], z̄[b])
            - tcr_weight * mean_i TCR(z_i)
-    TCR(Z) = ½ logdet(I_D + D / (B ε²) Zᵀ Z)
+    TCR(Z) = ½ logdet(I_D + D / (B ε) Zᵀ Z)
 
     >>> import torch
     >>> import torch.nn.functional as F
@@ -18,9 +18,9 @@ crop's batch of embeddings is maximised so the embeddings do not collapse::
     >>> z = [F.normalize(torch.randn(16, 8), dim=1) for _ in range(4)]
     >>> loss = emp_ssl_loss_func(z, invariance_weight=200.0, eps=0.2)
 
-The official implementation writes the scale as ``D / (B ε)`` with ``ε = 0.2``;
-here ``ε`` enters squared as in the paper's equation (pass ``eps=0.2 ** 0.5`` to
-reproduce the code's value). The loss works on the batch it receives.
+``ε`` enters as the official implementation writes it, ``D / (B ε)`` with
+``ε = 0.2`` (the paper's equation squares it: pass ``eps=0.2 ** 2`` for that
+value). The loss works on the batch it receives.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 
 def total_coding_rate(z: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
-    """Total coding rate ``½ logdet(I + D/(B ε²) ZᵀZ)`` of the rows of ``z`` (``B x D``).
+    """Total coding rate ``½ logdet(I + D/(B ε) ZᵀZ)`` of the rows of ``z`` (``B x D``), ε as in the official code.
 
     Computed on the smaller of the two Gram matrices (``logdet(I + c ZᵀZ) =
     logdet(I + c Z Zᵀ)``) in float32 or better.
@@ -43,7 +43,7 @@ def total_coding_rate(z: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
         raise ValueError(f"total_coding_rate: eps must be positive, got {eps}")
     b, d = z.shape
     zf = z if z.dtype in (torch.float32, torch.float64) else z.float()
-    scale = d / (b * eps**2)
+    scale = d / (b * eps)
     gram = zf.T @ zf if d <= b else zf @ zf.T
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     return 0.5 * torch.logdet(eye + scale * gram)

@@ -95,6 +95,9 @@ class BaseMethod(pl.LightningModule):
     #: ``nn.Identity`` and ``z`` holds backbone features; strategies that need a
     #: projector (distillation through it) refuse such methods.
     has_projector: ClassVar[bool] = True
+    #: True where the reference implementation's ``z`` is L2-normalised (MoCo v2+'s queries):
+    #: CaSSLe then feeds its predictor the normalised projection.
+    normalized_projection: ClassVar[bool] = False
     #: published projector sizes (used when ``proj_hidden_dim``/``output_dim`` are absent).
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 2048

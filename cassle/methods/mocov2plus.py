@@ -31,6 +31,7 @@ class MoCoV2Plus(BaseMomentumMethod):
     """
 
     family: ClassVar[str] = "contrastive"
+    normalized_projection: ClassVar[bool] = True  # the reference returns the unit-norm queries as z
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 256
     method_args: ClassVar[Dict[str, ArgSpec]] = {

@@ -4,13 +4,16 @@ Shared pieces:
 
 * :class:`AlignMixin` — the predictor MLP that maps the current projection
   to the teacher's, and the alignment criterion (``--align_criterion``:
-  ``cosine`` = ``2 − 2·cos``, ``mse``, or ``ssl`` = the method family's
+  ``cosine`` = ``−cos`` (ocl-self-supervised's scale, so its published
+  ``--omega`` values mean the same here), ``mse``, or ``ssl`` = the method family's
   CaSSLe distillation loss), weighted by ``--omega``.
 * :class:`EMATeacherMixin` — an EMA copy of backbone + projector,
   ``θ_ema ← m·θ_ema + (1 − m)·θ`` with ``m = --ema_momentum`` after every
   optimizer step (:func:`cassle.methods.momentum.ema_update`); BatchNorm
   statistics are copied from the online network. It never receives gradients
-  and is kept in eval mode.
+  and, like CaSSLe's teacher, normalises with the batch's statistics
+  (:func:`~cassle.strategies.base.teacher_copy`): before its first update its
+  targets are the student's projections.
 
 Strategies (the replay mechanism of :mod:`cassle.strategies.replay` with the
 teacher applied to some rows; the issue that introduced them names them
@@ -31,15 +34,15 @@ Replayed Examples):
 from __future__ import annotations
 
 import argparse
-import copy
 from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
 from cassle.methods.momentum import ema_update
-from cassle.strategies.base import StrategyMixin
+from cassle.strategies.base import StrategyMixin, teacher_copy
 from cassle.strategies.cassle import CaSSLeMixin, _mlp
 from cassle.strategies.replay import Batch, ReplayMixin
 
@@ -71,7 +74,7 @@ class AlignMixin(ReplayMixin):
         if "omega" not in existing:
             g.add_argument("--omega", type=float, default=0.1, help="weight of the alignment loss")
             g.add_argument("--align_criterion", choices=ALIGN_CRITERIA, default="cosine",
-                           help="cosine (2-2cos), mse, or ssl (the method family's CaSSLe distillation loss)")
+                           help="cosine (-cos), mse, or ssl (the method family's CaSSLe distillation loss)")
             g.add_argument("--align_hidden_dim", type=int, default=2048, help="hidden width of the alignment predictor")
 
     @classmethod
@@ -106,8 +109,8 @@ class AlignMixin(ReplayMixin):
         for zv, tv in zip(z, teacher):
             p = self.align_predictor(zv)
             t = tv.detach().to(p.dtype)
-            if self.align_criterion == "cosine":
-                losses.append(DISTILL_LOSSES["predictive"](p, t))
+            if self.align_criterion == "cosine":  # −cos, as ocl-self-supervised (not BYOL's 2 − 2·cos)
+                losses.append(-F.cosine_similarity(p, t, dim=-1).mean())
             elif self.align_criterion == "mse":
                 losses.append(DISTILL_LOSSES["predictive_mse"](p, t))
             else:
@@ -161,16 +164,10 @@ class EMATeacherMixin(StrategyMixin):
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
         self.ema_momentum = float(cfg.get("ema_momentum", 0.999))
-        self.ema_backbone = self._ema_copy(self.backbone)
-        self.ema_projector = self._ema_copy(self.projector)
+        self.ema_backbone = teacher_copy(self.backbone)
+        self.ema_projector = teacher_copy(self.projector)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._last_ema_teacher_step = -1
-
-    @staticmethod
-    def _ema_copy(module: nn.Module) -> nn.Module:
-        ema = copy.deepcopy(module)
-        ema.requires_grad_(False)
-        return ema.eval()
 
     @torch.no_grad()
     def _copy_online(self) -> None:
@@ -181,12 +178,6 @@ class EMATeacherMixin(StrategyMixin):
         super().on_task_start(task_idx)
         if int(self.ema_updates) == 0:  # never updated: start from the current (possibly pretrained) weights
             self._copy_online()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.ema_backbone.eval()
-        self.ema_projector.eval()
-        return self
 
     @torch.no_grad()
     def update_ema_teacher(self) -> None:

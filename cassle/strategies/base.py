@@ -9,7 +9,10 @@ term to ``out["loss"]``; it never reaches into a method's private attributes.
 from __future__ import annotations
 
 import argparse
+import copy
 from typing import Any, Sequence
+
+import torch.nn as nn
 
 
 def split_batch(batch: Sequence[Any]) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
@@ -21,6 +24,26 @@ def split_batch(batch: Sequence[Any]) -> tuple[tuple[Any, Any, Any], dict[str, A
     if isinstance(batch, (list, tuple)) and len(batch) == 4 and isinstance(batch[3], dict):
         return (batch[0], batch[1], batch[2]), dict(batch[3])
     return tuple(batch), {}  # type: ignore[return-value]
+
+
+def teacher_copy(module: nn.Module) -> nn.Module:
+    """A gradient-free copy of ``module`` that normalises with the batch's statistics.
+
+    The teachers of CaSSLe (the frozen past network) and of AEP / APRE (the EMA
+    network) are used in training mode, as in both reference implementations
+    (the CaSSLe repository's distillers and ocl-self-supervised's strategies):
+    on the first step of a task the teacher's targets equal the student's
+    projections. Its BatchNorm layers stop tracking, so a forward pass neither
+    reads nor moves the running statistics it was copied with (nothing else
+    reads them while training; a checkpoint therefore resumes exactly). It
+    follows the module's ``train()`` / ``eval()`` like any submodule.
+    """
+    teacher = copy.deepcopy(module)
+    teacher.requires_grad_(False)
+    for m in teacher.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+    return teacher
 
 
 class StrategyMixin:

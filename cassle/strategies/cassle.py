@@ -4,9 +4,12 @@ Fini et al., "Self-Supervised Models are Continual Learners", CVPR 2022
 (https://arxiv.org/abs/2112.04215).
 
 At the start of every task after the first, a frozen copy of backbone +
-projector is taken from the weights the previous task ended with (kept in eval
-mode, so its BatchNorm statistics never move). A predictor MLP maps the
-current projection ``z`` onto the frozen one, and ``distill_lamb`` × the
+projector is taken from the weights the previous task ended with. It
+normalises with the batch's statistics, as the student does (both reference
+implementations keep it in training mode; an eval-mode teacher disagrees with
+the student from the first step, and measured worse: ``docs/fidelity.md``),
+and its BatchNorm buffers never move (:func:`~cassle.strategies.base.teacher_copy`).
+A predictor MLP maps the current projection ``z`` onto the frozen one, and ``distill_lamb`` × the
 distillation loss of the method's family is added to the SSL loss:
 
 ===============  ==========================================  ===================
@@ -23,12 +26,17 @@ knowledge        swav                                        CE of prototype
 The frozen network and the predictor are ordinary submodules, so they are in
 ``state_dict()`` and every checkpoint: a mid-task resume continues against the
 same teacher instead of copying a half-trained one. Task 0 never distils.
+
+As in the reference: methods whose ``z`` is L2-normalised there (MoCo v2+,
+``normalized_projection = True``) feed the predictor the normalised
+projection; the knowledge distiller's prototype layer is weight-normalised
+(``g · v / ||v||``) like SwAV's; the predictive distiller trains its predictor
+at ``lr / λ`` when ``λ = --distill_lamb < 1``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 from typing import Any
 
 import torch
@@ -36,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
-from cassle.strategies.base import StrategyMixin
+from cassle.strategies.base import StrategyMixin, teacher_copy
 
 #: CaSSLe's own distiller names (``*_distill``) and the short names both work.
 DISTILLER_ALIASES = {f"{name}_distill": name for name in DISTILL_LOSSES} | {n: n for n in DISTILL_LOSSES}
@@ -99,7 +107,8 @@ class CaSSLeMixin(StrategyMixin):
         self.distill_predictor = _mlp(dim, int(cfg.get("distill_proj_hidden_dim", 2048)))
         if self.distiller == "knowledge":
             num_prototypes = self.prototypes.weight.shape[0]
-            self.distill_prototypes = nn.Linear(dim, num_prototypes, bias=False)
+            # weight-normalised like SwAV's prototypes in the reference: magnitude g and direction v both learn
+            self.distill_prototypes = nn.utils.parametrizations.weight_norm(nn.Linear(dim, num_prototypes, bias=False))
         self.frozen_backbone: nn.Module | None = None
         self.frozen_projector: nn.Module | None = None
         self.frozen_prototypes: nn.Module | None = None
@@ -128,12 +137,6 @@ class CaSSLeMixin(StrategyMixin):
     def distilling(self) -> bool:
         return self.frozen_backbone is not None
 
-    @staticmethod
-    def _freeze(module: nn.Module) -> nn.Module:
-        frozen = copy.deepcopy(module)
-        frozen.requires_grad_(False)
-        return frozen.eval()
-
     def on_task_start(self, task_idx: int) -> None:
         """Snapshot the teacher from the weights the previous task ended with."""
         super().on_task_start(task_idx)
@@ -141,24 +144,20 @@ class CaSSLeMixin(StrategyMixin):
             self.frozen_backbone = self.frozen_projector = self.frozen_prototypes = None
             self._set_distill_trainable(False)
             return
-        self.frozen_backbone = self._freeze(self.backbone)
-        self.frozen_projector = self._freeze(self.projector)
+        self.frozen_backbone = teacher_copy(self.backbone)
+        self.frozen_projector = teacher_copy(self.projector)
         if self.distiller == "knowledge":
-            self.frozen_prototypes = self._freeze(self.prototypes)
+            self.frozen_prototypes = teacher_copy(self.prototypes)
         self._set_distill_trainable(True)
-
-    def train(self, mode: bool = True):  # keep the teacher in eval mode whatever Lightning asks
-        super().train(mode)
-        for m in (self.frozen_backbone, self.frozen_projector, self.frozen_prototypes):
-            if m is not None:
-                m.eval()
-        return self
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
         groups = list(super().learnable_params)
         params = [p for m in self._distill_modules() for p in m.parameters()]
-        groups.append({"name": "distill_predictor", "params": params})
+        group: dict[str, Any] = {"name": "distill_predictor", "params": params}
+        if self.distiller == "predictive" and 0 < self.distill_lamb < 1:
+            group["lr"] = self.lr / self.distill_lamb  # the reference's predictive distiller: lr / λ when λ < 1
+        groups.append(group)
         return groups
 
     # --------------------------------------------------------------- training
@@ -169,6 +168,8 @@ class CaSSLeMixin(StrategyMixin):
 
     def distill_loss(self, z: list[torch.Tensor], frozen_z: list[torch.Tensor]) -> torch.Tensor:
         """Family loss between predicted current projections and frozen ones, averaged over views."""
+        if getattr(self, "normalized_projection", False):  # MoCo v2+: the reference's z is the unit-norm query
+            z = [F.normalize(zv, dim=-1) for zv in z]
         preds = [self.distill_predictor(zv) for zv in z]
         if self.distiller == "contrastive":
             # CaSSLe's form: all views stacked, so negatives include the other view's frozen projections

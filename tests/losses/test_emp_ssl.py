@@ -16,7 +16,7 @@ def _numpy_tcr(z: np.ndarray, eps: float) -> float:
     # Sylvester: logdet(I_D + c ZᵀZ) = sum log(1 + c λ) over eigenvalues λ of Z Zᵀ (B x B)
     b, d = z.shape
     lam = np.linalg.eigvalsh(z @ z.T)
-    return 0.5 * float(np.sum(np.log1p(d / (b * eps**2) * np.clip(lam, 0, None))))
+    return 0.5 * float(np.sum(np.log1p(d / (b * eps) * np.clip(lam, 0, None))))
 
 
 def _numpy_emp(zs: list[np.ndarray], inv_w: float, tcr_w: float, eps: float) -> float:
@@ -32,9 +32,16 @@ def _numpy_emp(zs: list[np.ndarray], inv_w: float, tcr_w: float, eps: float) -> 
 
 
 def test_tcr_hand_computed_orthonormal_rows():
-    # B = D = 2, Z = I: ZᵀZ = I, TCR = ½ · 2 · log(1 + 2/(2·0.04)) = log(26)
+    # B = D = 2, Z = I: ZᵀZ = I, TCR = ½ · 2 · log(1 + 2/(2·0.2)) = log(6)  (the official code's ε, not ε²)
     z = torch.eye(2, dtype=torch.float64)
-    assert total_coding_rate(z, eps=0.2).item() == pytest.approx(math.log(26.0), rel=1e-12)
+    assert total_coding_rate(z, eps=0.2).item() == pytest.approx(math.log(6.0), rel=1e-12)
+
+
+def test_tcr_repeated_basis_closed_form():
+    # Z = k copies of the D-dim identity (B = kD): ZᵀZ = k·I, scale D/(kD·ε): TCR = D/2 · log(1 + 1/ε)
+    d, k, eps = 5, 3, 0.2
+    z = torch.eye(d, dtype=torch.float64).repeat(k, 1)
+    assert total_coding_rate(z, eps=eps).item() == pytest.approx(d / 2 * math.log(1 + 1 / eps), rel=1e-12)
 
 
 def test_identical_crops_give_perfect_invariance():
@@ -56,8 +63,8 @@ def test_fixed_input_value():
     # a fixed, hand-checkable input: two crops of a 2-sample batch in 2-D
     z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     z2 = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
-    # mean rows are (½, ½): cos = 1/√2 for every row; both crops are orthonormal: TCR = log 26
-    expected = -200.0 / math.sqrt(2.0) - math.log(26.0)
+    # mean rows are (½, ½): cos = 1/√2 for every row; both crops are orthonormal: TCR = log 6
+    expected = -200.0 / math.sqrt(2.0) - math.log(6.0)
     assert emp_ssl_loss_func([z1, z2]).item() == pytest.approx(expected, rel=1e-12)
 
 

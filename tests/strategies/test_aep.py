@@ -37,7 +37,7 @@ def test_ema_teacher_update_is_the_momentum_formula():
 def test_teacher_gets_no_gradient_predictor_does():
     m = _filled("aep")
     m.train()
-    assert not m.ema_backbone.training and not m.ema_projector.training
+    assert m.ema_backbone.training and m.ema_projector.training  # batch statistics, like the student
     out = m.training_step(batch(seed=1, start=50), 1)
     out["loss"].backward()
     assert all(not p.requires_grad and p.grad is None for p in m.ema_backbone.parameters())
@@ -92,3 +92,38 @@ def test_ema_teacher_and_predictor_are_checkpointed():
     for a, b in zip(m.ema_backbone.parameters(), other.ema_backbone.parameters()):
         assert torch.equal(a, b)
     assert len(other.buffer) == len(m.buffer)
+
+
+@pytest.mark.parametrize("strategy", ["aep", "apre"])
+def test_ema_teacher_targets_equal_student_projections_at_first_step(strategy):
+    """Before any EMA update the teacher is the student; with batch statistics its targets are the student's
+    projections on the same training batch (an eval-mode teacher would disagree through BatchNorm)."""
+    import torch.nn.functional as F
+
+    m = model("byol", strategy)
+    m.on_task_start(0)
+    m.train()
+    b = batch(seed=4)
+    buffers = [t.clone() for t in m.ema_backbone.buffers()]
+    out = m.training_step(b, 0)
+    for zv, v in zip(out["z"], b[1]):
+        cos = F.cosine_similarity(zv.detach(), m.ema_forward(v), dim=-1)
+        assert torch.allclose(cos, torch.ones_like(cos), atol=1e-5), cos.min()
+    for before, after in zip(buffers, m.ema_backbone.buffers()):  # the teacher's forward moves no statistics
+        assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("strategy", ["aep", "arp"])
+def test_cosine_criterion_is_minus_cosine(strategy):
+    """``--align_criterion cosine`` is −cos (ocl-self-supervised's scale), so a published --omega means the same."""
+    m = model("simclr", strategy)
+    m.eval()
+    g = torch.Generator().manual_seed(0)
+    z = [torch.randn(6, 8, generator=g) for _ in range(2)]
+    t = [torch.randn(6, 8, generator=g) for _ in range(2)]
+    got = m.align_loss(z, t)
+    expected = 0.0
+    for zv, tv in zip(z, t):
+        p = m.align_predictor(zv)
+        expected += -((p * tv).sum(1) / (p.norm(dim=1) * tv.norm(dim=1))).mean() / 2
+    assert torch.allclose(got, torch.as_tensor(expected), atol=1e-6)

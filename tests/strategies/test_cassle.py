@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
 from cassle.methods import METHODS
@@ -101,7 +102,7 @@ def test_teacher_frozen_student_moves_predictor_learns(method):
     pred = [p.clone() for p in m.distill_predictor.parameters()]
 
     m.train()
-    assert not m.frozen_backbone.training and not m.frozen_projector.training
+    assert m.frozen_backbone.training and m.frozen_projector.training  # batch statistics, like the student
     out = m.training_step(_batch(), 0)
     assert "distill_loss" in out and torch.isfinite(out["distill_loss"])
     out["loss"].backward()
@@ -132,6 +133,90 @@ def test_distillation_term_is_lamb_times_family_loss():
     m.frozen_backbone = None  # same model without a teacher: the difference is lamb × distill
     base = m.training_step(batch, 0)
     assert torch.allclose(out["loss"] - base["loss"], 3.0 * expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", sorted(EXPECTED_FAMILY))
+def test_teacher_targets_equal_student_projections_at_first_step(method):
+    """At the first step of task 1 teacher and student have the same weights; the teacher normalises with the
+    batch's statistics (as both reference implementations do), so its targets are the student's projections."""
+    torch.manual_seed(0)
+    m = _no_log(_model(method))
+    m.on_task_start(0)
+    _sgd_steps(m, 2)  # running statistics now differ from any single batch's statistics
+    m.on_task_start(1)
+    m.train()
+    batch = _batch(seed=7)
+    out = m.training_step(batch, 0)
+    for zv, v in zip(out["z"], batch[1]):
+        target = m.frozen_forward(v)
+        cos = F.cosine_similarity(zv.detach(), target, dim=-1)
+        assert torch.allclose(cos, torch.ones_like(cos), atol=1e-5), cos.min()
+
+
+def test_teacher_running_statistics_frozen_and_resume_exact():
+    """The teacher's forward never moves its BatchNorm buffers; a resumed model gives the same step."""
+    torch.manual_seed(0)
+    m = _no_log(_model("byol"))
+    m.on_task_start(0)
+    _sgd_steps(m, 1)
+    m.on_task_start(1)
+    buffers = {k: v.clone() for k, v in m.frozen_backbone.state_dict().items()}
+    _sgd_steps(m, 2)
+    for k, v in m.frozen_backbone.state_dict().items():
+        assert torch.equal(v, buffers[k]), k
+    saved = {k: v.clone() for k, v in m.state_dict().items()}
+    resumed = _no_log(_model("byol"))
+    resumed.on_task_start(1)
+    resumed.load_state_dict(saved)
+    m.train(), resumed.train()
+    a, b = m.training_step(_batch(seed=5), 0), resumed.training_step(_batch(seed=5), 0)
+    assert torch.equal(a["distill_loss"], b["distill_loss"]) and torch.equal(a["loss"], b["loss"])
+
+
+def test_mocov2plus_predictor_sees_the_normalised_query():
+    """CaSSLe's MoCo v2+ returns the L2-normalised queries as ``z``: its predictor is fed those."""
+    torch.manual_seed(0)
+    m = _no_log(_model("mocov2plus"))
+    m.on_task_start(1)
+    m.eval()  # deterministic BatchNorm for the hand computation
+    batch = _batch()
+    out = m.training_step(batch, 0)
+    preds = [m.distill_predictor(F.normalize(zv, dim=-1)) for zv in out["z"]]
+    frozen = [m.frozen_forward(v) for v in batch[1]]
+    expected = DISTILL_LOSSES["contrastive"](torch.cat(preds), torch.cat(frozen), temperature=0.2)
+    assert torch.allclose(out["distill_loss"], expected, atol=1e-6)
+    raw = DISTILL_LOSSES["contrastive"](torch.cat([m.distill_predictor(zv) for zv in out["z"]]), torch.cat(frozen), temperature=0.2)
+    assert not torch.allclose(out["distill_loss"], raw, atol=1e-4)  # the projections are not unit-norm
+
+
+def test_knowledge_distiller_prototypes_are_weight_normalised():
+    """``distill_prototypes`` is ``g · v / ||v||`` per prototype (SwAV's weight norm), with g and v learnt."""
+    torch.manual_seed(0)
+    m = _no_log(_model("swav"))
+    layer = m.distill_prototypes
+    names = {n for n, _ in layer.named_parameters()}
+    assert len(names) == 2, names  # magnitude g and direction v
+    g = next(p for n, p in layer.named_parameters() if n.endswith("original0"))
+    v = next(p for n, p in layer.named_parameters() if n.endswith("original1"))
+    x = torch.randn(5, v.shape[1])
+    expected = x @ (g * v / v.norm(dim=1, keepdim=True)).T
+    assert torch.allclose(layer(x), expected, atol=1e-6)
+    m.on_task_start(1)
+    m.train()
+    out = m.training_step(_batch(), 0)
+    out["loss"].backward()
+    assert g.grad is not None and v.grad is not None and g.grad.abs().sum() > 0
+    params = {id(p) for grp in m.learnable_params for p in grp["params"]}
+    assert id(g) in params and id(v) in params
+
+
+@pytest.mark.parametrize("method, lamb, factor", [("byol", 0.25, 4.0), ("byol", 1.0, 1.0), ("byol", 3.0, 1.0),
+                                                  ("simsiam", 0.5, 2.0), ("barlow_twins", 0.5, 1.0)])
+def test_predictor_lr_scaled_by_inverse_lamb_for_predictive_distiller(method, lamb, factor):
+    """The predictive distiller trains its predictor at lr / λ when λ < 1 (CaSSLe's rule; other families keep lr)."""
+    m = _model(method, distill_lamb=lamb, lr=0.05)
+    group = next(g for g in m.learnable_params if g["name"] == "distill_predictor")
+    assert group.get("lr", m.lr) == pytest.approx(0.05 * factor)
 
 
 def test_predictor_and_teacher_in_learnable_params_and_checkpoint():
