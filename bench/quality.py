@@ -1,35 +1,37 @@
 #!/usr/bin/env python3
 """Quality benchmark: does CaSSLe beat fine-tuning on Split-Fashion-MNIST?
 
-For every method in ``--methods`` this runs ``main_continual.py`` twice
-(``--strategy finetune`` and ``--strategy cassle``), class-incremental over
-``--num_tasks`` tasks, plus a joint, non-continual run (``--num_tasks 1``, the
-upper bound) for each method in ``--joint_methods``. Each run gets its own
-directory under ``--out`` (default ``bench/out/quality``, gitignored); a run
-that already finished there is not retrained (``main_continual.py`` resumes or
-just prints a finished run), so the table can be grown method by method.
+For every method in ``--methods`` and every seed in ``--seeds`` this runs
+``main_continual.py`` with ``--strategy finetune`` and ``--strategy cassle``,
+class-incremental over ``--num_tasks`` tasks, plus a joint, non-continual run
+(``--num_tasks 1``, the upper bound) for each method in ``--joint_methods``
+(default: all). After pretraining, ``main_linear.py`` trains a linear
+classifier on the frozen backbone of the last task checkpoint (the CaSSLe
+paper's protocol; ``--linear_epochs 0`` skips it). Each run gets its own
+directory ``<method>-<finetune|cassle|joint>-s<seed>`` under ``--out``
+(default ``bench/out/quality``, gitignored); finished runs and finished linear
+evaluations are kept (``main_continual.py`` resumes an unfinished run), so the
+command can be rerun after an interruption and the table grows run by run.
 
-After every run the table of final accuracies is rewritten to
-``bench/<tag>_results.csv`` and ``bench/<tag>_results.md`` (``--tag``, default ``quality``):
+After every run the tables are rewritten to ``bench/<tag>_results.csv`` (one
+row per run) and ``bench/<tag>_results.md`` and into ``bench/README.md``
+between ``<!-- <tag>:begin -->`` and ``<!-- <tag>:end -->``:
 
-* ``knn_joint`` / ``ridge_joint``: probe fit on all classes' training features
-  after the last task, tested on the whole test set (10-way; the CaSSLe paper's
-  headline is this, with a linear probe);
-* ``knn_avg`` / ``ridge_avg``: final task-aware average ``mean_i R[T-1][i]``;
-* ``knn_forget`` / ``ridge_forget``: forgetting of the task-aware probes
+* mean ± std over the seeds of the final ``knn_joint`` / ``ridge_joint`` /
+  ``linear`` accuracies (probes fit on all classes after the last task,
+  tested on the whole test set: 10-way) and of the task-aware forgetting
   (Chaudhry et al.; README "Evaluation protocol");
-* ``wall_s``: wall time of the run on this machine (with ``--parallel N``,
-  N runs shared the machine).
+* CaSSLe − finetune per method: mean ± std of the per-seed (paired)
+  differences, and whether the mean exceeds one standard deviation.
 
-and ``bench/quality_diff.md`` holds CaSSLe − finetune per method. The reduced
-budget (``--epochs``, ``--subset`` = ``--train_fraction``: a seeded,
-class-stratified fraction of every task's training images, test sets whole,
-``--crop_size``) is the same for every run; the joint run trains the same
-number of epochs over the union of the tasks' subsets, so it takes as many
-optimizer steps as a 5-task run.
+The reduced budget (``--epochs``, ``--subset`` = ``--train_fraction``: a
+seeded, class-stratified fraction of every task's training images, test sets
+whole, ``--crop_size``, augmentations through ``--extra``) is the same for
+every run; the joint run trains the same number of epochs over the union of
+the tasks' subsets, so it takes as many optimizer steps as a 5-task run.
 
-    PYTHONPATH=$PWD nice -n 10 python bench/quality.py                      # all 13 runs
-    PYTHONPATH=$PWD python bench/quality.py --methods barlow_twins byol simclr
+    PYTHONPATH=$PWD nice -n 10 python bench/quality.py                      # the whole table
+    PYTHONPATH=$PWD python bench/quality.py --methods barlow_twins --seeds 5
     PYTHONPATH=$PWD python bench/quality.py --table_only                     # rebuild tables
 """
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -56,16 +59,21 @@ METHOD_OVERRIDES = {
     "swav": ["--num_prototypes", "300", "--queue_size", "0"],
     "vicreg": ["--lr", "0.05"],  # at --lr 0.3 (SGD) VICReg's loss and features went NaN within task 0
 }
-COLUMNS = ["method", "strategy", "tasks", "knn_joint", "ridge_joint", "knn_avg", "ridge_avg",
+COLUMNS = ["method", "strategy", "seed", "tasks", "knn_joint", "ridge_joint", "linear", "knn_avg", "ridge_avg",
            "knn_forget", "ridge_forget", "knn_joint_init", "ridge_joint_init", "wall_s", "run_dir"]
+#: the measures of the summary tables: (column, header)
+MEASURES = [("knn_joint", "kNN joint"), ("ridge_joint", "ridge joint"), ("linear", "linear"),
+            ("knn_forget", "kNN forgetting"), ("ridge_forget", "ridge forgetting")]
+LINEAR_NAME = "quality"
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--strategies", nargs="+", default=["finetune", "cassle"])
-    p.add_argument("--joint_methods", nargs="*", default=["barlow_twins"],
-                   help="methods that also get a joint (--num_tasks 1) run; empty for none")
+    p.add_argument("--joint_methods", nargs="*", default=None,
+                   help="methods that also get a joint (--num_tasks 1) run (default: all of --methods; none: empty)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[5, 6, 7], help="one run per seed (split, init, augmentations)")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--num_tasks", type=int, default=5)
@@ -77,8 +85,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.3)
     p.add_argument("--warmup_epochs", type=float, default=1)
     p.add_argument("--proj_dim", type=int, default=512, help="projector hidden/output and CaSSLe predictor width")
-    p.add_argument("--seed", type=int, default=5)
     p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--linear_epochs", type=int, default=10, help="main_linear.py epochs on the last checkpoint; 0 skips it")
+    p.add_argument("--linear_lr", type=float, default=0.1)
+    p.add_argument("--linear_args", nargs="*", default=[], help="more main_linear.py arguments (write them as --linear_args=--flag)")
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (each its own process)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
     p.add_argument("--results", default=str(ROOT / "bench"), help="folder of <tag>_results.{csv,md}")
@@ -88,25 +98,35 @@ def parse() -> argparse.Namespace:
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more main_continual.py arguments, for every run")
     p.add_argument("--table_only", action="store_true", help="only rebuild the tables from finished runs")
     p.add_argument("--dry_run", action="store_true", help="print the commands")
-    return p.parse_args()
+    a = p.parse_args(argv)
+    if a.joint_methods is None:
+        a.joint_methods = list(a.methods)
+    return a
 
 
-def plan(a: argparse.Namespace) -> list[tuple[str, str, int]]:
-    """``(method, strategy, num_tasks)`` in run order: a method's runs next to each other."""
+Key = tuple  # (method, strategy, num_tasks, seed)
+
+
+def plan(a: argparse.Namespace) -> list[Key]:
+    """``(method, strategy, num_tasks, seed)`` in run order: seed-major, so a partial table covers every method."""
     runs = []
-    for m in a.methods:
-        runs += [(m, s, a.num_tasks) for s in a.strategies]
-        if m in a.joint_methods:
-            runs.append((m, "finetune", 1))
+    for seed in a.seeds:
+        for m in a.methods:
+            runs += [(m, s, a.num_tasks, seed) for s in a.strategies]
+            if m in a.joint_methods:
+                runs.append((m, "finetune", 1, seed))
     return runs
 
 
-def run_dir(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> Path:
-    kind = "joint" if tasks == 1 else strategy
-    return Path(a.out) / f"{method}-{kind}"
+def kind(strategy: str, tasks: int) -> str:
+    return "joint" if tasks == 1 else strategy
 
 
-def command(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> list[str]:
+def run_dir(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int) -> Path:
+    return Path(a.out) / f"{method}-{kind(strategy, tasks)}-s{seed}"
+
+
+def command(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int) -> list[str]:
     proj = str(a.proj_dim)
     cmd = [
         sys.executable, str(ROOT / "main_continual.py"),
@@ -114,10 +134,10 @@ def command(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> li
         "--method", method, "--strategy", strategy, "--num_tasks", str(tasks), "--split_strategy", "class",
         "--max_epochs", str(a.epochs), "--train_fraction", str(a.subset), "--batch_size", str(a.batch_size),
         "--lr", str(a.lr), "--warmup_epochs", str(a.warmup_epochs), "--proj_hidden_dim", proj, "--output_dim", proj,
-        "--seed", str(a.seed), "--num_workers", str(a.num_workers), "--no_progress_bar",
+        "--seed", str(seed), "--num_workers", str(a.num_workers), "--no_progress_bar",
         "--check_val_every_n_epoch", str(10 ** 6), "--probes", "knn", "ridge", "--accelerator", "cpu",
         "--checkpoint_frequency", str(max(1, a.epochs)),
-        "--checkpoint_dir", str(run_dir(a, method, strategy, tasks)),
+        "--checkpoint_dir", str(run_dir(a, method, strategy, tasks, seed)),
     ]
     if strategy == "cassle":
         cmd += ["--distill_proj_hidden_dim", proj]
@@ -125,18 +145,42 @@ def command(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> li
     return cmd + list(a.extra)
 
 
-def row(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> dict | None:
-    d = run_dir(a, method, strategy, tasks)
+def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int) -> list[str]:
+    """main_linear.py on ``checkpoint``: the classifier sees every class, fit on the whole training set."""
+    return [sys.executable, str(ROOT / "main_linear.py"), "--pretrained_model", str(checkpoint),
+            "--max_epochs", str(a.linear_epochs), "--lr", str(a.linear_lr), "--optimizer", "sgd",
+            "--scheduler", "cosine", "--weight_decay", "0", "--batch_size", "256", "--seed", str(seed),
+            "--num_workers", str(a.num_workers), "--accelerator", "cpu", "--no_progress_bar",
+            "--name", LINEAR_NAME, *[x for x in a.linear_args]]
+
+
+def _metrics(d: Path, tasks: int) -> dict | None:
     try:
         m = json.loads((d / "results" / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if len(m.get("tasks_done", [])) != tasks:
+    return m if len(m.get("tasks_done", [])) == tasks else None
+
+
+def linear_top1(d: Path) -> float | None:
+    try:
+        return float(json.loads((d / "linear" / LINEAR_NAME / "linear_results.json").read_text())["metrics"]["val_acc1"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def row(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int) -> dict | None:
+    d = run_dir(a, method, strategy, tasks, seed)
+    m = _metrics(d, tasks)
+    if m is None:
         return None
     p = m["probes"]
     wall = d / "wall_s.txt"
-    r = {"method": method, "strategy": "joint" if tasks == 1 else strategy, "tasks": tasks,
-         "wall_s": float(wall.read_text()) if wall.exists() else float("nan"), "run_dir": str(d.relative_to(ROOT)) if d.is_relative_to(ROOT) else str(d)}
+    lin = linear_top1(d)
+    r = {"method": method, "strategy": kind(strategy, tasks), "seed": seed, "tasks": tasks,
+         "linear": float("nan") if lin is None else lin,
+         "wall_s": float(wall.read_text()) if wall.exists() else float("nan"),
+         "run_dir": str(d.relative_to(ROOT)) if d.is_relative_to(ROOT) else str(d)}
     for probe in ("knn", "ridge"):
         r[f"{probe}_joint"] = p[probe]["joint_accuracy"]
         r[f"{probe}_avg"] = p[probe]["average_accuracy"]
@@ -145,38 +189,80 @@ def row(a: argparse.Namespace, method: str, strategy: str, tasks: int) -> dict |
     return r
 
 
-def fmt(x) -> str:
-    if isinstance(x, float):
-        return "–" if x != x else f"{x:.2f}"
-    return str(x)
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n − 1; 0 for one value) and count of the finite ``values``."""
+    v = [x for x in values if isinstance(x, (int, float)) and math.isfinite(x)]
+    if not v:
+        return float("nan"), float("nan"), 0
+    mu = sum(v) / len(v)
+    sd = math.sqrt(sum((x - mu) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+    return mu, sd, len(v)
+
+
+def fmt_ms(stats: tuple[float, float, int], expected: int, sign: bool = False) -> str:
+    """``mean ± std``; ``(n=k)`` when fewer than the ``expected`` seeds have finished."""
+    mu, sd, n = stats
+    if n == 0:
+        return "–"
+    s = f"{mu:+.2f}" if sign else f"{mu:.2f}"
+    return s + (f" ± {sd:.2f}" if n > 1 else "") + ("" if n == expected else f" (n={n})")
+
+
+def summary(a: argparse.Namespace, rows: list[dict]) -> str:
+    """Markdown: mean ± std per (method, strategy), then CaSSLe − finetune from paired seeds."""
+    k = len(a.seeds)
+    by: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["method"], r["strategy"]), []).append(r)
+    head = ["| method | strategy | " + " | ".join(h for _, h in MEASURES) + " | kNN / ridge joint, random init | wall s |",
+            "| --- | --- | " + " | ".join("---:" for _ in MEASURES) + " | ---: | ---: |"]
+    for m in a.methods:
+        for s in ("finetune", "cassle", "joint"):
+            rs = by.get((m, s))
+            if not rs:
+                continue
+            cells = [fmt_ms(mean_std([r[c] for r in rs]), k) for c, _ in MEASURES]
+            init = f"{mean_std([r['knn_joint_init'] for r in rs])[0]:.2f} / {mean_std([r['ridge_joint_init'] for r in rs])[0]:.2f}"
+            wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
+            head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
+    diff = ["| method | " + " | ".join(f"Δ {h}" for _, h in MEASURES) + " | CaSSLe better by > 1 std (kNN / ridge / linear) |",
+            "| --- | " + " | ".join("---:" for _ in MEASURES) + " | --- |"]
+    for m in a.methods:
+        f = {r["seed"]: r for r in by.get((m, "finetune"), [])}
+        c = {r["seed"]: r for r in by.get((m, "cassle"), [])}
+        seeds = sorted(set(f) & set(c))
+        if not seeds:
+            continue
+        stats = {col: mean_std([c[s][col] - f[s][col] for s in seeds]) for col, _ in MEASURES}
+        verdict = " / ".join("yes" if stats[col][2] > 1 and stats[col][0] > stats[col][1] else "no"
+                             for col in ("knn_joint", "ridge_joint", "linear"))
+        diff.append(f"| {m} | " + " | ".join(fmt_ms(stats[col], k, sign=True) for col, _ in MEASURES) + f" | {verdict} |")
+    return ("Final accuracies (%) after the last task, mean ± std over seeds "
+            f"{', '.join(map(str, a.seeds))} (n < {len(a.seeds)} marks runs still missing); joint = all-class probe over "
+            "the whole test set, linear = `main_linear.py` top-1; forgetting = task-aware (kNN / ridge); "
+            "random init = the same probes on the untrained encoder.\n\n" + "\n".join(head)
+            + "\n\nCaSSLe − finetune, mean ± std of the per-seed differences (positive accuracy and negative "
+            "forgetting favour CaSSLe):\n\n" + "\n".join(diff) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def write_tables(a: argparse.Namespace) -> list[dict]:
     rows = [r for r in (row(a, *k) for k in plan(a)) if r is not None]
     res = Path(a.results)
-    with open(res / f"{a.tag}_results.csv", "w", newline="") as f:
+    tmp = res / f"{a.tag}_results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
-    lines = ["| method | strategy | kNN joint | ridge joint | kNN task-avg | ridge task-avg | kNN forgetting | ridge forgetting "
-             "| kNN joint, random init | ridge joint, random init | wall s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(r[k]) for k in COLUMNS if k not in ("tasks", "run_dir")) + " |")
-    by = {(r["method"], r["strategy"]): r for r in rows}
-    diff = ["| method | Δ kNN joint | Δ ridge joint | Δ kNN task-avg | Δ ridge task-avg | Δ kNN forgetting | Δ ridge forgetting |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for m in a.methods:
-        f, c = by.get((m, "finetune")), by.get((m, "cassle"))
-        if f and c:
-            diff.append(f"| {m} | " + " | ".join(f"{c[k] - f[k]:+.2f}" for k in
-                        ("knn_joint", "ridge_joint", "knn_avg", "ridge_avg", "knn_forget", "ridge_forget")) + " |")
-    text = ("Final accuracies (%) after the last task; joint = all-class probe over the whole test set; "
-            "random init = the same probe on the untrained encoder (same seed).\n\n"
-            + "\n".join(lines) + "\n\nCaSSLe − finetune (positive accuracy and negative forgetting favour CaSSLe):\n\n"
-            + "\n".join(diff) + "\n")
-    (res / f"{a.tag}_results.md").write_text(text)
+    tmp.replace(res / f"{a.tag}_results.csv")
+    text = summary(a, rows)
+    _atomic_write(res / f"{a.tag}_results.md", text)
     readme = res / "README.md"
     begin, end = f"<!-- {a.tag}:begin -->", f"<!-- {a.tag}:end -->"
     if readme.exists() and begin in readme.read_text():
@@ -184,50 +270,68 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
         cmd = " ".join([f"{omp}PYTHONPATH=$PWD nice -n 10 python bench/quality.py"] + [x for x in sys.argv[1:] if x != "--table_only"])
         r = readme.read_text()
         block = f"{begin}\nCommand: `{cmd}`\n\n{text}{end}"
-        readme.write_text(r[: r.index(begin)] + block + r[r.index(end) + len(end):])
+        _atomic_write(readme, r[: r.index(begin)] + block + r[r.index(end) + len(end):])
     return rows
 
 
-def main() -> int:
-    a = parse()
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
     if a.table_only:
-        print((Path(a.results) / f"{a.tag}_results.md").read_text() if write_tables(a) else "no finished run")
+        write_tables(a)
+        print((Path(a.results) / f"{a.tag}_results.md").read_text())
         return 0
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     todo = []
-    for method, strategy, tasks in plan(a):
-        d = run_dir(a, method, strategy, tasks)
+    for key in plan(a):
+        d = run_dir(a, *key)
         if a.dry_run:
-            print(" ".join(command(a, method, strategy, tasks)))
-        elif row(a, method, strategy, tasks) is not None:
+            print(" ".join(command(a, *key)))
+            if a.linear_epochs > 0:
+                print(" ".join(linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3])))
+        elif row(a, *key) is not None and (a.linear_epochs == 0 or linear_top1(d) is not None):
             print(f"[quality] {d.name}: finished earlier, kept")
         else:
-            todo.append((method, strategy, tasks))
+            todo.append(key)
+    if a.dry_run:
+        return 0
     lock = threading.Lock()
+    failed = []
 
-    def one(key: tuple[str, str, int]) -> None:
+    def one(key: Key) -> None:
         d = run_dir(a, *key)
         d.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[quality] {d.name}: running", flush=True)
-        t0 = time.perf_counter()
-        with open(d.parent / f"{d.name}.log", "a") as log:
-            rc = subprocess.call(command(a, *key), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wall = time.perf_counter() - t0
-        if rc != 0:
-            print(f"[quality] {d.name}: FAILED (exit {rc}), see {d.parent / (d.name + '.log')}", flush=True)
-            return
-        (d / "wall_s.txt").write_text(f"{wall:.1f}\n")
-        print(f"[quality] {d.name}: done in {wall:.0f} s", flush=True)
+        log_path = d.parent / f"{d.name}.log"
+        if row(a, *key) is None:
+            print(f"[quality] {d.name}: running", flush=True)
+            t0 = time.perf_counter()
+            with open(log_path, "a") as log:
+                rc = subprocess.call(command(a, *key), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            wall = time.perf_counter() - t0
+            if rc != 0 or row(a, *key) is None:
+                print(f"[quality] {d.name}: FAILED (exit {rc}), see {log_path}", flush=True)
+                failed.append(d.name)
+                return
+            _atomic_write(d / "wall_s.txt", f"{wall:.1f}\n")
+            print(f"[quality] {d.name}: done in {wall:.0f} s", flush=True)
+        if a.linear_epochs > 0 and linear_top1(d) is None:
+            t0 = time.perf_counter()
+            with open(log_path, "a") as log:
+                rc = subprocess.call(linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3]), cwd=ROOT, env=env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+            if rc != 0 or linear_top1(d) is None:
+                print(f"[quality] {d.name}: linear evaluation FAILED (exit {rc}), see {log_path}", flush=True)
+                failed.append(d.name)
+            else:
+                print(f"[quality] {d.name}: linear top-1 {linear_top1(d):.2f} in {time.perf_counter() - t0:.0f} s", flush=True)
         with lock:
             write_tables(a)
 
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, a.parallel)) as pool:
             list(pool.map(one, todo))
-    if not a.dry_run:
-        write_tables(a)
-        print((Path(a.results) / f"{a.tag}_results.md").read_text())
-    return 0
+    write_tables(a)
+    print((Path(a.results) / f"{a.tag}_results.md").read_text())
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

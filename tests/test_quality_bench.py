@@ -1,0 +1,59 @@
+"""bench/quality.py: the plan over seeds and the mean ± std / paired-difference tables (no training)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("quality_bench", ROOT / "bench" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def test_mean_std_is_the_sample_formula():
+    mu, sd, n = quality.mean_std([1.0, 2.0, 4.0, float("nan")])
+    assert n == 3 and mu == pytest.approx(7 / 3)
+    assert sd == pytest.approx(math.sqrt(((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2) / 2))
+    assert quality.mean_std([3.0]) == (3.0, 0.0, 1)
+    assert quality.mean_std([])[2] == 0
+
+
+def test_plan_covers_every_method_seed_major(tmp_path):
+    a = quality.parse(["--methods", "byol", "swav", "--seeds", "1", "2", "--out", str(tmp_path)])
+    keys = quality.plan(a)
+    assert keys[:3] == [("byol", "finetune", 5, 1), ("byol", "cassle", 5, 1), ("byol", "finetune", 1, 1)]
+    assert len(keys) == 2 * 2 * 3  # methods x seeds x (finetune, cassle, joint)
+    assert quality.run_dir(a, "byol", "finetune", 1, 2).name == "byol-joint-s2"
+
+
+def _fake_run(a, method, strategy, tasks, seed, knn, linear):
+    d = quality.run_dir(a, method, strategy, tasks, seed)
+    (d / "results").mkdir(parents=True)
+    probe = {"joint_accuracy": knn, "average_accuracy": 90.0, "average_forgetting": 1.0, "baseline_joint": 70.0}
+    (d / "results" / "metrics.json").write_text(json.dumps({"tasks_done": list(range(tasks)),
+                                                            "probes": {"knn": probe, "ridge": {**probe, "joint_accuracy": 80.0}}}))
+    (d / "linear" / quality.LINEAR_NAME).mkdir(parents=True)
+    (d / "linear" / quality.LINEAR_NAME / "linear_results.json").write_text(json.dumps({"metrics": {"val_acc1": linear}}))
+
+
+def test_tables_report_paired_differences(tmp_path):
+    a = quality.parse(["--methods", "byol", "--seeds", "1", "2", "3", "--out", str(tmp_path / "o"),
+                       "--results", str(tmp_path), "--tag", "t"])
+    for seed, (ft, cs) in zip((1, 2, 3), ((70.0, 73.0), (72.0, 74.0), (71.0, 75.0))):
+        _fake_run(a, "byol", "finetune", 5, seed, ft, ft - 1)
+        _fake_run(a, "byol", "cassle", 5, seed, cs, cs - 1)
+    _fake_run(a, "byol", "finetune", 1, 1, 80.0, 79.0)  # one joint seed only
+    rows = quality.write_tables(a)
+    assert len(rows) == 7
+    text = (tmp_path / "t_results.md").read_text()
+    assert "| byol | finetune | 71.00 ± 1.00 |" in text
+    assert "| byol | joint | 80.00 (n=1) |" in text
+    # differences 3, 2, 4: mean 3, std 1 -> CaSSLe better by more than one std
+    diff = next(line for line in text.splitlines() if line.startswith("| byol | +"))
+    assert diff.startswith("| byol | +3.00 ± 1.00 | +0.00 ± 0.00 | +3.00 ± 1.00 |") and diff.endswith("| yes / no / yes |")
+    assert (tmp_path / "t_results.csv").read_text().count("\n") == 8
