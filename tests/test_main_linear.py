@@ -155,6 +155,32 @@ def test_train_mode_keeps_backbone_in_eval():
     assert all(torch.equal(before[k], v) for k, v in backbone.state_dict().items())
 
 
+def test_feature_norm_standardises_features_before_the_classifier():
+    """--feature_norm bn (default): the classifier sees (f − batch mean) / batch std while training and the
+    running statistics when evaluating; --feature_norm none feeds the raw features (CaSSLe's protocol)."""
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet9", 8, 4)
+    layout = Layout(4, [torch.arange(4)], [[0, 1]], 2)
+    model = LinearModel(backbone, layout)
+    assert isinstance(model.feature_norm, nn.BatchNorm1d) and not model.feature_norm.affine
+    x = torch.randn(16, 3, 8, 8) * 5 + 3
+    with torch.no_grad():
+        f = backbone(x)
+    model.train()
+    logits = model(x)
+    standardised = (f - f.mean(0)) / torch.sqrt(f.var(0, unbiased=False) + model.feature_norm.eps)
+    assert torch.allclose(logits, model.classifier(standardised), atol=1e-4)
+    model.eval()
+    run_mean, run_var = model.feature_norm.running_mean, model.feature_norm.running_var
+    assert torch.allclose(run_mean, 0.1 * f.mean(0), atol=1e-5)  # one update with momentum 0.1
+    expected = model.classifier((f - run_mean) / torch.sqrt(run_var + model.feature_norm.eps))
+    assert torch.allclose(model(x), expected, atol=1e-4)
+    raw = LinearModel(backbone, layout, feature_norm="none")
+    assert torch.allclose(raw(x), raw.classifier(f), atol=1e-5)
+    with pytest.raises(ValueError, match="feature_norm"):
+        LinearModel(backbone, layout, feature_norm="ln")
+
+
 def test_rerun_same_checkpoint_allowed_other_checkpoint_refused(trained, tmp_path, capsys):
     ckpt, _, result = trained
     other = tmp_path / "task1.ckpt"

@@ -62,6 +62,9 @@ def build_linear_parser() -> argparse.ArgumentParser:
     d.add_argument("--num_workers", type=int, default=2)
 
     o = p.add_argument_group("optimisation of the linear classifier")
+    o.add_argument("--feature_norm", choices=["bn", "none"], default="bn",
+                   help="bn: standardise the frozen features with a non-affine BatchNorm1d before the linear layer "
+                        "(MAE's linear probe; converges on every encoder); none: raw features, the CaSSLe paper's protocol")
     o.add_argument("--max_epochs", type=int, default=100)
     o.add_argument("--batch_size", type=int, default=256, help="per device")
     o.add_argument("--lr", type=float, default=0.1)

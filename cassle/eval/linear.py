@@ -10,7 +10,9 @@
    (:class:`~cassle.data.datamodule.ContinualDataModule` → ``make_splits``).
 2. The backbone is frozen (``requires_grad=False``, always in eval mode, so
    batch-norm statistics never move) and a ``nn.Linear(num_features,
-   num_classes)`` is trained on the training set of **all** classes (or one
+   num_classes)`` (after a non-affine ``BatchNorm1d`` that standardises the
+   features, ``--feature_norm bn``, the default; ``none`` for raw features) is
+   trained on the training set of **all** classes (or one
    DomainNet domain, or a class-stratified fraction) with random-resized-crop +
    flip augmentation, evaluated on the whole test set after every epoch.
 3. The metrics of the last epoch are written to ``linear_results.json`` and
@@ -296,12 +298,19 @@ class LinearModel(pl.LightningModule):
         scheduler: str = "step",
         lr_decay_steps: Sequence[int] = (60, 80),
         warmup_epochs: float = 0.0,
+        feature_norm: str = "bn",
     ) -> None:
         super().__init__()
         self.backbone = backbone
         for p in self.backbone.parameters():
             p.requires_grad_(False)
-        self.classifier = nn.Linear(int(backbone.num_features), layout.num_classes)
+        if feature_norm not in ("bn", "none"):
+            raise ValueError(f"unknown feature_norm {feature_norm!r}; choose bn or none")
+        # bn: a non-affine BatchNorm1d standardises the frozen features (batch statistics while training,
+        # running statistics when evaluating), as MAE's linear probe; none: raw features (CaSSLe's protocol)
+        nf = int(backbone.num_features)
+        self.feature_norm = nn.BatchNorm1d(nf, affine=False) if feature_norm == "bn" else nn.Identity()
+        self.classifier = nn.Linear(nf, layout.num_classes)
         self.layout = layout
         self.register_buffer("task_masks", layout.task_masks(), persistent=False)
         self.optimizer_name, self.lr, self.weight_decay, self.momentum = optimizer, lr, weight_decay, momentum
@@ -320,7 +329,7 @@ class LinearModel(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             feats = self.backbone(x)
-        return self.classifier(feats.detach().float())
+        return self.classifier(self.feature_norm(feats.detach().float()))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, targets = batch[0], batch[1]
@@ -640,7 +649,7 @@ def run_linear(args: argparse.Namespace) -> LinearResult:
     model = LinearModel(
         plan.backbone, plan.layout, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         momentum=args.momentum, scheduler=args.scheduler, lr_decay_steps=args.lr_decay_steps,
-        warmup_epochs=args.warmup_epochs,
+        warmup_epochs=args.warmup_epochs, feature_norm=getattr(args, "feature_norm", "bn"),
     )
     train_loader, test_loader = _loaders(plan)
     print(

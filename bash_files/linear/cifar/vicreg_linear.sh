@@ -7,6 +7,7 @@ python3 main_linear.py \
     --data_dir $DATA_DIR \
     --pretrained_model $PRETRAINED_PATH \
     --encoder resnet18 \
+    --feature_norm none \
     --max_epochs 100 \
     --batch_size 256 \
     --optimizer sgd \
