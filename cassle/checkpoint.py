@@ -22,12 +22,10 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from cassle.errors import CheckpointError  # noqa: F401  (re-exported)
+
 FORMAT = "cassle-task-checkpoint"
 VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message says why and what to do."""
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -41,6 +41,7 @@ from cassle.checkpoint import (
 )
 
 from cassle.launcher import is_launcher_file
+from cassle.errors import RunError  # noqa: F401  (re-exported)
 
 log = logging.getLogger("cassle")
 
@@ -51,10 +52,6 @@ RESUMABLE_CHANGES = {
     "save_checkpoint", "check_val_every_n_epoch", "data_dir", "probes", "no_baseline", "checkpoint_dir",
     "gpu_augment", "dali",  # input paths: same augmentations, another random stream (like num_workers)
 }
-
-
-class RunError(ValueError):
-    """A run that cannot start; the message names the problem and the fix."""
 
 
 @dataclass

@@ -43,6 +43,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cassle.errors import LauncherError  # noqa: F401  (re-exported)
+
 ENTRYPOINTS = ("main_continual.py", "main_linear.py")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _FLAG_RE = re.compile(r"^--?[A-Za-z_]")
@@ -59,10 +61,6 @@ def is_launcher_file(name: str) -> bool:
     return name in LAUNCHER_FILES or bool(_LAUNCHER_FILE_RE.match(name))
 
 Args = dict  # ordered mapping flag name (no dashes) -> list[str] of values
-
-
-class LauncherError(Exception):
-    """A problem with the script or the launcher options; the message says what to fix."""
 
 
 @dataclass

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from cassle.checkpoint import atomic_write_text
+from cassle.errors import SweepError  # noqa: F401  (re-exported)
 
 #: keys an experiment may have
 EXPERIMENT_KEYS = ("name", "params", "hyperparams_search", "seeds")
@@ -67,10 +68,6 @@ OWNED_ARGS = ("checkpoint_dir", "name")
 METRICS = ("average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer", "joint_accuracy")
 
 MAIN_SCRIPT = Path(__file__).resolve().parent.parent / "main_continual.py"
-
-
-class SweepError(ValueError):
-    """A bad sweep config; the message names the problem and the fix."""
 
 
 @dataclass

@@ -19,7 +19,8 @@ import math
 import re
 from typing import Sequence
 
-from cassle.args.parser import PRECISIONS, ArgumentError
+from cassle.args.common import PRECISIONS
+from cassle.errors import ArgumentError
 
 #: Optimizers and schedules of the linear classifier.
 LINEAR_OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")

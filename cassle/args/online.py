@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from cassle.buffers import BUFFERS
+from cassle.errors import ArgumentError
 
 
 def add_online_args(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,6 @@ def validate_online_args(args: argparse.Namespace, method_cls: type, strategy_cl
     Also runs the strategy's ``check_config`` (buffer size, buffer type, its own arguments) so
     that bad strategy settings fail before any file is written.
     """
-    from cassle.args.parser import ArgumentError
 
     if args.mb_passes < 1:
         raise ArgumentError(f"--mb_passes must be at least 1, got {args.mb_passes}")

@@ -11,36 +11,10 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
+from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS  # noqa: F401  (PRECISIONS re-exported)
 from cassle.args.online import add_online_args
-
-# Augmentation arguments: each takes one value (shared by every view) or one
-# value per view (asymmetric augmentations, e.g. ``--solarization_prob 0.0 0.2``).
-AUGMENTATION_DEFAULTS: dict[str, list[float]] = {
-    "brightness": [0.4],
-    "contrast": [0.4],
-    "saturation": [0.2],
-    "hue": [0.1],
-    "color_jitter_prob": [0.8],
-    "grayscale_prob": [0.2],
-    "horizontal_flip_prob": [0.5],
-    "gaussian_prob": [0.0],
-    "solarization_prob": [0.0, 0.2],
-    "min_scale": [0.08],
-    "max_scale": [1.0],
-}
-
-PRECISIONS = {
-    "32": "32-true",
-    "32-true": "32-true",
-    "16": "16-mixed",
-    "16-mixed": "16-mixed",
-    "bf16": "bf16-mixed",
-    "bf16-mixed": "bf16-mixed",
-}
-
-
-class ArgumentError(ValueError):
-    """A bad command-line value; the message names the problem and the fix."""
+from cassle.data.transforms import AUGMENTATION_DEFAULTS
+from cassle.errors import ArgumentError  # noqa: F401  (re-exported)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +37,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--crop_size", type=int, default=None, help="training resolution; default: the dataset's image size (digits: 16)")
     g.add_argument("--gpu_augment", action="store_true", help="in-memory datasets: augment whole batches on the device (cassle/data/batched_augment.py)")
     g.add_argument("--dali", action="store_true", help="folder datasets: decode and augment with NVIDIA DALI (pip install 'cassle[dali]')")
+    # each takes one value (shared by every view) or one per view (asymmetric: --solarization_prob 0.0 0.2)
     a = p.add_argument_group("augmentations (one value, or one per view)")
     for name, default in AUGMENTATION_DEFAULTS.items():
         a.add_argument(f"--{name}", type=float, nargs="+", default=list(default))
@@ -80,7 +55,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_optim_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation")
-    g.add_argument("--max_epochs", type=int, default=500, help="epochs per task")
+    g.add_argument("--max_epochs", type=int, default=DEFAULT_MAX_EPOCHS, help="epochs per task")
     g.add_argument("--batch_size", type=int, default=256, help="per device")
     g.add_argument("--lr", type=float, default=0.3, help="base lr, scaled by global batch size / 256")
     g.add_argument("--classifier_lr", type=float, default=0.1)

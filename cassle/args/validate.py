@@ -11,7 +11,10 @@ import argparse
 import os
 import re
 
-from cassle.args.parser import AUGMENTATION_DEFAULTS, PRECISIONS, ArgumentError
+from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS
+from cassle.args.online import validate_online_args
+from cassle.data.transforms import AUGMENTATION_DEFAULTS
+from cassle.errors import ArgumentError
 
 
 def _choose(kind: str, name: str, valid) -> ArgumentError:
@@ -82,10 +85,7 @@ def validate_args(args: argparse.Namespace) -> None:
             raise ArgumentError(f"--{name} must be at least 1, got {value}")
     if args.lr <= 0:
         raise ArgumentError(f"--lr must be positive, got {args.lr}")
-    from cassle.args.online import validate_online_args
-    from cassle.args.parser import build_parser
-
-    validate_online_args(args, method_cls, strategy_cls, build_parser().get_default("max_epochs"))
+    validate_online_args(args, method_cls, strategy_cls, DEFAULT_MAX_EPOCHS)
 
     views_for = getattr(method_cls, "views_for", None)
     num_views = views_for(vars(args)) if views_for is not None else getattr(method_cls, "num_views", 2)

@@ -48,7 +48,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from cassle.data.transforms import AUGMENTATION_DEFAULTS, AUGMENTATION_KEYS, _check_prob, gaussian_kernel_size, per_view_values
+from cassle.data.transforms import AUGMENTATION_KEYS, _check_prob, default_augmentation, gaussian_kernel_size, per_view_values
 
 #: Colour-jitter operation ids, in the order their factors are stored.
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
@@ -146,7 +146,7 @@ class ViewParams:
         unknown = sorted(set(params) - set(AUGMENTATION_KEYS))
         if unknown:
             raise ValueError(f"unknown augmentation parameter(s) {unknown}; known: {list(AUGMENTATION_KEYS)}")
-        p = {**AUGMENTATION_DEFAULTS, **params}
+        p = {**{k: default_augmentation(k) for k in AUGMENTATION_KEYS}, **params}
         if not 0.0 < float(p["min_scale"]) <= float(p["max_scale"]) <= 1.0:
             raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={p['min_scale']}, max_scale={p['max_scale']}")
         for name in ("brightness", "contrast", "saturation"):

@@ -48,13 +48,10 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 
 from cassle.data.transforms import gaussian_kernel_size
+from cassle.errors import DaliUnavailableError  # noqa: F401  (re-exported)
 
 #: DALI reader name (used to query the reader's metadata).
 READER = "Reader"
-
-
-class DaliUnavailableError(ValueError):
-    """``--dali`` was asked for but NVIDIA DALI is not installed."""
 
 
 def require_dali() -> Any:

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from cassle.data.base import FileImageDataset, ImageDataset, TensorImageDataset
+from cassle.errors import DatasetError  # noqa: F401  (re-exported)
 
 __all__ = [
     "DatasetError",
@@ -60,10 +61,6 @@ __all__ = [
     "load_dataset",
     "check_dataset",
 ]
-
-
-class DatasetError(ValueError):
-    """A dataset is missing, incomplete or malformed; the message says how to fix it."""
 
 
 #: Domain order of CaSSLe's domain-incremental DomainNet runs (task t = domain t).

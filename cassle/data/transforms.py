@@ -37,20 +37,28 @@ AUGMENTATION_KEYS: tuple[str, ...] = (
     "max_scale",
 )
 
-#: Defaults used when an augmentation key is missing from the configuration.
-AUGMENTATION_DEFAULTS: dict[str, float] = {
-    "brightness": 0.4,
-    "contrast": 0.4,
-    "saturation": 0.2,
-    "hue": 0.1,
-    "color_jitter_prob": 0.8,
-    "grayscale_prob": 0.2,
-    "horizontal_flip_prob": 0.5,
-    "gaussian_prob": 0.0,
-    "solarization_prob": 0.0,
-    "min_scale": 0.08,
-    "max_scale": 1.0,
+#: The one home of the augmentation defaults (CaSSLe's CIFAR recipe): the command line's defaults and the
+#: values a missing key takes. One value is shared by every view; a list gives one value per view
+#: (solarization only on the second view, as BYOL).
+AUGMENTATION_DEFAULTS: dict[str, tuple[float, ...]] = {
+    "brightness": (0.4,),
+    "contrast": (0.4,),
+    "saturation": (0.2,),
+    "hue": (0.1,),
+    "color_jitter_prob": (0.8,),
+    "grayscale_prob": (0.2,),
+    "horizontal_flip_prob": (0.5,),
+    "gaussian_prob": (0.0,),
+    "solarization_prob": (0.0, 0.2),
+    "min_scale": (0.08,),
+    "max_scale": (1.0,),
 }
+
+
+def default_augmentation(key: str, view: int = 0) -> float:
+    """The default of ``key`` for view ``view`` (the last value when fewer values than views)."""
+    values = AUGMENTATION_DEFAULTS[key]
+    return float(values[min(view, len(values) - 1)])
 
 #: Images at most this large (and held in memory) are resized, not centre-cropped, for evaluation.
 SMALL_IMAGE_SIZE = 64
@@ -178,7 +186,7 @@ def per_view_values(cfg: Mapping[str, Any], num_views: int) -> list[dict[str, fl
 
     Each key may be a scalar or a list of 1 value (shared by all views) or
     ``num_views`` values (one per view); missing keys take
-    :data:`AUGMENTATION_DEFAULTS`.
+    :data:`AUGMENTATION_DEFAULTS` (:func:`default_augmentation` per view).
 
     Raises:
         ValueError: a list whose length is neither 1 nor ``num_views``.
@@ -189,7 +197,7 @@ def per_view_values(cfg: Mapping[str, Any], num_views: int) -> list[dict[str, fl
     for key in AUGMENTATION_KEYS:
         value = cfg.get(key)
         if value is None:
-            value = AUGMENTATION_DEFAULTS[key]
+            value = [default_augmentation(key, i) for i in range(num_views)]
         values = list(value) if isinstance(value, (list, tuple)) else [value]
         if len(values) == 1:
             values = values * num_views

@@ -49,8 +49,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from cassle.args.parser import ArgumentError
+from cassle.errors import ArgumentError
 from cassle.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_task_checkpoint
+from cassle.errors import LinearEvalError  # noqa: F401  (re-exported)
 
 log = logging.getLogger("cassle")
 
@@ -59,10 +60,6 @@ RESULTS_CSV = "linear_results.csv"
 
 #: Run arguments the split depends on (a disagreement between the checkpoint and args.json is reported).
 SPLIT_KEYS: tuple[str, ...] = ("dataset", "num_tasks", "split_strategy", "seed", "domain_order")
-
-
-class LinearEvalError(ValueError):
-    """A linear evaluation that cannot start; the message names the problem and the fix."""
 
 
 # --------------------------------------------------------------------------- data

@@ -1,0 +1,51 @@
+"""Every error cassle raises on purpose, in one module at the bottom of the package.
+
+Each is a ``ValueError`` whose message names the problem and the fix; the
+entry points catch :class:`CassleError` and print it as one line (no
+traceback) before any work starts. The modules that raise them re-export
+their own (``from cassle.checkpoint import CheckpointError`` keeps working).
+"""
+
+from __future__ import annotations
+
+
+class CassleError(ValueError):
+    """Base of cassle's own errors: a bad input or state, with the fix in the message."""
+
+
+class ArgumentError(CassleError):
+    """A bad command-line value; the message names the problem and the fix."""
+
+
+class CheckpointError(CassleError):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+class DatasetError(CassleError):
+    """A dataset is missing, incomplete or malformed; the message says how to fix it."""
+
+
+class DaliUnavailableError(CassleError):
+    """``--dali`` was asked for but NVIDIA DALI is not installed."""
+
+
+class RunError(CassleError):
+    """A run that cannot start; the message names the problem and the fix."""
+
+
+class LinearEvalError(CassleError):
+    """A linear evaluation that cannot start; the message names the problem and the fix."""
+
+
+class SweepError(CassleError):
+    """A bad sweep config; the message names the problem and the fix."""
+
+
+class LauncherError(CassleError):
+    """A problem with the script or the launcher options; the message says what to fix."""
+
+
+__all__ = [
+    "ArgumentError", "CassleError", "CheckpointError", "DaliUnavailableError", "DatasetError", "LauncherError",
+    "LinearEvalError", "RunError", "SweepError",
+]
