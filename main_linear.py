@@ -6,31 +6,15 @@
 
 The dataset, encoder, crop size and task split default to those of the run that
 wrote the checkpoint. Results go to <checkpoint folder>/linear/<name>/
-(linear_results.json, linear_results.csv, logs/).
+(linear_results.json, linear_results.csv, logs/). The logic lives in
+:func:`cassle.cli.linear_main` (also installed as ``cassle-linear``).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the linear evaluation; 0 on success, 2 on a bad input (message on stderr)."""
-    from cassle.args import ArgumentError
-    from cassle.args.linear import parse_linear_args
-    from cassle.checkpoint import CheckpointError
-    from cassle.eval.linear import LinearEvalError, run_linear
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args = parse_linear_args(argv)
-        run_linear(args)
-    except (ArgumentError, CheckpointError, LinearEvalError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from cassle.cli import linear_main as main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,19 +40,10 @@ from cassle.checkpoint import (
     task_checkpoint,
 )
 
-from cassle.launcher import is_launcher_file
+from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 from cassle.errors import RunError  # noqa: F401  (re-exported)
 
 log = logging.getLogger("cassle")
-
-#: arguments that may change between a run and its resumption
-RESUMABLE_CHANGES = {
-    "num_workers", "devices", "accelerator", "num_nodes", "no_progress_bar", "log_every_n_steps",
-    "wandb", "project", "entity", "offline", "tensorboard", "eval_batch_size", "checkpoint_frequency",
-    "save_checkpoint", "check_val_every_n_epoch", "data_dir", "probes", "no_baseline", "checkpoint_dir",
-    "gpu_augment", "dali",  # input paths: same augmentations, another random stream (like num_workers)
-}
-
 
 @dataclass
 class RunPlan:
@@ -71,10 +62,6 @@ class RunPlan:
 
 def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items()}
-
-
-def _identity(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
 
 
 def _resolve_accelerator(args: argparse.Namespace) -> str:
@@ -100,8 +87,8 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
             saved = json.loads((run_dir / "args.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise RunError(f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name") from None
-        new = json.loads(json.dumps(_identity(args_to_cfg(args)), default=str))
-        old = _identity(saved)
+        new = json.loads(json.dumps(run_identity(args_to_cfg(args)), default=str))
+        old = run_identity(saved)
         # args.json also stores values derived at start-up (num_classes, num_views): compare the CLI's own
         diff = sorted(k for k in new if new[k] != old.get(k))
         if diff:

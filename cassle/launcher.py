@@ -44,22 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cassle.errors import LauncherError  # noqa: F401  (re-exported)
+from cassle.rundir import LAUNCHER_FILES, is_launcher_file  # noqa: F401  (re-exported)
 
 ENTRYPOINTS = ("main_continual.py", "main_linear.py")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _FLAG_RE = re.compile(r"^--?[A-Za-z_]")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-#: files the launcher writes into an experiment dir before the run starts
-LAUNCHER_FILES = ("command.sh", "job.sbatch", "slurm_jobs.txt")
-_LAUNCHER_FILE_RE = re.compile(r"^(slurm-[0-9%A-Za-z_]+\.(out|err)|\.(command\.sh|job\.sbatch)\..*\.tmp)$")
-
-
-def is_launcher_file(name: str) -> bool:
-    """True for a file job_launcher.py puts in an experiment dir (command.sh, job.sbatch, SLURM logs):
-    a run directory holding only these is still a fresh one for main_continual.py."""
-    return name in LAUNCHER_FILES or bool(_LAUNCHER_FILE_RE.match(name))
-
 Args = dict  # ordered mapping flag name (no dashes) -> list[str] of values
 
 

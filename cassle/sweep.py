@@ -67,7 +67,8 @@ OWNED_ARGS = ("checkpoint_dir", "name")
 #: metrics of ``results/metrics.json`` reported per probe
 METRICS = ("average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer", "joint_accuracy")
 
-MAIN_SCRIPT = Path(__file__).resolve().parent.parent / "main_continual.py"
+#: how a child process runs main_continual.py (works from an installed package, not only a checkout)
+CONTINUAL_COMMAND = ("-m", "cassle.cli")
 
 
 @dataclass
@@ -219,7 +220,8 @@ def expand(cfg: Mapping[str, Any], output_dir: str | os.PathLike | None = None, 
 def validate(runs: Sequence[Run]) -> None:
     """Parse every run's argv like ``main_continual`` would; the first bad one raises :class:`SweepError`."""
     from cassle.args import ArgumentError, parse_args
-    from cassle.continual import _identity, args_to_cfg
+    from cassle.continual import args_to_cfg
+    from cassle.rundir import run_identity
 
     for r in runs:
         try:
@@ -231,10 +233,10 @@ def validate(runs: Sequence[Run]) -> None:
         saved_file = r.run_dir / "args.json"
         if saved_file.exists():  # a rerun: the directory must hold this very run (else skip/resume would lie)
             try:
-                saved = _identity(json.loads(saved_file.read_text()))
+                saved = run_identity(json.loads(saved_file.read_text()))
             except (OSError, json.JSONDecodeError) as e:
                 raise SweepError(f"{saved_file} is unreadable ({e}); delete {r.run_dir} to restart that run") from None
-            new = json.loads(json.dumps(_identity(args_to_cfg(args)), default=str))
+            new = json.loads(json.dumps(run_identity(args_to_cfg(args)), default=str))
             diff = sorted(k for k in new if new[k] != saved.get(k))
             if diff:
                 shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff[:5])
@@ -261,9 +263,9 @@ def run_status(run: Run) -> str:
 
 
 def _run_in_process(run: Run) -> int:
-    import main_continual
+    from cassle.cli import continual_main
 
-    return int(main_continual.main(list(run.argv)))
+    return int(continual_main(list(run.argv)))
 
 
 def _run_subprocess(run: Run, log_dir: Path, parallel: int = 1) -> int:
@@ -276,7 +278,7 @@ def _run_subprocess(run: Run, log_dir: Path, parallel: int = 1) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))
     with open(log_dir / f"{run.name}.log", "ab") as log:
-        proc = subprocess.run([sys.executable, str(MAIN_SCRIPT), *run.argv], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.run([sys.executable, *CONTINUAL_COMMAND, *run.argv], stdout=log, stderr=subprocess.STDOUT,
                               cwd=os.getcwd(), env=env)
     return proc.returncode
 

@@ -274,6 +274,6 @@ def test_arguments_refuse_mismatched_input_paths(extra: list[str], message: str)
 
 def test_input_path_flags_may_change_on_resume() -> None:
     """A run started without --gpu_augment/--dali (or before they existed) resumes with them."""
-    from cassle.continual import _identity
+    from cassle.rundir import run_identity
 
-    assert _identity({"method": "byol", "gpu_augment": True, "dali": False}) == {"method": "byol"}
+    assert run_identity({"method": "byol", "gpu_augment": True, "dali": False}) == {"method": "byol"}
