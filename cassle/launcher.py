@@ -38,12 +38,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cassle.errors import LauncherError  # noqa: F401  (re-exported)
+from cassle.fileio import _umask, atomic_write_text
 from cassle.rundir import LAUNCHER_FILES, is_launcher_file  # noqa: F401  (re-exported)
 
 ENTRYPOINTS = ("main_continual.py", "main_linear.py")
@@ -290,22 +290,6 @@ def make_experiment_dir(base: str | os.PathLike, name: str | None, script: str, 
     raise LauncherError(f"could not create a new experiment directory under {base}")
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -538,7 +522,7 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
         return 0
 
     print(f"experiment dir: {exp_dir}" + (" (exists: resuming)" if resumed else ""))
-    atomic_write(command_path, command_text, mode=0o755)
+    atomic_write_text(command_path, command_text, mode=0o755 & ~_umask())
 
     if opts.mode == "normal":
         env = dict(os.environ, **cmd.env)
@@ -552,7 +536,7 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
             "or use --mode normal"
         )
     sbatch_path = exp_dir / "job.sbatch"
-    atomic_write(sbatch_path, sbatch_text)
+    atomic_write_text(sbatch_path, sbatch_text)
     res = subprocess.run([sbatch, "--parsable", str(sbatch_path)], capture_output=True, text=True)
     if res.returncode != 0:
         raise LauncherError(f"sbatch failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}")

@@ -4,7 +4,6 @@ buffer insertion once per minibatch (after its last pass); end-to-end replay run
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from cassle.data.datamodule import ContinualDataModule
 from cassle.data.replay import OnlineBatchSampler
 from cassle.strategies.replay import ReplayMixin
 
-from tests.strategies.replay_helpers import CFG, model
+from tests.strategies.replay_helpers import model
 from tests.test_continual import TINY
 
 

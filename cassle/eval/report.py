@@ -26,40 +26,17 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
 from . import metrics as M
+from cassle.fileio import atomic_write  # noqa: F401  (re-exported: __all__)
 
 __all__ = ["ContinualReport", "format_table", "atomic_write"]
 
 PathLike = Union[str, os.PathLike]
-
-
-def atomic_write(path: PathLike, write: Callable[[Any], None], binary: bool = False) -> None:
-    """Write ``path`` atomically: ``write(fh)`` fills a temp file in the same folder, then ``os.replace``.
-
-    Readers never see a half-written file, and no temp file is left behind,
-    even if ``write`` raises.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _nan_list(n: int) -> List[float]:

@@ -37,7 +37,6 @@ import argparse
 from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES

@@ -38,7 +38,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from cassle.buffers import build_buffer
 from cassle.data.replay import augment_batch, plain_views
