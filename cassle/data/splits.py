@@ -18,6 +18,8 @@ gives the same split, whatever the global RNG state is.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -181,12 +183,34 @@ def make_splits(
     return TaskSplit("domain", train_idx, test_idx, [list(all_classes) for _ in range(num_tasks)], list(order))
 
 
+def stratified_subset(targets: torch.Tensor, indices: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A class-stratified ``fraction`` of ``indices``, in ascending order.
+
+    Each class with ``n`` samples among ``indices`` keeps ``max(1, floor(fraction · n + 0.5))`` of them
+    (half rounds up: 2.5 → 3), drawn with ``generator``; the one subsampler of the package (task
+    subsets, ``--train_fraction``; linear evaluation, ``--data_fraction``).
+
+    Example:
+        >>> y = torch.tensor([0] * 5 + [1] * 4)
+        >>> stratified_subset(y, torch.arange(9), 0.5, torch.Generator().manual_seed(0)).numel()  # 3 + 2
+        5
+    """
+    indices = torch.as_tensor(indices, dtype=torch.long)
+    y = targets[indices]
+    parts = []
+    for c in torch.unique(y).tolist():
+        members = indices[y == c]
+        k = max(1, int(math.floor(fraction * len(members) + 0.5)))
+        parts.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.sort(torch.cat(parts)).values if parts else indices
+
+
 def subsample_train(split: TaskSplit, targets: Sequence[int] | torch.Tensor, fraction: float, seed: int) -> TaskSplit:
     """Keep a seeded ``fraction`` of every task's training samples (test indices unchanged).
 
     Within each task the samples of each class (all of them, when unlabelled)
-    are subsampled separately, keeping ``max(1, round(fraction * n))`` of the
-    ``n``, so class proportions are preserved. The choice depends only on
+    are subsampled separately by :func:`stratified_subset`, so class
+    proportions are preserved. The choice depends only on
     ``seed`` (a generator of its own), not on the global RNG. ``fraction == 1``
     returns ``split`` itself.
 
@@ -205,10 +229,5 @@ def subsample_train(split: TaskSplit, targets: Sequence[int] | torch.Tensor, fra
     gen = torch.Generator().manual_seed(int(seed) + 7919)  # independent of the split's own draws
     kept: list[torch.Tensor] = []
     for idx in split.train_indices:
-        parts = []
-        for c in torch.unique(t[idx]).tolist():
-            members = idx[t[idx] == c]
-            k = max(1, int(round(fraction * len(members))))
-            parts.append(members[torch.randperm(len(members), generator=gen)[:k]])
-        kept.append(torch.sort(torch.cat(parts)).values if parts else idx)
+        kept.append(stratified_subset(t, idx, fraction, gen))
     return TaskSplit(split.strategy, kept, split.test_indices, split.task_classes, split.task_domains)

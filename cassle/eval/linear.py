@@ -95,11 +95,10 @@ class IndexedSubset(Dataset):
 
 
 def stratified_fraction(targets: Tensor, indices: Tensor, fraction: float, seed: int) -> Tensor:
-    """Keep a seeded, class-stratified ``fraction`` of ``indices``.
+    """Keep a seeded, class-stratified ``fraction`` of ``indices`` (``--data_fraction``).
 
-    Each class ``c`` with ``n_c`` samples among ``indices`` keeps
-    ``max(1, floor(fraction · n_c + 0.5))`` of them, chosen by a generator
-    seeded with ``seed``. Returns the kept indices in ascending order;
+    :func:`cassle.data.splits.stratified_subset` with a generator seeded by ``seed``: each class
+    with ``n_c`` samples keeps ``max(1, floor(fraction · n_c + 0.5))``; ascending order;
     ``fraction == 1`` returns ``indices`` sorted.
 
     Example:
@@ -107,19 +106,14 @@ def stratified_fraction(targets: Tensor, indices: Tensor, fraction: float, seed:
         >>> stratified_fraction(y, torch.arange(14), 0.5, seed=0).numel()
         7
     """
+    from cassle.data.splits import stratified_subset
+
     indices = torch.as_tensor(indices, dtype=torch.long)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if fraction == 1.0:
         return torch.sort(indices).values
-    gen = torch.Generator().manual_seed(int(seed))
-    y = targets[indices]
-    kept = []
-    for c in torch.unique(y).tolist():
-        members = indices[y == c]
-        n = max(1, int(math.floor(fraction * len(members) + 0.5)))
-        kept.append(members[torch.randperm(len(members), generator=gen)[:n]])
-    return torch.sort(torch.cat(kept)).values
+    return stratified_subset(targets, indices, fraction, torch.Generator().manual_seed(int(seed)))
 
 
 def linear_train_transform(crop_size: int, mean: Sequence[float], std: Sequence[float]) -> Callable[[Tensor], Tensor]:

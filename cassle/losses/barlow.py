@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cassle.losses.byol import _check_pair
+from cassle.losses.checks import check_pair
 
 BN_EPS = 1e-5
 
@@ -39,7 +39,7 @@ def barlow_loss_func(
     Returns:
         ``scale_loss * (sum_i (1 - c_ii)^2 + lamb * sum_{i != j} c_ij^2)``.
     """
-    _check_pair("barlow_loss_func", z1, z2)
+    check_pair("barlow_loss_func", z1, z2)
     n, d = z1.shape
     if n < 2:
         raise ValueError(f"barlow_loss_func: needs a batch of at least 2 samples, got {n}")

@@ -17,19 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _check_pair(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless ``a`` and ``b`` are 2-D tensors of equal shape."""
-    if a.dim() != 2 or b.dim() != 2:
-        raise ValueError(
-            f"{name}: expected two 2-D (batch x dim) tensors, got shapes "
-            f"{tuple(a.shape)} and {tuple(b.shape)}"
-        )
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{name}: both inputs must have the same shape, got {tuple(a.shape)} "
-            f"and {tuple(b.shape)}"
-        )
+from cassle.losses.checks import check_pair
 
 
 def byol_loss_func(p: torch.Tensor, z: torch.Tensor, simplified: bool = True) -> torch.Tensor:
@@ -46,7 +34,7 @@ def byol_loss_func(p: torch.Tensor, z: torch.Tensor, simplified: bool = True) ->
     Returns:
         Scalar loss in ``[0, 4]``.
     """
-    _check_pair("byol_loss_func", p, z)
+    check_pair("byol_loss_func", p, z)
     z = z.detach()
     if simplified:
         return 2 - 2 * F.cosine_similarity(p, z, dim=-1).mean()

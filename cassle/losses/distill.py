@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses.barlow import barlow_loss_func
-from cassle.losses.byol import _check_pair, byol_loss_func
+from cassle.losses.byol import byol_loss_func
+from cassle.losses.checks import check_pair
 
 
 def predictive_distill(p: torch.Tensor, z_frozen: torch.Tensor) -> torch.Tensor:
@@ -40,7 +41,7 @@ def predictive_mse_distill(p: torch.Tensor, z_frozen: torch.Tensor) -> torch.Ten
 
     The VICReg ``sim_loss_weight`` is applied by the caller.
     """
-    _check_pair("predictive_mse_distill", p, z_frozen)
+    check_pair("predictive_mse_distill", p, z_frozen)
     return F.mse_loss(p, z_frozen.detach())
 
 
@@ -67,7 +68,7 @@ def contrastive_distill(
     (``p = cat([p1, p2])``, ``z_frozen = cat([frozen_z1, frozen_z2])``), so the
     negatives include the other view's frozen projections.
     """
-    _check_pair("contrastive_distill", p, z_frozen)
+    check_pair("contrastive_distill", p, z_frozen)
     if temperature <= 0:
         raise ValueError(f"contrastive_distill: temperature must be > 0, got {temperature}")
     pn = F.normalize(p, dim=-1)
@@ -91,7 +92,7 @@ def knowledge_distill(
     CaSSLe applies it to prototype scores of the normalised predicted and
     frozen projections.
     """
-    _check_pair("knowledge_distill", p_logits, frozen_logits)
+    check_pair("knowledge_distill", p_logits, frozen_logits)
     if temperature <= 0:
         raise ValueError(f"knowledge_distill: temperature must be > 0, got {temperature}")
     target = torch.softmax(frozen_logits.detach() / temperature, dim=-1)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cassle.losses.byol import _check_pair
+from cassle.losses.checks import check_pair
 
 
 def mocov2plus_loss_func(
@@ -36,7 +36,7 @@ def mocov2plus_loss_func(
     Returns:
         Scalar InfoNCE loss.
     """
-    _check_pair("mocov2plus_loss_func", query, key)
+    check_pair("mocov2plus_loss_func", query, key)
     if queue.dim() != 2 or queue.shape[1] != query.shape[1]:
         raise ValueError(
             "mocov2plus_loss_func: queue must be K x D with the same D as query, got "

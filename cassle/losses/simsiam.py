@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cassle.losses.byol import _check_pair
+from cassle.losses.checks import check_pair
 
 
 def simsiam_loss_func(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -30,5 +30,5 @@ def simsiam_loss_func(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     Returns:
         Scalar loss in ``[-1, 1]``.
     """
-    _check_pair("simsiam_loss_func", p, z)
+    check_pair("simsiam_loss_func", p, z)
     return -F.cosine_similarity(p, z.detach(), dim=-1).mean()

@@ -20,14 +20,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cassle.losses.byol import _check_pair
+from cassle.losses.checks import check_pair
 
 VAR_EPS = 1e-4
 
 
 def invariance_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """Mean squared error between the two embeddings (mean over all entries)."""
-    _check_pair("invariance_loss", z1, z2)
+    check_pair("invariance_loss", z1, z2)
     return F.mse_loss(z1, z2)
 
 
@@ -45,7 +45,7 @@ def _off_diag_cov(z: torch.Tensor) -> torch.Tensor:
 
 
 def _check_batch(name: str, z1: torch.Tensor, z2: torch.Tensor) -> None:
-    _check_pair(name, z1, z2)
+    check_pair(name, z1, z2)
     if z1.shape[0] < 2:
         raise ValueError(f"{name}: needs a batch of at least 2 samples, got {z1.shape[0]}")
 
