@@ -40,6 +40,7 @@ from cassle.checkpoint import (
     task_checkpoint,
 )
 
+from cassle.devices import resolve_accelerator
 from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 from cassle.errors import RunError  # noqa: F401  (re-exported)
 
@@ -65,11 +66,7 @@ def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resolve_accelerator(args: argparse.Namespace) -> str:
-    if args.accelerator in ("gpu", "cuda"):
-        return "gpu"
-    if args.accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return args.accelerator
+    return resolve_accelerator(args.accelerator)
 
 
 def prepare_run(args: argparse.Namespace) -> RunPlan:

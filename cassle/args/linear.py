@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from typing import Sequence
 
 from cassle.args.common import PRECISIONS
+from cassle.devices import parse_devices
 from cassle.errors import ArgumentError
 
 #: Optimizers and schedules of the linear classifier.
@@ -138,14 +138,7 @@ def validate_linear_args(args: argparse.Namespace) -> None:
     if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name):
         raise ArgumentError(f"--name {args.name!r} must be a plain folder name (no '/'); use --checkpoint_dir for a path")
 
-    if isinstance(args.devices, str):
-        dev = args.devices.strip()
-        if re.fullmatch(r"\d+", dev):
-            args.devices = int(dev)
-        elif re.fullmatch(r"\d+(,\d*)*", dev):
-            args.devices = [int(x) for x in dev.split(",") if x != ""]
-        elif dev != "auto":
-            raise ArgumentError(f"--devices '{dev}' is not a number, a comma list of ids, or 'auto'")
+    args.devices = parse_devices(args.devices)
 
 
 def parse_linear_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

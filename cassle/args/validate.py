@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 
 from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS
 from cassle.args.online import validate_online_args
 from cassle.data.transforms import AUGMENTATION_DEFAULTS
+from cassle.devices import parse_devices
 from cassle.errors import ArgumentError
 
 
@@ -124,14 +124,7 @@ def validate_args(args: argparse.Namespace) -> None:
             raise _choose("probe", p, PROBES)
     args.probes = probes
 
-    if isinstance(args.devices, str):
-        dev = args.devices.strip()
-        if re.fullmatch(r"\d+", dev):
-            args.devices = int(dev)
-        elif re.fullmatch(r"\d+(,\d*)*", dev):
-            args.devices = [int(d) for d in dev.split(",") if d != ""]
-        elif dev != "auto":
-            raise ArgumentError(f"--devices '{dev}' is not a number, a comma list of ids, or 'auto'")
+    args.devices = parse_devices(args.devices)
 
     if args.name is None:
         args.name = default_run_name(args)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from cassle.devices import resolve_accelerator
 from cassle.errors import ArgumentError
 from cassle.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_task_checkpoint
 from cassle.errors import LinearEvalError  # noqa: F401  (re-exported)
@@ -434,14 +435,6 @@ def load_run_args(checkpoint_path: Path, ckpt: dict[str, Any]) -> dict[str, Any]
     return {**from_json, **saved}
 
 
-def _resolve_accelerator(accelerator: str) -> str:
-    if accelerator in ("gpu", "cuda"):
-        return "gpu"
-    if accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return accelerator
-
-
 def default_output_name(args: argparse.Namespace, checkpoint_path: Path) -> str:
     """``<checkpoint stem>[-<domain>][-frac<F>]``, e.g. ``task4`` or ``task4-real-frac0.1``."""
     name = checkpoint_path.stem
@@ -492,7 +485,7 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
             raise ArgumentError(f"unknown --domain '{args.domain}'; choose one of: {', '.join(DOMAINNET_DOMAINS)}")
     if strategy == "domain" and dataset != "domainnet":
         raise ArgumentError(f"--split_strategy domain needs a dataset with domains (domainnet), not '{dataset}'")
-    if _resolve_accelerator(args.accelerator) == "cpu" and args.precision == "16-mixed":
+    if resolve_accelerator(args.accelerator) == "cpu" and args.precision == "16-mixed":
         raise ArgumentError("--precision 16 needs a GPU; on the CPU use --precision bf16 or 32")
 
     name = args.name or default_output_name(args, ckpt_path)
@@ -653,7 +646,7 @@ def run_linear(args: argparse.Namespace) -> LinearResult:
     plan.out_dir.mkdir(parents=True, exist_ok=True)
     trainer = pl.Trainer(
         max_epochs=args.max_epochs,
-        accelerator=_resolve_accelerator(args.accelerator),
+        accelerator=resolve_accelerator(args.accelerator),
         devices=devices,
         strategy="ddp" if n_dev > 1 else "auto",
         precision=args.precision,
