@@ -30,8 +30,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -92,8 +92,19 @@ def gpu_step_share(crop_size: int = 32, batch_size: int = 256, steps: int = 20) 
     """(augment ms, total step ms, share) of a Barlow Twins ResNet-18 step on the GPU with batched augmentation."""
     from cassle.methods import METHODS
 
-    cfg = dict(encoder="resnet18", crop_size=crop_size, num_classes=10, proj_hidden_dim=2048, output_dim=2048,
-               batch_size=batch_size, lr=0.3, max_epochs=1, optimizer="sgd", weight_decay=1e-4, method="barlow_twins")
+    cfg = dict(
+        encoder="resnet18",
+        crop_size=crop_size,
+        num_classes=10,
+        proj_hidden_dim=2048,
+        output_dim=2048,
+        batch_size=batch_size,
+        lr=0.3,
+        max_epochs=1,
+        optimizer="sgd",
+        weight_decay=1e-4,
+        method="barlow_twins",
+    )
     model = METHODS["barlow_twins"](**cfg).cuda().to(memory_format=torch.channels_last)
     model.log = lambda *a, **k: None  # outside a Trainer
     opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=0.1, momentum=0.9)
@@ -133,13 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         images = torch.randint(0, 256, (args.images, channels, size, size), dtype=torch.uint8, generator=g)
         per = per_sample_rate(images, crop)
         bat = batched_rate(images, crop)
-        print(f"cpu {channels}x{size}px -> {crop}px: batched {bat:8.0f} img/s | per-sample {per:7.0f} img/s | "
-              f"ratio {bat / per:5.1f}x")
+        print(
+            f"cpu {channels}x{size}px -> {crop}px: batched {bat:8.0f} img/s | per-sample {per:7.0f} img/s | "
+            f"ratio {bat / per:5.1f}x"
+        )
     if torch.cuda.is_available():
         images = torch.randint(0, 256, (8192, 3, 32, 32), dtype=torch.uint8, generator=g)
-        print(f"gpu ({torch.cuda.get_device_name()}) 3x32px -> 32px: batched {batched_rate(images, 32, device='cuda'):9.0f} img/s")
+        print(
+            f"gpu ({torch.cuda.get_device_name()}) 3x32px -> 32px: batched {batched_rate(images, 32, device='cuda'):9.0f} img/s"
+        )
         a, t, share = gpu_step_share()
-        print(f"gpu Barlow Twins ResNet-18 32px batch 256 bf16 step: augmentation {a:.2f} ms of {t:.2f} ms = {100 * share:.1f}%")
+        print(
+            f"gpu Barlow Twins ResNet-18 32px batch 256 bf16 step: augmentation {a:.2f} ms of {t:.2f} ms = {100 * share:.1f}%"
+        )
     else:
         print("gpu: none present (the share of a training step spent on augmentation needs one)")
     return 0

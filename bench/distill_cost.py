@@ -40,8 +40,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--crop_size", type=int, default=16)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--proj_dim", type=int, default=256, help="projector hidden/output width")
-    p.add_argument("--distill_proj_hidden_dim", type=int, default=None,
-                   help="CaSSLe predictor hidden width (default: --proj_dim)")
+    p.add_argument(
+        "--distill_proj_hidden_dim", type=int, default=None, help="CaSSLe predictor hidden width (default: --proj_dim)"
+    )
     p.add_argument("--num_classes", type=int, default=10)
     p.add_argument("--steps", type=int, default=20, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before the timed ones")
@@ -67,8 +68,13 @@ def build(method: str, strategy: str, a: argparse.Namespace, total: int):
 def main() -> int:
     a = parse()
     warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                 "lightning.fabric.utilities.rank_zero"):
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -86,11 +92,13 @@ def main() -> int:
             tc = run_lightning(copy.deepcopy(cs), batch, a, total)
             pairs.append((tf, tc))
         ratio = statistics.median(tc / tf for tf, tc in pairs)
-        print(f"distill_cost[{method}] cassle/finetune = {ratio:.3f}  (median of {len(pairs)} interleaved pairs; "
-              f"finetune {1e3 * statistics.median(p[0] for p in pairs):.1f} ms/step, "
-              f"cassle {1e3 * statistics.median(p[1] for p in pairs):.1f} ms/step; task 1, batch {a.batch_size}, "
-              f"{a.encoder} {a.crop_size}px, projector {a.proj_dim}, predictor {a.distill_proj_hidden_dim or a.proj_dim})",
-              flush=True)
+        print(
+            f"distill_cost[{method}] cassle/finetune = {ratio:.3f}  (median of {len(pairs)} interleaved pairs; "
+            f"finetune {1e3 * statistics.median(p[0] for p in pairs):.1f} ms/step, "
+            f"cassle {1e3 * statistics.median(p[1] for p in pairs):.1f} ms/step; task 1, batch {a.batch_size}, "
+            f"{a.encoder} {a.crop_size}px, projector {a.proj_dim}, predictor {a.distill_proj_hidden_dim or a.proj_dim})",
+            flush=True,
+        )
     return 0
 
 

@@ -65,10 +65,35 @@ def _config(args: argparse.Namespace, dataset: str, data_dir: str | None, **extr
     from cassle.continual import args_to_cfg
 
     argv = [
-        "--method", "barlow_twins", "--strategy", "cassle", "--dataset", dataset, "--encoder", "resnet18",
-        "--crop_size", "32", "--batch_size", str(args.batch_size), "--precision", "bf16", "--num_tasks", str(NUM_TASKS),
-        "--num_workers", str(args.workers), "--accelerator", "gpu", "--devices", "1", "--optimizer", "lars",
-        "--lr", "0.3", "--no_progress_bar", "--probes", "none",
+        "--method",
+        "barlow_twins",
+        "--strategy",
+        "cassle",
+        "--dataset",
+        dataset,
+        "--encoder",
+        "resnet18",
+        "--crop_size",
+        "32",
+        "--batch_size",
+        str(args.batch_size),
+        "--precision",
+        "bf16",
+        "--num_tasks",
+        str(NUM_TASKS),
+        "--num_workers",
+        str(args.workers),
+        "--accelerator",
+        "gpu",
+        "--devices",
+        "1",
+        "--optimizer",
+        "lars",
+        "--lr",
+        "0.3",
+        "--no_progress_bar",
+        "--probes",
+        "none",
     ]
     if data_dir is not None:
         argv += ["--data_dir", data_dir]
@@ -88,7 +113,9 @@ class _Timer:
                 self.t0 = self.t1 = 0.0
                 self.steps = 0
 
-            def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            def on_train_batch_end(
+                self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+            ) -> None:
                 torch.cuda.synchronize()
                 step = trainer.global_step
                 if step == warmup:
@@ -131,9 +158,18 @@ def measure(cfg: dict[str, Any], train_dataset: Any, args: argparse.Namespace) -
     model = _channels_last_model(cfg)
     timer = _Timer(args.warmup)
     trainer = L.Trainer(
-        accelerator="gpu", devices=1, precision="bf16-mixed", max_steps=args.warmup + args.steps, max_epochs=-1,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[timer],
+        accelerator="gpu",
+        devices=1,
+        precision="bf16-mixed",
+        max_steps=args.warmup + args.steps,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
     )
     trainer.fit(model, datamodule=dm)
     if timer.steps <= 0:
@@ -148,19 +184,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--workers", type=int, default=8, help="DataLoader workers (torch path) / DALI threads")
     p.add_argument("--images", type=int, default=20480, help="synthetic training images (two tasks of 5 classes)")
-    p.add_argument("--inputs", nargs="+", default=["torch", "gpu_augment", "dali"], choices=["torch", "gpu_augment", "dali"])
+    p.add_argument(
+        "--inputs", nargs="+", default=["torch", "gpu_augment", "dali"], choices=["torch", "gpu_augment", "dali"]
+    )
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench/gpu_throughput.py needs a CUDA GPU and none is present; run it on a GPU machine "
-              "(bench/augment.py measures the CPU side).", file=sys.stderr)
+        print(
+            "bench/gpu_throughput.py needs a CUDA GPU and none is present; run it on a GPU machine "
+            "(bench/augment.py measures the CPU side).",
+            file=sys.stderr,
+        )
         return 1
     torch.backends.cudnn.benchmark = True
     from cassle.data.base import TensorImageDataset
 
     images, targets = _synthetic_images(args.images)
     in_memory = TensorImageDataset(images, targets, NUM_CLASSES)
-    print(f"# Barlow Twins + CaSSLe, ResNet-18, 32 px, batch {args.batch_size}, bf16, channels_last, "
-          f"{torch.cuda.get_device_name()}, {args.steps} timed steps after {args.warmup}")
+    print(
+        f"# Barlow Twins + CaSSLe, ResNet-18, 32 px, batch {args.batch_size}, bf16, channels_last, "
+        f"{torch.cuda.get_device_name()}, {args.steps} timed steps after {args.warmup}"
+    )
     results: dict[str, float] = {}
     for name in args.inputs:
         if name == "dali":

@@ -39,8 +39,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -58,8 +58,14 @@ PAPER = {
     "vicreg": (51.5, 53.6),
 }
 #: method -> the stem of its scripts in bash_files/
-SCRIPT_NAME = {"barlow_twins": "barlow", "byol": "byol", "mocov2plus": "mocov2plus", "simclr": "simclr",
-               "swav": "swav", "vicreg": "vicreg"}
+SCRIPT_NAME = {
+    "barlow_twins": "barlow",
+    "byol": "byol",
+    "mocov2plus": "mocov2plus",
+    "simclr": "simclr",
+    "swav": "swav",
+    "vicreg": "vicreg",
+}
 STRATEGIES = ("finetune", "cassle")
 
 
@@ -67,18 +73,32 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(PAPER), choices=list(PAPER))
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
-    p.add_argument("--data_dir", default=os.environ.get("DATA_DIR"),
-                   help="folder holding cifar-100-python/ (default: $DATA_DIR)")
+    p.add_argument(
+        "--data_dir", default=os.environ.get("DATA_DIR"), help="folder holding cifar-100-python/ (default: $DATA_DIR)"
+    )
     p.add_argument("--out", default=str(ROOT / "experiments" / "paper_table"), help="one directory per run in here")
     p.add_argument("--scripts", default=str(ROOT / "bash_files"), help="folder with continual/cifar and linear/cifar")
-    p.add_argument("--set", action="append", default=[], metavar="FLAG=VALUE",
-                   help="replace FLAG's values in the scripts that have it (repeatable; VALUE may hold spaces)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="replace FLAG's values in the scripts that have it (repeatable; VALUE may hold spaces)",
+    )
     p.add_argument("--table_only", action="store_true", help="only collect finished runs and print the table")
     p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
-    p.add_argument("--continual_args", nargs=argparse.REMAINDER, default=[],
-                   help="flags for every main_continual.py run (after the script's own; ends at --linear_args)")
-    p.add_argument("--linear_args", nargs=argparse.REMAINDER, default=[],
-                   help="flags for every main_linear.py run (after the script's own; ends at --continual_args)")
+    p.add_argument(
+        "--continual_args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="flags for every main_continual.py run (after the script's own; ends at --linear_args)",
+    )
+    p.add_argument(
+        "--linear_args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="flags for every main_linear.py run (after the script's own; ends at --continual_args)",
+    )
     head, linear = _parse_tail(list(sys.argv[1:] if argv is None else argv))
     a = p.parse_args(head)
     a.linear_args = linear
@@ -95,7 +115,7 @@ def _parse_tail(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--linear_args" not in argv:
         return argv, []
     i = argv.index("--linear_args")
-    rest = argv[i + 1:]
+    rest = argv[i + 1 :]
     if "--continual_args" in rest:  # --linear_args ... --continual_args ...
         j = rest.index("--continual_args")
         return argv[:i] + rest[j:], rest[:j]
@@ -118,7 +138,9 @@ def _with_sets(args: dict, sets: list[str]) -> dict:
 
 def continual_command(a: argparse.Namespace, method: str, strategy: str) -> list[str]:
     stem = SCRIPT_NAME[method] + ("_distill" if strategy == "cassle" else "")
-    script = parse_script(Path(a.scripts) / "continual" / "cifar" / f"{stem}.sh", env={**os.environ, "DATA_DIR": a.data_dir or ""})
+    script = parse_script(
+        Path(a.scripts) / "continual" / "cifar" / f"{stem}.sh", env={**os.environ, "DATA_DIR": a.data_dir or ""}
+    )
     args = _with_sets(script.args, a.set)
     args = apply_overrides(args, parse_args_list(a.continual_args, "--continual_args"))
     args = apply_overrides(args, {"checkpoint_dir": [str(run_dir(a, method, strategy))]})
@@ -151,7 +173,9 @@ def last_checkpoint(d: Path) -> Path | None:
 
 def linear_top1(d: Path) -> float | None:
     try:
-        return float(json.loads((d / "linear" / "paper_table" / "linear_results.json").read_text())["metrics"]["val_acc1"])
+        return float(
+            json.loads((d / "linear" / "paper_table" / "linear_results.json").read_text())["metrics"]["val_acc1"]
+        )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -176,16 +200,23 @@ def table(a: argparse.Namespace) -> tuple[str, list[dict]]:
     def f(x: float | None) -> str:
         return "–" if x is None else f"{x:.1f}"
 
-    lines = ["| method | finetune (ours) | finetune (paper) | CaSSLe (ours) | CaSSLe (paper) | Δ ours | Δ paper |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| method | finetune (ours) | finetune (paper) | CaSSLe (ours) | CaSSLe (paper) | Δ ours | Δ paper |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        d_ours = (None if r["finetune_ours"] is None or r["cassle_ours"] is None
-                  else r["cassle_ours"] - r["finetune_ours"])
-        lines.append(f"| {r['method']} | {f(r['finetune_ours'])} | {f(r['finetune_paper'])} | {f(r['cassle_ours'])} | "
-                     f"{f(r['cassle_paper'])} | {'–' if d_ours is None else f'{d_ours:+.1f}'} | "
-                     f"{r['cassle_paper'] - r['finetune_paper']:+.1f} |")
-    text = ("CIFAR-100, 5 class-incremental tasks, linear top-1 (%) on the whole test set after the last task "
-            "(paper: Fini et al., CVPR 2022, Table 1); – = not run yet.\n\n" + "\n".join(lines) + "\n")
+        d_ours = (
+            None if r["finetune_ours"] is None or r["cassle_ours"] is None else r["cassle_ours"] - r["finetune_ours"]
+        )
+        lines.append(
+            f"| {r['method']} | {f(r['finetune_ours'])} | {f(r['finetune_paper'])} | {f(r['cassle_ours'])} | "
+            f"{f(r['cassle_paper'])} | {'–' if d_ours is None else f'{d_ours:+.1f}'} | "
+            f"{r['cassle_paper'] - r['finetune_paper']:+.1f} |"
+        )
+    text = (
+        "CIFAR-100, 5 class-incremental tasks, linear top-1 (%) on the whole test set after the last task "
+        "(paper: Fini et al., CVPR 2022, Table 1); – = not run yet.\n\n" + "\n".join(lines) + "\n"
+    )
     return text, rows
 
 
@@ -230,14 +261,20 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], int]
             rc = runner(cmd, d.parent / f"{d.name}.log")
             ckpt = last_checkpoint(d)
             if rc != 0 or ckpt is None:
-                print(f"[paper_table] {d.name}: pretraining FAILED (exit {rc}), see {d.parent / (d.name + '.log')}", flush=True)
+                print(
+                    f"[paper_table] {d.name}: pretraining FAILED (exit {rc}), see {d.parent / (d.name + '.log')}",
+                    flush=True,
+                )
                 failed += 1
                 continue
         if linear_top1(d) is None:
             print(f"[paper_table] {d.name}: linear evaluation of {ckpt.name}", flush=True)
             rc = runner(linear_command(a, m, ckpt), d.parent / f"{d.name}-linear.log")
             if rc != 0 or linear_top1(d) is None:
-                print(f"[paper_table] {d.name}: linear evaluation FAILED (exit {rc}), see {d.parent / (d.name + '-linear.log')}", flush=True)
+                print(
+                    f"[paper_table] {d.name}: linear evaluation FAILED (exit {rc}), see {d.parent / (d.name + '-linear.log')}",
+                    flush=True,
+                )
                 failed += 1
                 continue
         print(f"[paper_table] {d.name}: linear top-1 {linear_top1(d):.2f}", flush=True)

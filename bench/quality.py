@@ -59,11 +59,31 @@ METHOD_OVERRIDES = {
     "swav": ["--num_prototypes", "300", "--queue_size", "0"],
     "vicreg": ["--lr", "0.05"],  # at --lr 0.3 (SGD) VICReg's loss and features went NaN within task 0
 }
-COLUMNS = ["method", "strategy", "seed", "tasks", "knn_joint", "ridge_joint", "linear", "knn_avg", "ridge_avg",
-           "knn_forget", "ridge_forget", "knn_joint_init", "ridge_joint_init", "wall_s", "run_dir"]
+COLUMNS = [
+    "method",
+    "strategy",
+    "seed",
+    "tasks",
+    "knn_joint",
+    "ridge_joint",
+    "linear",
+    "knn_avg",
+    "ridge_avg",
+    "knn_forget",
+    "ridge_forget",
+    "knn_joint_init",
+    "ridge_joint_init",
+    "wall_s",
+    "run_dir",
+]
 #: the measures of the summary tables: (column, header)
-MEASURES = [("knn_joint", "kNN joint"), ("ridge_joint", "ridge joint"), ("linear", "linear"),
-            ("knn_forget", "kNN forgetting"), ("ridge_forget", "ridge forgetting")]
+MEASURES = [
+    ("knn_joint", "kNN joint"),
+    ("ridge_joint", "ridge joint"),
+    ("linear", "linear"),
+    ("knn_forget", "kNN forgetting"),
+    ("ridge_forget", "ridge forgetting"),
+]
 LINEAR_NAME = "quality"
 
 
@@ -71,9 +91,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--strategies", nargs="+", default=["finetune", "cassle"])
-    p.add_argument("--joint_methods", nargs="*", default=None,
-                   help="methods that also get a joint (--num_tasks 1) run (default: all of --methods; none: empty)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[5, 6, 7], help="one run per seed (split, init, augmentations)")
+    p.add_argument(
+        "--joint_methods",
+        nargs="*",
+        default=None,
+        help="methods that also get a joint (--num_tasks 1) run (default: all of --methods; none: empty)",
+    )
+    p.add_argument(
+        "--seeds", nargs="+", type=int, default=[5, 6, 7], help="one run per seed (split, init, augmentations)"
+    )
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--num_tasks", type=int, default=5)
@@ -86,16 +112,28 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup_epochs", type=float, default=1)
     p.add_argument("--proj_dim", type=int, default=512, help="projector hidden/output and CaSSLe predictor width")
     p.add_argument("--num_workers", type=int, default=0)
-    p.add_argument("--linear_epochs", type=int, default=10, help="main_linear.py epochs on the last checkpoint; 0 skips it")
+    p.add_argument(
+        "--linear_epochs", type=int, default=10, help="main_linear.py epochs on the last checkpoint; 0 skips it"
+    )
     p.add_argument("--linear_lr", type=float, default=0.1)
-    p.add_argument("--linear_args", nargs="*", default=[], help="more main_linear.py arguments (write them as --linear_args=--flag)")
+    p.add_argument(
+        "--linear_args",
+        nargs="*",
+        default=[],
+        help="more main_linear.py arguments (write them as --linear_args=--flag)",
+    )
     p.add_argument("--parallel", type=int, default=1, help="runs at a time (each its own process)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "quality"))
     p.add_argument("--results", default=str(ROOT / "bench"), help="folder of <tag>_results.{csv,md}")
-    p.add_argument("--tag", default="quality",
-                   help="name of this table: files <tag>_results.{csv,md} and the bench/README.md block between "
-                        "<!-- <tag>:begin --> and <!-- <tag>:end --> (e.g. another budget keeps its own table)")
-    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more main_continual.py arguments, for every run")
+    p.add_argument(
+        "--tag",
+        default="quality",
+        help="name of this table: files <tag>_results.{csv,md} and the bench/README.md block between "
+        "<!-- <tag>:begin --> and <!-- <tag>:end --> (e.g. another budget keeps its own table)",
+    )
+    p.add_argument(
+        "--extra", nargs=argparse.REMAINDER, default=[], help="more main_continual.py arguments, for every run"
+    )
     p.add_argument("--table_only", action="store_true", help="only rebuild the tables from finished runs")
     p.add_argument("--dry_run", action="store_true", help="print the commands")
     a = p.parse_args(argv)
@@ -129,15 +167,54 @@ def run_dir(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed:
 def command(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int) -> list[str]:
     proj = str(a.proj_dim)
     cmd = [
-        sys.executable, str(ROOT / "main_continual.py"),
-        "--dataset", a.dataset, "--data_dir", a.data_dir, "--encoder", a.encoder, "--crop_size", str(a.crop_size),
-        "--method", method, "--strategy", strategy, "--num_tasks", str(tasks), "--split_strategy", "class",
-        "--max_epochs", str(a.epochs), "--train_fraction", str(a.subset), "--batch_size", str(a.batch_size),
-        "--lr", str(a.lr), "--warmup_epochs", str(a.warmup_epochs), "--proj_hidden_dim", proj, "--output_dim", proj,
-        "--seed", str(seed), "--num_workers", str(a.num_workers), "--no_progress_bar",
-        "--check_val_every_n_epoch", str(10 ** 6), "--probes", "knn", "ridge", "--accelerator", "cpu",
-        "--checkpoint_frequency", str(max(1, a.epochs)),
-        "--checkpoint_dir", str(run_dir(a, method, strategy, tasks, seed)),
+        sys.executable,
+        str(ROOT / "main_continual.py"),
+        "--dataset",
+        a.dataset,
+        "--data_dir",
+        a.data_dir,
+        "--encoder",
+        a.encoder,
+        "--crop_size",
+        str(a.crop_size),
+        "--method",
+        method,
+        "--strategy",
+        strategy,
+        "--num_tasks",
+        str(tasks),
+        "--split_strategy",
+        "class",
+        "--max_epochs",
+        str(a.epochs),
+        "--train_fraction",
+        str(a.subset),
+        "--batch_size",
+        str(a.batch_size),
+        "--lr",
+        str(a.lr),
+        "--warmup_epochs",
+        str(a.warmup_epochs),
+        "--proj_hidden_dim",
+        proj,
+        "--output_dim",
+        proj,
+        "--seed",
+        str(seed),
+        "--num_workers",
+        str(a.num_workers),
+        "--no_progress_bar",
+        "--check_val_every_n_epoch",
+        str(10**6),
+        "--probes",
+        "knn",
+        "ridge",
+        "--accelerator",
+        "cpu",
+        "--checkpoint_frequency",
+        str(max(1, a.epochs)),
+        "--checkpoint_dir",
+        str(run_dir(a, method, strategy, tasks, seed)),
     ]
     if strategy == "cassle":
         cmd += ["--distill_proj_hidden_dim", proj]
@@ -147,11 +224,34 @@ def command(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed:
 
 def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int) -> list[str]:
     """main_linear.py on ``checkpoint``: the classifier sees every class, fit on the whole training set."""
-    return [sys.executable, str(ROOT / "main_linear.py"), "--pretrained_model", str(checkpoint),
-            "--max_epochs", str(a.linear_epochs), "--lr", str(a.linear_lr), "--optimizer", "sgd",
-            "--scheduler", "cosine", "--weight_decay", "0", "--batch_size", "256", "--seed", str(seed),
-            "--num_workers", str(a.num_workers), "--accelerator", "cpu", "--no_progress_bar",
-            "--name", LINEAR_NAME, *[x for x in a.linear_args]]
+    return [
+        sys.executable,
+        str(ROOT / "main_linear.py"),
+        "--pretrained_model",
+        str(checkpoint),
+        "--max_epochs",
+        str(a.linear_epochs),
+        "--lr",
+        str(a.linear_lr),
+        "--optimizer",
+        "sgd",
+        "--scheduler",
+        "cosine",
+        "--weight_decay",
+        "0",
+        "--batch_size",
+        "256",
+        "--seed",
+        str(seed),
+        "--num_workers",
+        str(a.num_workers),
+        "--accelerator",
+        "cpu",
+        "--no_progress_bar",
+        "--name",
+        LINEAR_NAME,
+        *[x for x in a.linear_args],
+    ]
 
 
 def _metrics(d: Path, tasks: int) -> dict | None:
@@ -164,7 +264,9 @@ def _metrics(d: Path, tasks: int) -> dict | None:
 
 def linear_top1(d: Path) -> float | None:
     try:
-        return float(json.loads((d / "linear" / LINEAR_NAME / "linear_results.json").read_text())["metrics"]["val_acc1"])
+        return float(
+            json.loads((d / "linear" / LINEAR_NAME / "linear_results.json").read_text())["metrics"]["val_acc1"]
+        )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -177,10 +279,15 @@ def row(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int
     p = m["probes"]
     wall = d / "wall_s.txt"
     lin = linear_top1(d)
-    r = {"method": method, "strategy": kind(strategy, tasks), "seed": seed, "tasks": tasks,
-         "linear": float("nan") if lin is None else lin,
-         "wall_s": float(wall.read_text()) if wall.exists() else float("nan"),
-         "run_dir": str(d.relative_to(ROOT)) if d.is_relative_to(ROOT) else str(d)}
+    r = {
+        "method": method,
+        "strategy": kind(strategy, tasks),
+        "seed": seed,
+        "tasks": tasks,
+        "linear": float("nan") if lin is None else lin,
+        "wall_s": float(wall.read_text()) if wall.exists() else float("nan"),
+        "run_dir": str(d.relative_to(ROOT)) if d.is_relative_to(ROOT) else str(d),
+    }
     for probe in ("knn", "ridge"):
         r[f"{probe}_joint"] = p[probe]["joint_accuracy"]
         r[f"{probe}_avg"] = p[probe]["average_accuracy"]
@@ -214,8 +321,10 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
     by: dict[tuple, list[dict]] = {}
     for r in rows:
         by.setdefault((r["method"], r["strategy"]), []).append(r)
-    head = ["| method | strategy | " + " | ".join(h for _, h in MEASURES) + " | kNN / ridge joint, random init | wall s |",
-            "| --- | --- | " + " | ".join("---:" for _ in MEASURES) + " | ---: | ---: |"]
+    head = [
+        "| method | strategy | " + " | ".join(h for _, h in MEASURES) + " | kNN / ridge joint, random init | wall s |",
+        "| --- | --- | " + " | ".join("---:" for _ in MEASURES) + " | ---: | ---: |",
+    ]
     for m in a.methods:
         for s in ("finetune", "cassle", "joint"):
             rs = by.get((m, s))
@@ -225,8 +334,12 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
             init = f"{mean_std([r['knn_joint_init'] for r in rs])[0]:.2f} / {mean_std([r['ridge_joint_init'] for r in rs])[0]:.2f}"
             wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
             head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
-    diff = ["| method | " + " | ".join(f"Δ {h}" for _, h in MEASURES) + " | CaSSLe better by > 1 std (kNN / ridge / linear) |",
-            "| --- | " + " | ".join("---:" for _ in MEASURES) + " | --- |"]
+    diff = [
+        "| method | "
+        + " | ".join(f"Δ {h}" for _, h in MEASURES)
+        + " | CaSSLe better by > 1 std (kNN / ridge / linear) |",
+        "| --- | " + " | ".join("---:" for _ in MEASURES) + " | --- |",
+    ]
     for m in a.methods:
         f = {r["seed"]: r for r in by.get((m, "finetune"), [])}
         c = {r["seed"]: r for r in by.get((m, "cassle"), [])}
@@ -234,15 +347,22 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
         if not seeds:
             continue
         stats = {col: mean_std([c[s][col] - f[s][col] for s in seeds]) for col, _ in MEASURES}
-        verdict = " / ".join("yes" if stats[col][2] > 1 and stats[col][0] > stats[col][1] else "no"
-                             for col in ("knn_joint", "ridge_joint", "linear"))
-        diff.append(f"| {m} | " + " | ".join(fmt_ms(stats[col], k, sign=True) for col, _ in MEASURES) + f" | {verdict} |")
-    return ("Final accuracies (%) after the last task, mean ± std over seeds "
-            f"{', '.join(map(str, a.seeds))} (n < {len(a.seeds)} marks runs still missing); joint = all-class probe over "
-            "the whole test set, linear = `main_linear.py` top-1; forgetting = task-aware (kNN / ridge); "
-            "random init = the same probes on the untrained encoder.\n\n" + "\n".join(head)
-            + "\n\nCaSSLe − finetune, mean ± std of the per-seed differences (positive accuracy and negative "
-            "forgetting favour CaSSLe):\n\n" + "\n".join(diff) + "\n")
+        verdict = " / ".join(
+            "yes" if stats[col][2] > 1 and stats[col][0] > stats[col][1] else "no"
+            for col in ("knn_joint", "ridge_joint", "linear")
+        )
+        diff.append(
+            f"| {m} | " + " | ".join(fmt_ms(stats[col], k, sign=True) for col, _ in MEASURES) + f" | {verdict} |"
+        )
+    return (
+        "Final accuracies (%) after the last task, mean ± std over seeds "
+        f"{', '.join(map(str, a.seeds))} (n < {len(a.seeds)} marks runs still missing); joint = all-class probe over "
+        "the whole test set, linear = `main_linear.py` top-1; forgetting = task-aware (kNN / ridge); "
+        "random init = the same probes on the untrained encoder.\n\n"
+        + "\n".join(head)
+        + "\n\nCaSSLe − finetune, mean ± std of the per-seed differences (positive accuracy and negative "
+        "forgetting favour CaSSLe):\n\n" + "\n".join(diff) + "\n"
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -267,10 +387,13 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
     begin, end = f"<!-- {a.tag}:begin -->", f"<!-- {a.tag}:end -->"
     if readme.exists() and begin in readme.read_text():
         omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if os.environ.get("OMP_NUM_THREADS") else ""
-        cmd = " ".join([f"{omp}PYTHONPATH=$PWD nice -n 10 python bench/quality.py"] + [x for x in sys.argv[1:] if x != "--table_only"])
+        cmd = " ".join(
+            [f"{omp}PYTHONPATH=$PWD nice -n 10 python bench/quality.py"]
+            + [x for x in sys.argv[1:] if x != "--table_only"]
+        )
         r = readme.read_text()
         block = f"{begin}\nCommand: `{cmd}`\n\n{text}{end}"
-        _atomic_write(readme, r[: r.index(begin)] + block + r[r.index(end) + len(end):])
+        _atomic_write(readme, r[: r.index(begin)] + block + r[r.index(end) + len(end) :])
     return rows
 
 
@@ -316,13 +439,21 @@ def main(argv: list[str] | None = None) -> int:
         if a.linear_epochs > 0 and linear_top1(d) is None:
             t0 = time.perf_counter()
             with open(log_path, "a") as log:
-                rc = subprocess.call(linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3]), cwd=ROOT, env=env,
-                                     stdout=log, stderr=subprocess.STDOUT)
+                rc = subprocess.call(
+                    linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3]),
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             if rc != 0 or linear_top1(d) is None:
                 print(f"[quality] {d.name}: linear evaluation FAILED (exit {rc}), see {log_path}", flush=True)
                 failed.append(d.name)
             else:
-                print(f"[quality] {d.name}: linear top-1 {linear_top1(d):.2f} in {time.perf_counter() - t0:.0f} s", flush=True)
+                print(
+                    f"[quality] {d.name}: linear top-1 {linear_top1(d):.2f} in {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
         with lock:
             write_tables(a)
 

@@ -35,7 +35,8 @@ import statistics
 import tempfile
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,10 +61,23 @@ def parse() -> argparse.Namespace:
 
 def make_cfg(a: argparse.Namespace, method: str, total_steps: int) -> dict[str, Any]:
     return dict(
-        method=method, strategy="finetune", encoder=a.encoder, crop_size=a.crop_size, num_classes=a.num_classes,
-        proj_hidden_dim=a.proj_dim, output_dim=a.proj_dim, pred_hidden_dim=a.proj_dim, batch_size=a.batch_size,
-        lr=0.3, classifier_lr=0.1, optimizer="sgd", scheduler="warmup_cosine", warmup_epochs=1,
-        max_epochs=1, queue_size=0 if method == "swav" else 4096, num_prototypes=300,
+        method=method,
+        strategy="finetune",
+        encoder=a.encoder,
+        crop_size=a.crop_size,
+        num_classes=a.num_classes,
+        proj_hidden_dim=a.proj_dim,
+        output_dim=a.proj_dim,
+        pred_hidden_dim=a.proj_dim,
+        batch_size=a.batch_size,
+        lr=0.3,
+        classifier_lr=0.1,
+        optimizer="sgd",
+        scheduler="warmup_cosine",
+        warmup_epochs=1,
+        max_epochs=1,
+        queue_size=0 if method == "swav" else 4096,
+        num_prototypes=300,
     )
 
 
@@ -97,26 +111,34 @@ def bare_step_fn(model: Any, method: str) -> Callable[[tuple], torch.Tensor]:
         return feats, cls
 
     if method == "barlow_twins":
+
         def step(batch):
             _, views, targets = batch
             feats, cls = common(views, targets)
             z = [model.projector(f) for f in feats]
             return cls + losses.barlow_loss_func(z[0], z[1], lamb=model.lamb, scale_loss=model.scale_loss)
     elif method == "simclr":
+
         def step(batch):
             _, views, targets = batch
             feats, cls = common(views, targets)
             z = [model.projector(f) for f in feats]
-            return cls + losses.simclr_loss_func(torch.cat(z), torch.arange(len(targets)).repeat(len(z)),
-                                                 temperature=model.temperature)
+            return cls + losses.simclr_loss_func(
+                torch.cat(z), torch.arange(len(targets)).repeat(len(z)), temperature=model.temperature
+            )
     elif method == "vicreg":
+
         def step(batch):
             _, views, targets = batch
             feats, cls = common(views, targets)
             z = [model.projector(f) for f in feats]
-            return cls + losses.vicreg_loss_func(z[0], z[1], sim_loss_weight=model.sim_loss_weight,
-                                                 var_loss_weight=model.var_loss_weight,
-                                                 cov_loss_weight=model.cov_loss_weight)
+            return cls + losses.vicreg_loss_func(
+                z[0],
+                z[1],
+                sim_loss_weight=model.sim_loss_weight,
+                var_loss_weight=model.var_loss_weight,
+                cov_loss_weight=model.cov_loss_weight,
+            )
     else:
         raise SystemExit(f"step_overhead.py has a bare loop for barlow_twins, simclr, vicreg; not {method}")
     return step
@@ -132,7 +154,9 @@ def run_bare(model: Any, method: str, batch: tuple, a: argparse.Namespace, total
         if "lr" in g:
             g["lr"] = g["lr"] * scale
         groups.append(g)
-    opt = build_optimizer("sgd", groups, lr=model.lr * scale, weight_decay=model.weight_decay, momentum=model.sgd_momentum)
+    opt = build_optimizer(
+        "sgd", groups, lr=model.lr * scale, weight_decay=model.weight_decay, momentum=model.sgd_momentum
+    )
     sched = build_scheduler("warmup_cosine", opt, total_steps=total, warmup_steps=1)
     step = bare_step_fn(model, method)
     model.train()
@@ -148,8 +172,9 @@ def run_bare(model: Any, method: str, batch: tuple, a: argparse.Namespace, total
     return (time.perf_counter() - t0) / a.steps
 
 
-def run_lightning(model: Any, batch: tuple, a: argparse.Namespace, total: int, logger: bool = True,
-                  log_every: int = 10) -> float:
+def run_lightning(
+    model: Any, batch: tuple, a: argparse.Namespace, total: int, logger: bool = True, log_every: int = 10
+) -> float:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
@@ -167,9 +192,17 @@ def run_lightning(model: Any, batch: tuple, a: argparse.Namespace, total: int, l
     loader = torch.utils.data.DataLoader(FixedBatches(batch, total), batch_size=None, shuffle=False)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(
-            max_epochs=1, accelerator="cpu", devices=1, logger=CSVLogger(tmp, name="logs") if logger else False,
-            callbacks=[Stamp()], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            log_every_n_steps=log_every, num_sanity_val_steps=0, default_root_dir=tmp,
+            max_epochs=1,
+            accelerator="cpu",
+            devices=1,
+            logger=CSVLogger(tmp, name="logs") if logger else False,
+            callbacks=[Stamp()],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=log_every,
+            num_sanity_val_steps=0,
+            default_root_dir=tmp,
         )
         trainer.fit(model, train_dataloaders=loader)
     return (Stamp.t1 - Stamp.t0) / a.steps
@@ -180,8 +213,14 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     import logging
 
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                 "lightning.fabric.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -195,11 +234,13 @@ def main() -> int:
         batch = make_batch(a, cls.num_views)
         variants: dict[str, dict[str, Any]] = {"lightning": {}}
         if a.diagnose:
-            variants.update({
-                "lightning, no logger": {"logger": False},
-                "lightning, log_every_n_steps=1000": {"log_every": 1000},
-                "lightning, no online classifier": {"no_classifier": True},
-            })
+            variants.update(
+                {
+                    "lightning, no logger": {"logger": False},
+                    "lightning, log_every_n_steps=1000": {"log_every": 1000},
+                    "lightning, no online classifier": {"no_classifier": True},
+                }
+            )
         pairs: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}  # (bare, lightning) per rep
         run_bare(copy.deepcopy(proto), method, batch, a, total)  # untimed: first-call kernel selection, allocator
         run_lightning(copy.deepcopy(proto), batch, a, total)
@@ -217,9 +258,12 @@ def main() -> int:
             ratio = statistics.median(lt / bt for bt, lt in ps)
             bare_ms = 1e3 * statistics.median(bt for bt, _ in ps)
             light_ms = 1e3 * statistics.median(lt for _, lt in ps)
-            print(f"step_overhead[{method}] {name}/bare = {ratio:.3f}  "
-                  f"(median of {len(ps)} interleaved pairs; bare {bare_ms:.1f} ms/step, {name} {light_ms:.1f} ms/step; "
-                  f"batch {a.batch_size}, {a.encoder} {a.crop_size}px)", flush=True)
+            print(
+                f"step_overhead[{method}] {name}/bare = {ratio:.3f}  "
+                f"(median of {len(ps)} interleaved pairs; bare {bare_ms:.1f} ms/step, {name} {light_ms:.1f} ms/step; "
+                f"batch {a.batch_size}, {a.encoder} {a.crop_size}px)",
+                flush=True,
+            )
     return 0
 
 

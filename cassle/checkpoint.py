@@ -68,7 +68,9 @@ def task_checkpoint(model, task_idx: int, cfg: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def load_task_checkpoint(path: str | os.PathLike, method: str | None = None, encoder: str | None = None) -> dict[str, Any]:
+def load_task_checkpoint(
+    path: str | os.PathLike, method: str | None = None, encoder: str | None = None
+) -> dict[str, Any]:
     """Load and check a ``task{t}.ckpt``; with ``method``/``encoder`` given, they must match."""
     ckpt = safe_torch_load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:

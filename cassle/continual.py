@@ -39,12 +39,12 @@ from cassle.checkpoint import (
     safe_torch_load,
     task_checkpoint,
 )
-
 from cassle.devices import resolve_accelerator
-from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 from cassle.errors import RunError  # noqa: F401  (re-exported)
+from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 
 log = logging.getLogger("cassle")
+
 
 @dataclass
 class RunPlan:
@@ -83,7 +83,9 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         try:
             saved = json.loads((run_dir / "args.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise RunError(f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name") from None
+            raise RunError(
+                f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name"
+            ) from None
         new = json.loads(json.dumps(run_identity(args_to_cfg(args)), default=str))
         old = run_identity(saved)
         # args.json also stores values derived at start-up (num_classes, num_views): compare the CLI's own
@@ -133,7 +135,9 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     completed = [int(t) for t in state.get("completed_tasks", [])]
     for t in completed:
         if not (run_dir / f"task{t}.ckpt").exists():
-            raise RunError(f"{run_dir}/run_state.json lists task {t} as done but task{t}.ckpt is missing; restore it or start a new run")
+            raise RunError(
+                f"{run_dir}/run_state.json lists task {t} as done but task{t}.ckpt is missing; restore it or start a new run"
+            )
     start = max([args.task_idx] + [t + 1 for t in completed])
 
     pretrained = None
@@ -151,7 +155,11 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         except CheckpointError as e:
             raise RunError(str(e)) from None
 
-    report = ContinualReport.from_dict(state["report"]) if "report" in state else ContinualReport(args.num_tasks, args.probes)
+    report = (
+        ContinualReport.from_dict(state["report"])
+        if "report" in state
+        else ContinualReport(args.num_tasks, args.probes)
+    )
     return RunPlan(args, cfg, run_dir, dm, model_cls, completed, start, report, pretrained)
 
 
@@ -171,8 +179,8 @@ def _loggers(plan: RunPlan, task: int) -> list:
 
 def _wandb_logger(plan: RunPlan):
     try:
-        from lightning.pytorch.loggers import WandbLogger
         import wandb  # noqa: F401
+        from lightning.pytorch.loggers import WandbLogger
     except ImportError:
         raise RunError("--wandb needs the wandb package: pip install 'cassle[wandb]' (or drop --wandb)") from None
     run_id_file = plan.run_dir / "wandb_id.txt"
@@ -185,8 +193,14 @@ def _wandb_logger(plan: RunPlan):
         atomic_write_text(run_id_file, run_id)
     args = plan.args
     return WandbLogger(
-        name=args.name, project=args.project, entity=args.entity, offline=args.offline,
-        save_dir=str(plan.run_dir), id=run_id, resume="allow", config=plan.cfg,
+        name=args.name,
+        project=args.project,
+        entity=args.entity,
+        offline=args.offline,
+        save_dir=str(plan.run_dir),
+        id=run_id,
+        resume="allow",
+        config=plan.cfg,
     )
 
 
@@ -242,8 +256,12 @@ def _probe(plan: RunPlan, backbone: torch.nn.Module) -> dict | None:
     backbone.to(device)
     try:
         return evaluate_after_task(
-            backbone, plan.datamodule, plan.args.probes, device,
-            knn_k=plan.args.knn_k, knn_temperature=plan.args.knn_temperature,
+            backbone,
+            plan.datamodule,
+            plan.args.probes,
+            device,
+            knn_k=plan.args.knn_k,
+            knn_temperature=plan.args.knn_temperature,
         )
     except FloatingPointError as e:
         raise RunError(str(e)) from None
@@ -252,7 +270,10 @@ def _probe(plan: RunPlan, backbone: torch.nn.Module) -> dict | None:
 
 
 def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0 and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    return (
+        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
+        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    )
 
 
 def _save_state(plan: RunPlan) -> None:
@@ -300,8 +321,10 @@ def run(args: argparse.Namespace) -> Any:
         ckpt_path = str(resume) if resume.exists() else None
         if ckpt_path:
             log.warning("resuming task %d from %s", task, ckpt_path)
-        print(f"=== task {task}/{args.num_tasks - 1}: classes {dm.task_classes[task][:10]}{'...' if len(dm.task_classes[task]) > 10 else ''}"
-              f" ({len(dm.split.train_indices[task])} training images)")
+        print(
+            f"=== task {task}/{args.num_tasks - 1}: classes {dm.task_classes[task][:10]}{'...' if len(dm.task_classes[task]) > 10 else ''}"
+            f" ({len(dm.split.train_indices[task])} training images)"
+        )
         trainer = _make_trainer(plan, task)
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         if trainer.interrupted:

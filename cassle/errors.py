@@ -46,6 +46,13 @@ class LauncherError(CassleError):
 
 
 __all__ = [
-    "ArgumentError", "CassleError", "CheckpointError", "DaliUnavailableError", "DatasetError", "LauncherError",
-    "LinearEvalError", "RunError", "SweepError",
+    "ArgumentError",
+    "CassleError",
+    "CheckpointError",
+    "DaliUnavailableError",
+    "DatasetError",
+    "LauncherError",
+    "LinearEvalError",
+    "RunError",
+    "SweepError",
 ]

@@ -260,7 +260,9 @@ def default_experiment_name(script: str | os.PathLike, now: _dt.datetime | None 
     return f"{Path(script).stem}-{stamp}-{secrets.token_hex(3)}"
 
 
-def make_experiment_dir(base: str | os.PathLike, name: str | None, script: str, create: bool = True) -> tuple[Path, bool]:
+def make_experiment_dir(
+    base: str | os.PathLike, name: str | None, script: str, create: bool = True
+) -> tuple[Path, bool]:
     """Return ``(absolute experiment dir, resumed)``.
 
     Without ``name`` a fresh directory is always made (never an existing one).
@@ -385,8 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", required=True, help="bash file with one `python3 main_continual.py ...` command")
     p.add_argument("--mode", choices=("normal", "slurm"), default="normal")
     p.add_argument("--base_experiment_dir", default="./experiments")
-    p.add_argument("--experiment_name", default=None, help="directory name under --base_experiment_dir; an existing one is resumed")
-    p.add_argument("--num_gpus", type=int, default=None, help="GPUs (= tasks) per job; default: the script's --devices on gpu, else 0")
+    p.add_argument(
+        "--experiment_name", default=None, help="directory name under --base_experiment_dir; an existing one is resumed"
+    )
+    p.add_argument(
+        "--num_gpus",
+        type=int,
+        default=None,
+        help="GPUs (= tasks) per job; default: the script's --devices on gpu, else 0",
+    )
     p.add_argument("--cpus_per_task", type=int, default=None, help="default: the script's --num_workers + 1")
     p.add_argument("--hours", type=int, default=20)
     p.add_argument("--partition", default=None)
@@ -487,7 +496,9 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
             raise LauncherError("--num_gpus must be >= 0")
         args = set_devices(args, num_gpus)
 
-    exp_dir, resumed = make_experiment_dir(opts.base_experiment_dir, opts.experiment_name, opts.script, create=not opts.dry_run)
+    exp_dir, resumed = make_experiment_dir(
+        opts.base_experiment_dir, opts.experiment_name, opts.script, create=not opts.dry_run
+    )
     args.pop("checkpoint_dir", None)
     args["checkpoint_dir"] = [str(exp_dir)]
 

@@ -16,10 +16,27 @@ _LAUNCHER_FILE_RE = re.compile(r"^(slurm-[0-9%A-Za-z_]+\.(out|err)|\.(command\.s
 
 #: arguments that may change between a run and its resumption
 RESUMABLE_CHANGES = {
-    "num_workers", "devices", "accelerator", "num_nodes", "no_progress_bar", "log_every_n_steps",
-    "wandb", "project", "entity", "offline", "tensorboard", "eval_batch_size", "checkpoint_frequency",
-    "save_checkpoint", "check_val_every_n_epoch", "data_dir", "probes", "no_baseline", "checkpoint_dir",
-    "gpu_augment", "dali",  # input paths: same augmentations, another random stream (like num_workers)
+    "num_workers",
+    "devices",
+    "accelerator",
+    "num_nodes",
+    "no_progress_bar",
+    "log_every_n_steps",
+    "wandb",
+    "project",
+    "entity",
+    "offline",
+    "tensorboard",
+    "eval_batch_size",
+    "checkpoint_frequency",
+    "save_checkpoint",
+    "check_val_every_n_epoch",
+    "data_dir",
+    "probes",
+    "no_baseline",
+    "checkpoint_dir",
+    "gpu_augment",
+    "dali",  # input paths: same augmentations, another random stream (like num_workers)
 }
 
 

@@ -50,10 +50,11 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 from cassle.checkpoint import atomic_write_text
 from cassle.errors import SweepError  # noqa: F401  (re-exported)
@@ -78,10 +79,10 @@ class Run:
     name: str
     experiment: str
     run_dir: Path
-    params: Dict[str, Any]
-    grid: Dict[str, Any]
-    seed: Optional[int]
-    argv: List[str] = field(default_factory=list)
+    params: dict[str, Any]
+    grid: dict[str, Any]
+    seed: int | None
+    argv: list[str] = field(default_factory=list)
     num_tasks: int = 0
     status: str = "pending"
     error: str = ""
@@ -93,7 +94,7 @@ class Run:
 
 
 # ------------------------------------------------------------------ config
-def load_config(path: str | os.PathLike) -> Dict[str, Any]:
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read and structurally check a sweep config (raises :class:`SweepError`)."""
     path = Path(path)
     try:
@@ -128,12 +129,16 @@ def check_config(cfg: Any) -> None:
             raise SweepError(f"{where} must be an object with keys {list(EXPERIMENT_KEYS)}")
         bad = sorted(set(exp) - set(EXPERIMENT_KEYS))
         if bad:
-            raise SweepError(f"{where}: unknown key(s) {bad}; allowed: {list(EXPERIMENT_KEYS)} (arguments go under 'params')")
+            raise SweepError(
+                f"{where}: unknown key(s) {bad}; allowed: {list(EXPERIMENT_KEYS)} (arguments go under 'params')"
+            )
         name = exp.get("name")
         if not isinstance(name, str) or not name.strip():
             raise SweepError(f"{where} needs a non-empty 'name'")
         if name in names:
-            raise SweepError(f"two experiments are named {name!r}; names must be unique (they name the run directories)")
+            raise SweepError(
+                f"two experiments are named {name!r}; names must be unique (they name the run directories)"
+            )
         names.add(name)
         where = f"experiment {name!r}"
         if not isinstance(exp.get("params", {}), dict):
@@ -144,24 +149,36 @@ def check_config(cfg: Any) -> None:
                 raise SweepError(f"{where}: 'hyperparams_search' must be a non-empty object {{param: [values, ...]}}")
             for key, values in grid.items():
                 if not isinstance(values, list) or not values:
-                    raise SweepError(f"{where}: hyperparams_search[{key!r}] is an empty grid; give a non-empty list of values")
+                    raise SweepError(
+                        f"{where}: hyperparams_search[{key!r}] is an empty grid; give a non-empty list of values"
+                    )
         seeds = exp.get("seeds")
         if seeds is not None:
-            if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            if (
+                not isinstance(seeds, list)
+                or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            ):
                 raise SweepError(f"{where}: 'seeds' must be a non-empty list of integers")
             if len(set(seeds)) != len(seeds):
                 raise SweepError(f"{where}: 'seeds' repeats a seed: {seeds}")
-        for source, keys in (("common_params", common), ("params", exp.get("params", {})), ("hyperparams_search", grid or {})):
+        for source, keys in (
+            ("common_params", common),
+            ("params", exp.get("params", {})),
+            ("hyperparams_search", grid or {}),
+        ):
             for key in keys:
                 if key in OWNED_ARGS:
-                    raise SweepError(f"{where}: '{key}' in {source} is set by the sweep for every run; remove it (use output_dir)")
+                    raise SweepError(
+                        f"{where}: '{key}' in {source} is set by the sweep for every run; remove it (use output_dir)"
+                    )
                 if seeds is not None and key == "seed":
                     raise SweepError(f"{where}: give the seed either in 'seeds' or as '{key}' in {source}, not both")
 
 
-def to_argv(params: Mapping[str, Any]) -> List[str]:
+def to_argv(params: Mapping[str, Any]) -> list[str]:
     """``{"lr": 0.1, "wandb": True, "probes": ["knn"]}`` -> ``["--lr", "0.1", "--wandb", "--probes", "knn"]``."""
-    argv: List[str] = []
+    argv: list[str] = []
     for key, value in params.items():
         flag = f"--{key}"
         if value is None or value is False:
@@ -183,17 +200,19 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.+=-]+", "_", str(value)).strip("_") or "x"
 
 
-def expand(cfg: Mapping[str, Any], output_dir: str | os.PathLike | None = None, config_name: str = "sweep") -> List[Run]:
+def expand(
+    cfg: Mapping[str, Any], output_dir: str | os.PathLike | None = None, config_name: str = "sweep"
+) -> list[Run]:
     """Every run of the config: grid x seeds per experiment, with its directory and argv."""
     check_config(cfg)
     out = Path(output_dir or cfg.get("output_dir") or Path("experiments") / config_name)
     common = dict(cfg.get("common_params", {}))
-    runs: List[Run] = []
+    runs: list[Run] = []
     for exp in cfg["experiments"]:
         grid_spec = exp.get("hyperparams_search") or {}
         keys = list(grid_spec)
         points = [dict(zip(keys, combo)) for combo in itertools.product(*(grid_spec[k] for k in keys))] or [{}]
-        seeds: List[Optional[int]] = list(exp.get("seeds") or [None])
+        seeds: list[int | None] = list(exp.get("seeds") or [None])
         for point in points:
             for seed in seeds:
                 parts = [_slug(exp["name"])] + [f"{_slug(k)}={_slug(v)}" for k, v in point.items()]
@@ -206,7 +225,7 @@ def expand(cfg: Mapping[str, Any], output_dir: str | os.PathLike | None = None, 
                 run_dir = out / name
                 params_with_dir = {**params, "name": name, "checkpoint_dir": str(run_dir)}
                 runs.append(Run(name, exp["name"], run_dir, params, dict(point), seed, to_argv(params_with_dir)))
-    seen: Dict[str, str] = {}
+    seen: dict[str, str] = {}
     for r in runs:
         if r.name in seen:
             raise SweepError(
@@ -227,8 +246,11 @@ def validate(runs: Sequence[Run]) -> None:
         try:
             args = parse_args(r.argv)
         except ArgumentError as e:
-            raise SweepError(f"run {r.name!r} has a bad argument: {e}".replace(
-                "run `python main_continual.py --help`", "see `python main_continual.py --help`")) from None
+            raise SweepError(
+                f"run {r.name!r} has a bad argument: {e}".replace(
+                    "run `python main_continual.py --help`", "see `python main_continual.py --help`"
+                )
+            ) from None
         r.num_tasks = int(args.num_tasks)
         saved_file = r.run_dir / "args.json"
         if saved_file.exists():  # a rerun: the directory must hold this very run (else skip/resume would lie)
@@ -278,13 +300,19 @@ def _run_subprocess(run: Run, log_dir: Path, parallel: int = 1) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))
     with open(log_dir / f"{run.name}.log", "ab") as log:
-        proc = subprocess.run([sys.executable, *CONTINUAL_COMMAND, *run.argv], stdout=log, stderr=subprocess.STDOUT,
-                              cwd=os.getcwd(), env=env)
+        proc = subprocess.run(
+            [sys.executable, *CONTINUAL_COMMAND, *run.argv],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=os.getcwd(),
+            env=env,
+        )
     return proc.returncode
 
 
-def execute(runs: Sequence[Run], parallel: int = 1, log_dir: Path | None = None,
-            runner: Optional[Callable[[Run], int]] = None) -> None:
+def execute(
+    runs: Sequence[Run], parallel: int = 1, log_dir: Path | None = None, runner: Callable[[Run], int] | None = None
+) -> None:
     """Run every run that is not finished; sets each run's ``status``.
 
     ``parallel == 1`` calls ``main_continual.main`` in this process, one run
@@ -303,7 +331,11 @@ def execute(runs: Sequence[Run], parallel: int = 1, log_dir: Path | None = None,
             r.status = "resume" if before == "unfinished" else "new"
             todo.append(r)
     if runner is None:
-        runner = _run_in_process if parallel <= 1 else (lambda r: _run_subprocess(r, log_dir or Path("sweep_logs"), parallel))
+        runner = (
+            _run_in_process
+            if parallel <= 1
+            else (lambda r: _run_subprocess(r, log_dir or Path("sweep_logs"), parallel))
+        )
 
     def one(r: Run) -> None:
         print(f"[sweep] {r.name}: {'resuming' if r.status == 'resume' else 'starting'}", flush=True)
@@ -327,14 +359,14 @@ def execute(runs: Sequence[Run], parallel: int = 1, log_dir: Path | None = None,
 
 
 # ----------------------------------------------------------------- results
-def read_metrics(run: Run) -> Dict[str, float]:
+def read_metrics(run: Run) -> dict[str, float]:
     """``{"<probe>.<metric>": value}`` from the run's ``results/metrics.json`` (empty if absent)."""
     path = run.run_dir / "results" / "metrics.json"
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-    out: Dict[str, float] = {}
+    out: dict[str, float] = {}
     for probe, m in sorted(data.get("probes", {}).items()):
         for key in METRICS:
             v = m.get(key)
@@ -342,8 +374,8 @@ def read_metrics(run: Run) -> Dict[str, float]:
     return out
 
 
-def _varying_params(runs: Sequence[Run]) -> List[str]:
-    keys: List[str] = []
+def _varying_params(runs: Sequence[Run]) -> list[str]:
+    keys: list[str] = []
     for r in runs:
         for k in r.params:
             if k not in keys and k != "seed":
@@ -370,32 +402,49 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def results_tables(runs: Sequence[Run]) -> tuple[List[str], List[List[Any]], List[str], List[List[Any]]]:
+def results_tables(runs: Sequence[Run]) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]]]:
     """``(run_header, run_rows, summary_header, summary_rows)`` of the sweep."""
     metrics = {r.name: read_metrics(r) for r in runs}
-    metric_keys: List[str] = []
+    metric_keys: list[str] = []
     for m in metrics.values():
         metric_keys += [k for k in m if k not in metric_keys]
     params = _varying_params(runs)
     header = ["run", "experiment", *params, "seed", "status", *metric_keys]
-    rows = [[r.name, r.experiment, *[r.params.get(k) for k in params], r.params.get("seed"), r.status,
-             *[metrics[r.name].get(k, math.nan) for k in metric_keys]] for r in runs]
+    rows = [
+        [
+            r.name,
+            r.experiment,
+            *[r.params.get(k) for k in params],
+            r.params.get("seed"),
+            r.status,
+            *[metrics[r.name].get(k, math.nan) for k in metric_keys],
+        ]
+        for r in runs
+    ]
 
-    groups: Dict[str, List[Run]] = {}
+    groups: dict[str, list[Run]] = {}
     for r in runs:
-        key = json.dumps([r.experiment, {k: v for k, v in r.params.items() if k != "seed"}], sort_keys=True, default=str)
+        key = json.dumps(
+            [r.experiment, {k: v for k, v in r.params.items() if k != "seed"}], sort_keys=True, default=str
+        )
         groups.setdefault(key, []).append(r)
     s_header = ["experiment", *params, "seeds", "n"] + [f"{k} {s}" for k in metric_keys for s in ("mean", "std")]
     s_rows = []
     for members in groups.values():
         first = members[0]
-        stats: List[Any] = []
+        stats: list[Any] = []
         for k in metric_keys:
             stats += list(mean_std([metrics[r.name].get(k, math.nan) for r in members]))
         finished = [r for r in members if metrics[r.name]]
-        s_rows.append([first.experiment, *[first.params.get(k) for k in params],
-                       " ".join(str(r.params["seed"]) for r in members if r.params.get("seed") is not None),
-                       len(finished), *stats])
+        s_rows.append(
+            [
+                first.experiment,
+                *[first.params.get(k) for k in params],
+                " ".join(str(r.params["seed"]) for r in members if r.params.get("seed") is not None),
+                len(finished),
+                *stats,
+            ]
+        )
     return header, rows, s_header, s_rows
 
 
@@ -420,7 +469,7 @@ def write_results(runs: Sequence[Run], output_dir: Path) -> str:
     header, rows, s_header, s_rows = results_tables(runs)
     atomic_write_text(output_dir / "results.csv", _csv(header, rows))
     atomic_write_text(output_dir / "summary.csv", _csv(s_header, s_rows))
-    metric_keys = header[header.index("status") + 1:]
+    metric_keys = header[header.index("status") + 1 :]
     n_params = len(s_header) - 2 - 2 * len(metric_keys)
     pretty_rows = []
     for row in s_rows:
@@ -431,7 +480,8 @@ def write_results(runs: Sequence[Run], output_dir: Path) -> str:
             cells.append("" if not math.isfinite(m) else (f"{m:.2f} ± {s:.2f}" if n > 1 else f"{m:.2f}"))
         pretty_rows.append(cells)
     text = (
-        "Runs:\n" + _text_table(header, [[_cell(v) for v in r] for r in rows])
+        "Runs:\n"
+        + _text_table(header, [[_cell(v) for v in r] for r in rows])
         + "\n\nSummary (mean ± sample std over seeds; a single run shows its value):\n"
         + _text_table(s_header[: n_params + 2] + metric_keys, pretty_rows)
         + f"\n\nWritten: {output_dir / 'results.csv'}, {output_dir / 'summary.csv'}"
@@ -445,7 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="run_from_config.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="JSON sweep config (see cassle/sweep.py)")
-    p.add_argument("--output_dir", default=None, help="parent of the run directories (default: the config's output_dir)")
+    p.add_argument(
+        "--output_dir", default=None, help="parent of the run directories (default: the config's output_dir)"
+    )
     p.add_argument("--parallel", type=int, default=1, help="runs at once (>1: main_continual.py subprocesses)")
     p.add_argument("--dry_run", action="store_true", help="validate and print the commands; run nothing")
     a = p.parse_args(argv)

@@ -176,9 +176,13 @@ def start_cluster(workdir: Path, timeout: float = 60.0) -> LocalSlurm:
         spawn(
             "munged",
             [
-                _which("munged"), "-F", "--force",
-                f"--key-file={key}", f"--socket={munge_socket}",
-                f"--pid-file={workdir}/munge/munged.pid", f"--log-file={workdir}/munged.log",
+                _which("munged"),
+                "-F",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={munge_socket}",
+                f"--pid-file={workdir}/munge/munged.pid",
+                f"--log-file={workdir}/munged.log",
                 f"--seed-file={workdir}/munge/munged.seed",
             ],
         )
@@ -186,7 +190,9 @@ def start_cluster(workdir: Path, timeout: float = 60.0) -> LocalSlurm:
         spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-i", "-f", str(conf)])
         _wait(lambda: _ok(["scontrol", "ping"], env, expect="UP"), timeout, "slurmctld", cluster)
         spawn("slurmd", [_which("slurmd"), "-D", "-f", str(conf), "-N", "localnode"])
-        _wait(lambda: _ok(["sinfo", "-h", "-N", "-o", "%t"], env, expect="idle"), timeout, "slurmd (node idle)", cluster)
+        _wait(
+            lambda: _ok(["sinfo", "-h", "-N", "-o", "%t"], env, expect="idle"), timeout, "slurmd (node idle)", cluster
+        )
     except BaseException:
         cluster.stop()
         raise

@@ -14,10 +14,34 @@ from cassle import continual
 from cassle.args import parse_args
 
 TINY = [
-    "--dataset", "digits", "--encoder", "resnet9", "--base_width", "4", "--crop_size", "8",
-    "--method", "barlow_twins", "--proj_hidden_dim", "32", "--output_dim", "32",
-    "--batch_size", "64", "--lr", "0.05", "--warmup_epochs", "0", "--num_workers", "0",
-    "--no_progress_bar", "--probes", "knn", "ridge", "--seed", "3",
+    "--dataset",
+    "digits",
+    "--encoder",
+    "resnet9",
+    "--base_width",
+    "4",
+    "--crop_size",
+    "8",
+    "--method",
+    "barlow_twins",
+    "--proj_hidden_dim",
+    "32",
+    "--output_dim",
+    "32",
+    "--batch_size",
+    "64",
+    "--lr",
+    "0.05",
+    "--warmup_epochs",
+    "0",
+    "--num_workers",
+    "0",
+    "--no_progress_bar",
+    "--probes",
+    "knn",
+    "ridge",
+    "--seed",
+    "3",
 ]
 
 
@@ -62,8 +86,12 @@ def test_three_tasks_end_to_end(tmp_path, capsys):
 
 
 def test_same_seed_same_numbers(tmp_path):
-    a = continual.run(parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "a"), "--num_tasks", "2", "--max_epochs", "1"]))
-    b = continual.run(parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "b"), "--num_tasks", "2", "--max_epochs", "1"]))
+    a = continual.run(
+        parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "a"), "--num_tasks", "2", "--max_epochs", "1"])
+    )
+    b = continual.run(
+        parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "b"), "--num_tasks", "2", "--max_epochs", "1"])
+    )
     assert a.to_dict() == b.to_dict()
     sa = torch.load(tmp_path / "a" / "task1.ckpt", weights_only=True)["state_dict"]
     sb = torch.load(tmp_path / "b" / "task1.ckpt", weights_only=True)["state_dict"]
@@ -94,8 +122,13 @@ def test_interrupted_task_resumes_mid_task(tmp_path, monkeypatch):
     task0_mtime = (run / "task0.ckpt").stat().st_mtime_ns
 
     calls.clear()
-    monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", crash_after_first_epoch_of_task1.__wrapped__
-                        if hasattr(crash_after_first_epoch_of_task1, "__wrapped__") else original)
+    monkeypatch.setattr(
+        continual._EpochCheckpoint,
+        "on_train_epoch_end",
+        crash_after_first_epoch_of_task1.__wrapped__
+        if hasattr(crash_after_first_epoch_of_task1, "__wrapped__")
+        else original,
+    )
     seen = []
 
     def record(self, trainer, pl_module):
@@ -114,8 +147,18 @@ def test_pretrained_model_starts_at_task_idx(tmp_path):
     first = tmp_path / "first"
     assert main_continual.main(TINY + ["--checkpoint_dir", str(first), "--num_tasks", "2", "--max_epochs", "1"]) == 0
     second = tmp_path / "second"
-    argv = TINY + ["--checkpoint_dir", str(second), "--num_tasks", "2", "--max_epochs", "1",
-                   "--task_idx", "1", "--pretrained_model", str(first / "task0.ckpt")]
+    argv = TINY + [
+        "--checkpoint_dir",
+        str(second),
+        "--num_tasks",
+        "2",
+        "--max_epochs",
+        "1",
+        "--task_idx",
+        "1",
+        "--pretrained_model",
+        str(first / "task0.ckpt"),
+    ]
     assert main_continual.main(argv) == 0
     assert (second / "task1.ckpt").exists() and not (second / "task0.ckpt").exists()
 
@@ -148,7 +191,9 @@ def test_bad_arguments_fail_before_work(tmp_path, capsys, extra, needles):
 
 
 def test_missing_dataset_dir(tmp_path, capsys):
-    _fails(capsys, _args(tmp_path, "--dataset", "cifar100", "--data_dir", str(tmp_path / "nowhere")), "cifar-100-python")
+    _fails(
+        capsys, _args(tmp_path, "--dataset", "cifar100", "--data_dir", str(tmp_path / "nowhere")), "cifar-100-python"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -157,11 +202,16 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint at all")
     _fails(capsys, _args(tmp_path, "--task_idx", "1", "--pretrained_model", str(bad)), "cannot be read", "corrupt")
     other = tmp_path / "other"
-    assert main_continual.main(TINY + ["--checkpoint_dir", str(other), "--num_tasks", "2", "--max_epochs", "1",
-                                       "--method", "simclr"]) == 0
+    assert (
+        main_continual.main(
+            TINY + ["--checkpoint_dir", str(other), "--num_tasks", "2", "--max_epochs", "1", "--method", "simclr"]
+        )
+        == 0
+    )
     capsys.readouterr()
-    _fails(capsys, _args(tmp_path, "--task_idx", "1", "--pretrained_model", str(other / "task0.ckpt")),
-           "--method simclr")
+    _fails(
+        capsys, _args(tmp_path, "--task_idx", "1", "--pretrained_model", str(other / "task0.ckpt")), "--method simclr"
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -171,8 +221,12 @@ def test_existing_run_with_other_arguments_is_not_overwritten(tmp_path, capsys):
     run = tmp_path / "run"
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     capsys.readouterr()
-    _fails(capsys, _args(tmp_path, "--num_tasks", "2", "--max_epochs", "1", "--method", "vicreg"),
-           "already holds a run", "--name")
+    _fails(
+        capsys,
+        _args(tmp_path, "--num_tasks", "2", "--max_epochs", "1", "--method", "vicreg"),
+        "already holds a run",
+        "--name",
+    )
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     assert before == after
 
@@ -202,8 +256,19 @@ PAPER_METHODS = ["byol", "barlow_twins", "mocov2plus", "simclr", "swav", "vicreg
 @pytest.mark.parametrize("method", PAPER_METHODS)
 def test_paper_methods_run_end_to_end(tmp_path, method, strategy):
     """Each of the paper's six methods, fine-tuned and with CaSSLe, through the whole task loop."""
-    extra = ["--method", method, "--strategy", strategy, "--num_tasks", "2", "--max_epochs", "1", "--probes", "knn",
-             "--no_baseline"]
+    extra = [
+        "--method",
+        method,
+        "--strategy",
+        strategy,
+        "--num_tasks",
+        "2",
+        "--max_epochs",
+        "1",
+        "--probes",
+        "knn",
+        "--no_baseline",
+    ]
     if method == "mocov2plus":
         extra += ["--queue_size", "128"]
     if method == "swav":

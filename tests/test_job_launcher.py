@@ -84,7 +84,14 @@ def test_parse_script_continuations_comments_env(script):
     cmd = parse_script(script)
     assert cmd.entrypoint == "main_continual.py"
     assert list(cmd.args) == [
-        "dataset", "data_dir", "max_epochs", "lars", "solarization_prob", "lr", "name", "pretrained_model",
+        "dataset",
+        "data_dir",
+        "max_epochs",
+        "lars",
+        "solarization_prob",
+        "lr",
+        "name",
+        "pretrained_model",
     ]
     assert cmd.args["data_dir"] == ["/data/cifar"]
     assert cmd.args["lars"] == []
@@ -131,9 +138,14 @@ def test_overrides_replace_and_append(script):
     assert args["max_epochs"] == ["500"]  # the input is not modified
 
 
-METHODS = {"barlow": ("barlow_twins", "decorrelative"), "byol": ("byol", "predictive"),
-           "mocov2plus": ("mocov2plus", "contrastive"), "simclr": ("simclr", "contrastive"),
-           "swav": ("swav", "knowledge"), "vicreg": ("vicreg", "predictive_mse")}
+METHODS = {
+    "barlow": ("barlow_twins", "decorrelative"),
+    "byol": ("byol", "predictive"),
+    "mocov2plus": ("mocov2plus", "contrastive"),
+    "simclr": ("simclr", "contrastive"),
+    "swav": ("swav", "knowledge"),
+    "vicreg": ("vicreg", "predictive_mse"),
+}
 CONTINUAL_DIRS = ["cifar", "imagenet-100/class", "imagenet-100/data", "domainnet", "fashion-mnist"]
 
 
@@ -143,7 +155,9 @@ def test_bash_files_are_complete_and_parse(monkeypatch):
     bash = REPO / "bash_files"
     expected = {f"continual/{d}/{m}{s}.sh" for d in CONTINUAL_DIRS for m in METHODS for s in ("", "_distill")}
     expected |= {"continual/digits/barlow.sh", "continual/digits/barlow_distill.sh"}
-    expected |= {f"linear/{d}/{m}_linear.sh" for d in ("cifar", "imagenet-100", "domainnet", "fashion-mnist") for m in METHODS}
+    expected |= {
+        f"linear/{d}/{m}_linear.sh" for d in ("cifar", "imagenet-100", "domainnet", "fashion-mnist") for m in METHODS
+    }
     assert expected <= {str(p.relative_to(bash)) for p in bash.rglob("*.sh")}
     for rel in sorted(expected):
         cmd = parse_script(bash / rel)
@@ -221,7 +235,10 @@ def test_launcher_files_are_recognised():
 
 def test_dry_run_creates_nothing(script, fake_main, tmp_path, capsys):
     base = tmp_path / "exp"
-    assert _launch(script, base, fake_main, "--dry_run", "--mode", "slurm", "--requeue", "1", "--", "--max_epochs", "2") == 0
+    assert (
+        _launch(script, base, fake_main, "--dry_run", "--mode", "slurm", "--requeue", "1", "--", "--max_epochs", "2")
+        == 0
+    )
     out = capsys.readouterr().out
     assert "--max_epochs 2" in out and "#SBATCH --array=0-1%1" in out
     assert not base.exists()
@@ -238,9 +255,25 @@ def test_cli_errors(script, fake_main, tmp_path, monkeypatch, capsys):
 def test_job_launcher_cli_subprocess(script, fake_main, tmp_path):
     base = tmp_path / "exp"
     res = subprocess.run(
-        [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script), "--base_experiment_dir", str(base),
-         "--entrypoint", str(fake_main), "--experiment_name", "cli", "--", "--max_epochs", "1"],
-        capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ, DATA_DIR="/x"),
+        [
+            sys.executable,
+            str(REPO / "job_launcher.py"),
+            "--script",
+            str(script),
+            "--base_experiment_dir",
+            str(base),
+            "--entrypoint",
+            str(fake_main),
+            "--experiment_name",
+            "cli",
+            "--",
+            "--max_epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, DATA_DIR="/x"),
     )
     assert res.returncode == 0, res.stderr
     (run,) = _runs(base / "cli")
@@ -257,9 +290,20 @@ def test_sigterm_to_launcher_stops_the_run(script, tmp_path):
     )
     exp = tmp_path / "exp" / "sleepy"
     launcher_proc = subprocess.Popen(
-        [sys.executable, str(REPO / "job_launcher.py"), "--script", str(script), "--base_experiment_dir",
-         str(tmp_path / "exp"), "--experiment_name", "sleepy", "--entrypoint", str(sleeper)],
-        env=dict(os.environ, DATA_DIR="/x"), stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(REPO / "job_launcher.py"),
+            "--script",
+            str(script),
+            "--base_experiment_dir",
+            str(tmp_path / "exp"),
+            "--experiment_name",
+            "sleepy",
+            "--entrypoint",
+            str(sleeper),
+        ],
+        env=dict(os.environ, DATA_DIR="/x"),
+        stdout=subprocess.DEVNULL,
     )
     try:
         assert slurm_cluster.wait_for(lambda: (exp / "pid").exists() and (exp / "pid").read_text(), timeout=30)
@@ -284,23 +328,41 @@ def _alive(pid: int) -> bool:
 
 
 def test_sbatch_file_contents(tmp_path):
-    opts = launcher.SlurmOptions(job_name="barlow cifar", num_gpus=2, cpus_per_task=6, hours=48,
-                                 partition="gpu", account="acc", constraint="a100", mem="64G", requeue=3)
+    opts = launcher.SlurmOptions(
+        job_name="barlow cifar",
+        num_gpus=2,
+        cpus_per_task=6,
+        hours=48,
+        partition="gpu",
+        account="acc",
+        constraint="a100",
+        mem="64G",
+        requeue=3,
+    )
     text = launcher.render_sbatch(opts, tmp_path, tmp_path / "command.sh")
     lines = text.splitlines()
     assert lines[0] == "#!/bin/bash"
     for expected in (
-        "#SBATCH --job-name=barlow_cifar", f"#SBATCH --output={tmp_path}/slurm-%A_%a.out",
-        f"#SBATCH --error={tmp_path}/slurm-%A_%a.err", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=2",
-        "#SBATCH --gres=gpu:2", "#SBATCH --cpus-per-task=6", "#SBATCH --time=48:00:00",
-        "#SBATCH --partition=gpu", "#SBATCH --account=acc", "#SBATCH --constraint=a100", "#SBATCH --mem=64G",
+        "#SBATCH --job-name=barlow_cifar",
+        f"#SBATCH --output={tmp_path}/slurm-%A_%a.out",
+        f"#SBATCH --error={tmp_path}/slurm-%A_%a.err",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --gres=gpu:2",
+        "#SBATCH --cpus-per-task=6",
+        "#SBATCH --time=48:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=acc",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --mem=64G",
         "#SBATCH --array=0-3%1",
     ):
         assert expected in lines, expected
     assert any(line.startswith("srun ") and str(tmp_path / "command.sh") in line for line in lines)
 
-    cpu = launcher.render_sbatch(launcher.SlurmOptions(job_name="x", num_gpus=0, cpus_per_task=2, hours=2), tmp_path,
-                                 tmp_path / "command.sh")
+    cpu = launcher.render_sbatch(
+        launcher.SlurmOptions(job_name="x", num_gpus=0, cpus_per_task=2, hours=2), tmp_path, tmp_path / "command.sh"
+    )
     assert "#SBATCH --time=02:00:00" in cpu and "#SBATCH --ntasks-per-node=1" in cpu
     for absent in ("--gres", "--array", "--partition", "--account", "--constraint", "--mem="):
         assert absent not in cpu
@@ -311,16 +373,30 @@ def test_sbatch_file_contents(tmp_path):
 def test_slurm_mode_devices_and_missing_sbatch(script, fake_main, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no sbatch anywhere
     base = tmp_path / "exp"
-    rc = _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "2", "--experiment_name", "s", "--",
-                 "--num_workers", "3")
+    rc = _launch(
+        script,
+        base,
+        fake_main,
+        "--mode",
+        "slurm",
+        "--num_gpus",
+        "2",
+        "--experiment_name",
+        "s",
+        "--",
+        "--num_workers",
+        "3",
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "sbatch not found" in err and "--mode normal" in err and "slurm" in err
     command = (base / "s" / "command.sh").read_text()
     assert "--accelerator gpu" in command and "--devices 2" in command
     # dry run shows the job file: default cpus-per-task = num_workers + 1 per task
-    assert _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "2", "--dry_run", "--",
-                   "--num_workers", "3") == 0
+    assert (
+        _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "2", "--dry_run", "--", "--num_workers", "3")
+        == 0
+    )
     assert "#SBATCH --cpus-per-task=4" in capsys.readouterr().out
 
 
@@ -348,8 +424,26 @@ def test_real_slurm_submission_with_requeue(script, fake_main, tmp_path, slurm, 
     for k, v in slurm.items():
         monkeypatch.setenv(k, v)
     base = tmp_path / "exp"
-    rc = _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "0", "--cpus_per_task", "1",
-                 "--hours", "1", "--requeue", "1", "--experiment_name", "job", "--", "--max_epochs", "1")
+    rc = _launch(
+        script,
+        base,
+        fake_main,
+        "--mode",
+        "slurm",
+        "--num_gpus",
+        "0",
+        "--cpus_per_task",
+        "1",
+        "--hours",
+        "1",
+        "--requeue",
+        "1",
+        "--experiment_name",
+        "job",
+        "--",
+        "--max_epochs",
+        "1",
+    )
     assert rc == 0
     exp = base / "job"
     job_id = (exp / "slurm_jobs.txt").read_text().split()[0]
@@ -390,14 +484,32 @@ def test_real_slurm_runs_main_continual_and_requeue_finds_it_done(tmp_path, slur
     script = tmp_path / "tiny.sh"
     script.write_text(REAL_SCRIPT)
     base = tmp_path / "exp"
-    rc = launcher.main(["--script", str(script), "--base_experiment_dir", str(base), "--mode", "slurm",
-                        "--num_gpus", "0", "--cpus_per_task", "1", "--hours", "1", "--requeue", "1",
-                        "--experiment_name", "tiny"])
+    rc = launcher.main(
+        [
+            "--script",
+            str(script),
+            "--base_experiment_dir",
+            str(base),
+            "--mode",
+            "slurm",
+            "--num_gpus",
+            "0",
+            "--cpus_per_task",
+            "1",
+            "--hours",
+            "1",
+            "--requeue",
+            "1",
+            "--experiment_name",
+            "tiny",
+        ]
+    )
     assert rc == 0
     exp = base / "tiny"
     second_log = lambda: list(exp.glob("slurm-*_1.out"))  # noqa: E731
     done = slurm_cluster.wait_for(
-        lambda: second_log() and "already finished" in second_log()[0].read_text(), timeout=200)
+        lambda: second_log() and "already finished" in second_log()[0].read_text(), timeout=200
+    )
     logs = "\n".join(p.read_text() for p in sorted(exp.glob("slurm-*")))
     assert done, f"the SLURM array did not finish within 200 s; logs:\n{logs}"
     for t in range(2):

@@ -21,8 +21,10 @@ from cassle.checkpoint import FORMAT, VERSION, CheckpointError
 from cassle.data.datasets import load_dataset
 from cassle.data.splits import make_splits
 from cassle.eval.linear import (
-    LinearModel,
     EvalLayout as Layout,
+)
+from cassle.eval.linear import (
+    LinearModel,
     aggregate_metrics,
     prepare_linear,
     run_linear,
@@ -31,8 +33,16 @@ from cassle.eval.linear import (
 )
 
 RUN_ARGS = {
-    "dataset": "digits", "data_dir": None, "crop_size": 8, "base_width": 4, "num_tasks": 5,
-    "split_strategy": "class", "seed": 3, "encoder": "resnet9", "method": "barlow_twins", "strategy": "finetune",
+    "dataset": "digits",
+    "data_dir": None,
+    "crop_size": 8,
+    "base_width": 4,
+    "num_tasks": 5,
+    "split_strategy": "class",
+    "seed": 3,
+    "encoder": "resnet9",
+    "method": "barlow_twins",
+    "strategy": "finetune",
 }
 FAST = ["--max_epochs", "2", "--batch_size", "64", "--num_workers", "0", "--no_progress_bar", "--accelerator", "cpu"]
 
@@ -54,9 +64,15 @@ def make_checkpoint(path: Path, drop: str | None = None, **arg_overrides) -> dic
         del sd[drop]
     torch.save(
         {
-            "format": FORMAT, "version": VERSION, "method": "barlow_twins", "strategy": "finetune",
-            "encoder": "resnet9", "task_idx": 4, "args": {**RUN_ARGS, **arg_overrides},
-            "state_dict": sd, "strategy_state": {},
+            "format": FORMAT,
+            "version": VERSION,
+            "method": "barlow_twins",
+            "strategy": "finetune",
+            "encoder": "resnet9",
+            "task_idx": 4,
+            "args": {**RUN_ARGS, **arg_overrides},
+            "state_dict": sd,
+            "strategy_state": {},
         },
         path,
     )
@@ -70,7 +86,9 @@ def trained(tmp_path_factory):
     ckpt = root / "run" / "task4.ckpt"
     ckpt.parent.mkdir()
     state = make_checkpoint(ckpt)
-    args = parse_linear_args(["--pretrained_model", str(ckpt), "--lr", "0.5", "--seed", "7", *FAST, "--batch_size", "128"])
+    args = parse_linear_args(
+        ["--pretrained_model", str(ckpt), "--lr", "0.5", "--seed", "7", *FAST, "--batch_size", "128"]
+    )
     result = run_linear(args)
     return ckpt, state, result
 
@@ -290,8 +308,16 @@ def test_domain_metrics():
     top1 = torch.tensor([True, False, True, True])
     aware = top1[:, None].clone()
     domains = torch.tensor([0, 0, 1, 1])
-    m = aggregate_metrics(top1, top1, aware, torch.ones(4, dtype=torch.bool), [torch.arange(4)], 5,
-                          domains=domains, domain_names=["real", "sketch", "clipart"])
+    m = aggregate_metrics(
+        top1,
+        top1,
+        aware,
+        torch.ones(4, dtype=torch.bool),
+        [torch.arange(4)],
+        5,
+        domains=domains,
+        domain_names=["real", "sketch", "clipart"],
+    )
     assert m["val_acc1_real"] == pytest.approx(50.0) and m["val_acc1_sketch"] == pytest.approx(100.0)
     assert "val_acc1_clipart" not in m  # no test sample of that domain
     assert m["val_acc1_domain_agnostic"] == m["val_acc1"] == pytest.approx(75.0)
@@ -324,7 +350,10 @@ def _fails(capsys, argv: list[str], *fragments: str) -> str:
         (["--dataset", "nope"], ["unknown --dataset 'nope'", "cifar10"]),
         (["--dataset", "cifar10", "--data_dir", "/nonexistent/cifar"], ["/nonexistent/cifar", "not found"]),
         (["--domain", "real"], ["--domain needs a dataset with domains", "digits"]),
-        (["--dataset", "domainnet", "--data_dir", "/nonexistent", "--domain", "moon"], ["unknown --domain 'moon'", "quickdraw"]),
+        (
+            ["--dataset", "domainnet", "--data_dir", "/nonexistent", "--domain", "moon"],
+            ["unknown --domain 'moon'", "quickdraw"],
+        ),
         (["--data_fraction", "0"], ["--data_fraction must be in (0, 1]"]),
         (["--data_fraction", "1.5"], ["--data_fraction must be in (0, 1]"]),
         (["--encoder", "resnet18"], ["resnet9 encoder, not resnet18", "--encoder resnet9"]),
@@ -361,7 +390,9 @@ def test_unreadable_results_file_refused(ckpt_path, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "linear_results.json").write_text("{ broken")
-    _fails(capsys, ["--pretrained_model", str(ckpt_path), "--checkpoint_dir", str(out)], "unreadable", "--checkpoint_dir")
+    _fails(
+        capsys, ["--pretrained_model", str(ckpt_path), "--checkpoint_dir", str(out)], "unreadable", "--checkpoint_dir"
+    )
 
 
 # --------------------------------------------------------------------------- with a real pretraining run
@@ -373,14 +404,39 @@ def test_real_checkpoint_from_main_continual(tmp_path, capsys):
     except Exception as e:  # pragma: no cover - depends on the methods being complete
         pytest.skip(f"main_continual is not importable: {e}")
     run_dir = tmp_path / "run"
-    code = main_continual.main([
-        "--dataset", "digits", "--encoder", "resnet9", "--base_width", "4", "--crop_size", "8", "--num_tasks", "2",
-        "--max_epochs", "1", "--batch_size", "64", "--num_workers", "0", "--no_progress_bar", "--probes", "none",
-        "--no_baseline", "--accelerator", "cpu", "--checkpoint_dir", str(run_dir),
-    ])
+    code = main_continual.main(
+        [
+            "--dataset",
+            "digits",
+            "--encoder",
+            "resnet9",
+            "--base_width",
+            "4",
+            "--crop_size",
+            "8",
+            "--num_tasks",
+            "2",
+            "--max_epochs",
+            "1",
+            "--batch_size",
+            "64",
+            "--num_workers",
+            "0",
+            "--no_progress_bar",
+            "--probes",
+            "none",
+            "--no_baseline",
+            "--accelerator",
+            "cpu",
+            "--checkpoint_dir",
+            str(run_dir),
+        ]
+    )
     if code != 0 or not (run_dir / "task1.ckpt").exists():
         pytest.skip(f"main_continual did not produce a checkpoint: {capsys.readouterr().err[-300:]}")
-    result = run_linear(parse_linear_args(["--pretrained_model", str(run_dir / "task1.ckpt"), *FAST[:1], "1", *FAST[2:]]))
+    result = run_linear(
+        parse_linear_args(["--pretrained_model", str(run_dir / "task1.ckpt"), *FAST[:1], "1", *FAST[2:]])
+    )
     data = json.loads((run_dir / "linear" / "task1" / "linear_results.json").read_text())
     train = load_dataset("digits", None, True)
     assert data["task_classes"] == make_splits(train.targets, None, 2, "class", seed=5).task_classes

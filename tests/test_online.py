@@ -15,10 +15,8 @@ from cassle.data.base import TensorImageDataset
 from cassle.data.datamodule import ContinualDataModule
 from cassle.data.replay import OnlineBatchSampler
 from cassle.strategies.replay import ReplayMixin
-
 from tests.strategies.replay_helpers import model
 from tests.test_continual import TINY
-
 
 
 @pytest.fixture(autouse=True)
@@ -134,16 +132,33 @@ def test_online_arguments(tmp_path, capsys):
     _fails(capsys, base + ["--strategy", "er", "--mem_size", "0"], "--mem_size must be at least 1")
     _fails(capsys, base + ["--strategy", "minred", "--buffer_type", "fifo"], "--buffer_type minred")
     _fails(capsys, base + ["--strategy", "er", "--buffer_type", "lifo"], "--buffer_type", "reservoir")
-    _fails(capsys, base + ["--strategy", "aep", "--method", "swav", "--align_criterion", "ssl"],
-           "--align_criterion ssl", "SwAV", "cosine or mse")
+    _fails(
+        capsys,
+        base + ["--strategy", "aep", "--method", "swav", "--align_criterion", "ssl"],
+        "--align_criterion ssl",
+        "SwAV",
+        "cosine or mse",
+    )
     _fails(capsys, base + ["--strategy", "lump", "--lump_alpha", "0"], "--lump_alpha must be positive")
     _fails(capsys, base + ["--strategy", "arp", "--buffer_feature_ema", "1.5"], "--buffer_feature_ema")
     assert not (tmp_path / "run").exists()
 
 
 # --------------------------------------------------------------------- end to end
-REPLAY_ARGS = ["--strategy", "er", "--mem_size", "100", "--replay_batch_size", "16", "--batch_size", "128",
-               "--num_tasks", "2", "--probes", "knn"]
+REPLAY_ARGS = [
+    "--strategy",
+    "er",
+    "--mem_size",
+    "100",
+    "--replay_batch_size",
+    "16",
+    "--batch_size",
+    "128",
+    "--num_tasks",
+    "2",
+    "--probes",
+    "knn",
+]
 
 
 class _Boom(RuntimeError):
@@ -151,8 +166,11 @@ class _Boom(RuntimeError):
 
 
 def test_end_to_end_online(tmp_path):
-    argv = TINY + REPLAY_ARGS + ["--checkpoint_dir", str(tmp_path / "run"), "--online", "--mb_passes", "2",
-                                 "--buffer_type", "fifo"]
+    argv = (
+        TINY
+        + REPLAY_ARGS
+        + ["--checkpoint_dir", str(tmp_path / "run"), "--online", "--mb_passes", "2", "--buffer_type", "fifo"]
+    )
     assert main_continual.main(argv) == 0
     state = torch.load(tmp_path / "run" / "task1.ckpt", weights_only=True)["strategy_state"]["buffer"]
     plan = continual.prepare_run(parse_args(argv))
@@ -241,8 +259,11 @@ def test_replayed_samples_are_augmented_by_the_batched_augmentation(monkeypatch)
 
 
 def test_end_to_end_online_replay_with_batched_augment(tmp_path):
-    argv = TINY + REPLAY_ARGS + ["--checkpoint_dir", str(tmp_path / "run"), "--online", "--mb_passes", "2",
-                                 "--gpu_augment"]
+    argv = (
+        TINY
+        + REPLAY_ARGS
+        + ["--checkpoint_dir", str(tmp_path / "run"), "--online", "--mb_passes", "2", "--gpu_augment"]
+    )
     assert main_continual.main(argv) == 0
     state = torch.load(tmp_path / "run" / "task1.ckpt", weights_only=True)["strategy_state"]["buffer"]
     plan = continual.prepare_run(parse_args(argv))

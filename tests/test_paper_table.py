@@ -26,14 +26,63 @@ def _load():
 
 paper_table = _load()
 
-TINY = ["--continual_args", "--encoder", "resnet9", "--base_width", "4", "--crop_size", "8", "--max_epochs", "1",
-        "--num_tasks", "2", "--batch_size", "16", "--proj_hidden_dim", "16", "--output_dim", "16",
-        "--accelerator", "cpu", "--devices", "1", "--precision", "32", "--num_workers", "0", "--no_progress_bar",
-        "--probes", "knn", "--no_baseline",
-        "--linear_args", "--encoder", "resnet9", "--crop_size", "8", "--max_epochs", "1", "--batch_size", "32", "--accelerator", "cpu",
-        "--num_workers", "0", "--no_progress_bar"]
-SETS = ["--set", "pred_hidden_dim=16", "--set", "distill_proj_hidden_dim=16", "--set", "num_prototypes=10",
-        "--set", "queue_size=32", "--set", "epoch_queue_starts=0"]
+TINY = [
+    "--continual_args",
+    "--encoder",
+    "resnet9",
+    "--base_width",
+    "4",
+    "--crop_size",
+    "8",
+    "--max_epochs",
+    "1",
+    "--num_tasks",
+    "2",
+    "--batch_size",
+    "16",
+    "--proj_hidden_dim",
+    "16",
+    "--output_dim",
+    "16",
+    "--accelerator",
+    "cpu",
+    "--devices",
+    "1",
+    "--precision",
+    "32",
+    "--num_workers",
+    "0",
+    "--no_progress_bar",
+    "--probes",
+    "knn",
+    "--no_baseline",
+    "--linear_args",
+    "--encoder",
+    "resnet9",
+    "--crop_size",
+    "8",
+    "--max_epochs",
+    "1",
+    "--batch_size",
+    "32",
+    "--accelerator",
+    "cpu",
+    "--num_workers",
+    "0",
+    "--no_progress_bar",
+]
+SETS = [
+    "--set",
+    "pred_hidden_dim=16",
+    "--set",
+    "distill_proj_hidden_dim=16",
+    "--set",
+    "num_prototypes=10",
+    "--set",
+    "queue_size=32",
+    "--set",
+    "epoch_queue_starts=0",
+]
 
 
 def make_cifar100(root: Path, per_class: int = 2) -> None:
@@ -75,7 +124,9 @@ def test_runs_collects_and_prints_next_to_the_paper(tmp_path, capsys):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[2] == f"{ft:.1f}" and cells[4] == f"{cs:.1f}" and cells[6] == f"{cs - ft:+.1f}"
         for strategy, col in (("finetune", 1), ("cassle", 3)):
-            res = json.loads((out / f"{method}-{strategy}" / "linear" / "paper_table" / "linear_results.json").read_text())
+            res = json.loads(
+                (out / f"{method}-{strategy}" / "linear" / "paper_table" / "linear_results.json").read_text()
+            )
             assert cells[col] == f"{res['metrics']['val_acc1']:.1f}"  # our number is the linear evaluation's top-1
             run_args = json.loads((out / f"{method}-{strategy}" / "args.json").read_text())
             assert run_args["strategy"] == strategy and run_args["method"] == method
@@ -92,8 +143,24 @@ def test_runs_collects_and_prints_next_to_the_paper(tmp_path, capsys):
 
 
 def test_dry_run_applies_overrides_and_sets(tmp_path, capsys):
-    argv = ["--data_dir", str(tmp_path), "--out", str(tmp_path / "o"), "--methods", "byol", "swav", "--dry_run",
-            "--set", "pred_hidden_dim=64", "--linear_args", "--max_epochs", "3", "--continual_args", "--max_epochs", "2"]
+    argv = [
+        "--data_dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--methods",
+        "byol",
+        "swav",
+        "--dry_run",
+        "--set",
+        "pred_hidden_dim=64",
+        "--linear_args",
+        "--max_epochs",
+        "3",
+        "--continual_args",
+        "--max_epochs",
+        "2",
+    ]
     assert paper_table.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 8  # 2 methods x 2 strategies x (pretraining, linear)

@@ -35,15 +35,34 @@ def _fake_run(a, method, strategy, tasks, seed, knn, linear):
     d = quality.run_dir(a, method, strategy, tasks, seed)
     (d / "results").mkdir(parents=True)
     probe = {"joint_accuracy": knn, "average_accuracy": 90.0, "average_forgetting": 1.0, "baseline_joint": 70.0}
-    (d / "results" / "metrics.json").write_text(json.dumps({"tasks_done": list(range(tasks)),
-                                                            "probes": {"knn": probe, "ridge": {**probe, "joint_accuracy": 80.0}}}))
+    (d / "results" / "metrics.json").write_text(
+        json.dumps(
+            {"tasks_done": list(range(tasks)), "probes": {"knn": probe, "ridge": {**probe, "joint_accuracy": 80.0}}}
+        )
+    )
     (d / "linear" / quality.LINEAR_NAME).mkdir(parents=True)
-    (d / "linear" / quality.LINEAR_NAME / "linear_results.json").write_text(json.dumps({"metrics": {"val_acc1": linear}}))
+    (d / "linear" / quality.LINEAR_NAME / "linear_results.json").write_text(
+        json.dumps({"metrics": {"val_acc1": linear}})
+    )
 
 
 def test_tables_report_paired_differences(tmp_path):
-    a = quality.parse(["--methods", "byol", "--seeds", "1", "2", "3", "--out", str(tmp_path / "o"),
-                       "--results", str(tmp_path), "--tag", "t"])
+    a = quality.parse(
+        [
+            "--methods",
+            "byol",
+            "--seeds",
+            "1",
+            "2",
+            "3",
+            "--out",
+            str(tmp_path / "o"),
+            "--results",
+            str(tmp_path),
+            "--tag",
+            "t",
+        ]
+    )
     for seed, (ft, cs) in zip((1, 2, 3), ((70.0, 73.0), (72.0, 74.0), (71.0, 75.0))):
         _fake_run(a, "byol", "finetune", 5, seed, ft, ft - 1)
         _fake_run(a, "byol", "cassle", 5, seed, cs, cs - 1)
@@ -55,5 +74,7 @@ def test_tables_report_paired_differences(tmp_path):
     assert "| byol | joint | 80.00 (n=1) |" in text
     # differences 3, 2, 4: mean 3, std 1 -> CaSSLe better by more than one std
     diff = next(line for line in text.splitlines() if line.startswith("| byol | +"))
-    assert diff.startswith("| byol | +3.00 ± 1.00 | +0.00 ± 0.00 | +3.00 ± 1.00 |") and diff.endswith("| yes / no / yes |")
+    assert diff.startswith("| byol | +3.00 ± 1.00 | +0.00 ± 0.00 | +3.00 ± 1.00 |") and diff.endswith(
+        "| yes / no / yes |"
+    )
     assert (tmp_path / "t_results.csv").read_text().count("\n") == 8

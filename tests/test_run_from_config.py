@@ -18,9 +18,21 @@ torch.set_num_threads(1)  # tiny models: one thread is fastest on a shared CPU
 
 # TINY settings of tests/test_continual.py as config params: 2 tasks, 1 epoch, kNN only
 COMMON = {
-    "dataset": "digits", "encoder": "resnet9", "base_width": 4, "crop_size": 8, "method": "barlow_twins",
-    "proj_hidden_dim": 32, "output_dim": 32, "batch_size": 64, "lr": 0.05, "warmup_epochs": 0,
-    "num_workers": 0, "no_progress_bar": True, "probes": ["knn"], "num_tasks": 2, "max_epochs": 1,
+    "dataset": "digits",
+    "encoder": "resnet9",
+    "base_width": 4,
+    "crop_size": 8,
+    "method": "barlow_twins",
+    "proj_hidden_dim": 32,
+    "output_dim": 32,
+    "batch_size": 64,
+    "lr": 0.05,
+    "warmup_epochs": 0,
+    "num_workers": 0,
+    "no_progress_bar": True,
+    "probes": ["knn"],
+    "num_tasks": 2,
+    "max_epochs": 1,
     "no_baseline": True,
 }
 
@@ -36,15 +48,24 @@ def _cfg(tmp_path: Path, experiments: list) -> dict:
 
 
 def test_grid_and_seed_expansion_with_unique_dirs(tmp_path):
-    cfg = _cfg(tmp_path, [
-        {"name": "a", "params": {"lr": 0.1}, "hyperparams_search": {"lr": [0.01, 0.2], "scale_loss": [0.1, 1.0, 2.0]}},
-        {"name": "b", "params": {"method": "simclr"}, "seeds": [1, 2, 3]},
-        {"name": "c"},
-    ])
+    cfg = _cfg(
+        tmp_path,
+        [
+            {
+                "name": "a",
+                "params": {"lr": 0.1},
+                "hyperparams_search": {"lr": [0.01, 0.2], "scale_loss": [0.1, 1.0, 2.0]},
+            },
+            {"name": "b", "params": {"method": "simclr"}, "seeds": [1, 2, 3]},
+            {"name": "c"},
+        ],
+    )
     runs = sweep.expand(cfg)
     assert len(runs) == 6 + 3 + 1
     a = [r for r in runs if r.experiment == "a"]
-    assert {(r.params["lr"], r.params["scale_loss"]) for r in a} == {(lr, s) for lr in (0.01, 0.2) for s in (0.1, 1.0, 2.0)}
+    assert {(r.params["lr"], r.params["scale_loss"]) for r in a} == {
+        (lr, s) for lr in (0.01, 0.2) for s in (0.1, 1.0, 2.0)
+    }
     assert a[0].name == "a-lr=0.01-scale_loss=0.1"
     b = [r for r in runs if r.experiment == "b"]
     assert [r.seed for r in b] == [1, 2, 3] and [r.name for r in b] == ["b-seed1", "b-seed2", "b-seed3"]
@@ -52,7 +73,9 @@ def test_grid_and_seed_expansion_with_unique_dirs(tmp_path):
     assert len({r.run_dir for r in runs}) == len(runs)
     assert all(r.run_dir.parent == tmp_path / "out" for r in runs)
     argv = b[1].argv
-    assert argv[argv.index("--seed") + 1] == "2" and argv[argv.index("--checkpoint_dir") + 1] == str(tmp_path / "out" / "b-seed2")
+    assert argv[argv.index("--seed") + 1] == "2" and argv[argv.index("--checkpoint_dir") + 1] == str(
+        tmp_path / "out" / "b-seed2"
+    )
     assert "--no_progress_bar" in argv and argv[argv.index("--probes") + 1] == "knn"
     sweep.validate(runs)  # every expanded argv parses
     assert all(r.num_tasks == 2 for r in runs)
@@ -60,20 +83,29 @@ def test_grid_and_seed_expansion_with_unique_dirs(tmp_path):
 
 def test_to_argv_conventions():
     assert sweep.to_argv({"lr": 0.1, "wandb": True, "offline": False, "entity": None, "probes": ["knn", "ridge"]}) == [
-        "--lr", "0.1", "--wandb", "--probes", "knn", "ridge"]
+        "--lr",
+        "0.1",
+        "--wandb",
+        "--probes",
+        "knn",
+        "ridge",
+    ]
 
 
-@pytest.mark.parametrize("cfg,match", [
-    ({"experiments": []}, "non-empty list 'experiments'"),
-    ({"experiments": [{"name": "a", "hyperparams_search": {"lr": []}}]}, "empty grid"),
-    ({"experiments": [{"name": "a", "hyperparams_search": {}}]}, "non-empty object"),
-    ({"experiments": [{"name": "a", "lr": 0.1}]}, "unknown key.*'lr'.*params"),
-    ({"experiments": [{"name": "a"}, {"name": "a"}]}, "two experiments are named 'a'"),
-    ({"experiments": [{"name": "a", "seeds": [1, 1]}]}, "repeats a seed"),
-    ({"experiments": [{"name": "a", "params": {"checkpoint_dir": "x"}}]}, "set by the sweep"),
-    ({"experiments": [{"name": "a", "seeds": [1], "params": {"seed": 3}}]}, "either in 'seeds'"),
-    ({"experiment": []}, "unknown config key"),
-])
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        ({"experiments": []}, "non-empty list 'experiments'"),
+        ({"experiments": [{"name": "a", "hyperparams_search": {"lr": []}}]}, "empty grid"),
+        ({"experiments": [{"name": "a", "hyperparams_search": {}}]}, "non-empty object"),
+        ({"experiments": [{"name": "a", "lr": 0.1}]}, "unknown key.*'lr'.*params"),
+        ({"experiments": [{"name": "a"}, {"name": "a"}]}, "two experiments are named 'a'"),
+        ({"experiments": [{"name": "a", "seeds": [1, 1]}]}, "repeats a seed"),
+        ({"experiments": [{"name": "a", "params": {"checkpoint_dir": "x"}}]}, "set by the sweep"),
+        ({"experiments": [{"name": "a", "seeds": [1], "params": {"seed": 3}}]}, "either in 'seeds'"),
+        ({"experiment": []}, "unknown config key"),
+    ],
+)
 def test_bad_structure_is_one_clear_error(cfg, match):
     with pytest.raises(SweepError, match=match):
         sweep.expand(cfg)
@@ -116,8 +148,10 @@ def test_seeds_run_skip_resume_and_mean_std(tmp_path, capsys):
     out_dir = tmp_path / "out"
     runs = {p.name for p in out_dir.iterdir() if p.is_dir()}
     assert runs == {"bt-seed1", "bt-seed2"}
-    accs = [json.loads((out_dir / r / "results" / "metrics.json").read_text())["probes"]["knn"]["average_accuracy"]
-            for r in ("bt-seed1", "bt-seed2")]
+    accs = [
+        json.loads((out_dir / r / "results" / "metrics.json").read_text())["probes"]["knn"]["average_accuracy"]
+        for r in ("bt-seed1", "bt-seed2")
+    ]
     assert json.loads((out_dir / "bt-seed2" / "args.json").read_text())["seed"] == 2
 
     rows = list(csv.DictReader((out_dir / "results.csv").open()))
@@ -150,7 +184,6 @@ def test_seeds_run_skip_resume_and_mean_std(tmp_path, capsys):
     assert (run / "task1.ckpt").exists() and (run / "task0.ckpt").stat().st_mtime_ns == t0
     assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
     assert torch.load(run / "task1.ckpt", weights_only=True)["task_idx"] == 1
-
 
     # the config changed since: that directory holds other arguments -> one error, nothing runs
     changed = _cfg(tmp_path, [{"name": "bt", "seeds": [1, 2], "params": {"lr": 0.2}}])

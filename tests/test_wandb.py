@@ -19,8 +19,20 @@ def test_offline_wandb_run_writes_its_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_home"))
     (tmp_path / "wandb_home").mkdir()
     run = tmp_path / "run"
-    argv = TINY + ["--checkpoint_dir", str(run), "--num_tasks", "2", "--max_epochs", "1",
-                   "--wandb", "--offline", "--project", "cassle-test", "--name", "tiny"]
+    argv = TINY + [
+        "--checkpoint_dir",
+        str(run),
+        "--num_tasks",
+        "2",
+        "--max_epochs",
+        "1",
+        "--wandb",
+        "--offline",
+        "--project",
+        "cassle-test",
+        "--name",
+        "tiny",
+    ]
     assert main_continual.main(argv) == 0
     assert wandb.run is None  # the task loop finished its WandB run
     run_id = (run / "wandb_id.txt").read_text().strip()
@@ -30,8 +42,12 @@ def test_offline_wandb_run_writes_its_files(tmp_path, monkeypatch):
     assert list(files.glob("*.wandb")), "no run history file"
     tables = sorted(p.name for p in (files / "files" / "media" / "table").glob("*.table.json"))
     assert any(n.startswith("accuracy_matrix_knn") for n in tables), tables
-    last = json.loads(sorted((files / "files" / "media" / "table").glob("accuracy_matrix_knn*.table.json"),
-                             key=lambda p: p.stat().st_mtime)[-1].read_text())
+    last = json.loads(
+        sorted(
+            (files / "files" / "media" / "table").glob("accuracy_matrix_knn*.table.json"),
+            key=lambda p: p.stat().st_mtime,
+        )[-1].read_text()
+    )
     assert last["columns"][0] == "after" and [r[0] for r in last["data"]] == ["random_init", "task_0", "task_1"]
     history = next(files.glob("*.wandb")).read_bytes()  # offline: config and metrics are records in here
     assert b"barlow_twins" in history and b"knn_average_accuracy" in history

@@ -14,4 +14,3 @@ PRECISIONS = {
 
 #: ``--max_epochs`` of ``main_continual.py`` (CaSSLe's CIFAR-100 setting); ``--online`` runs use 1
 DEFAULT_MAX_EPOCHS = 500
-

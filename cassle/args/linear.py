@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from cassle.args.common import PRECISIONS
 from cassle.devices import parse_devices
@@ -45,10 +45,20 @@ def build_linear_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     m = p.add_argument_group("pretrained model")
-    m.add_argument("--pretrained_model", "--pretrained_feature_extractor", dest="pretrained_model", required=True,
-                   help="task checkpoint (taskK.ckpt) written by main_continual.py")
-    m.add_argument("--encoder", "--backbone", dest="encoder", default=None,
-                   help="must match the checkpoint's encoder; default: the checkpoint's")
+    m.add_argument(
+        "--pretrained_model",
+        "--pretrained_feature_extractor",
+        dest="pretrained_model",
+        required=True,
+        help="task checkpoint (taskK.ckpt) written by main_continual.py",
+    )
+    m.add_argument(
+        "--encoder",
+        "--backbone",
+        dest="encoder",
+        default=None,
+        help="must match the checkpoint's encoder; default: the checkpoint's",
+    )
     m.add_argument("--base_width", type=int, default=None, help="default: the checkpoint's")
 
     d = p.add_argument_group("data (defaults: the checkpoint's run arguments)")
@@ -58,14 +68,22 @@ def build_linear_parser() -> argparse.ArgumentParser:
     d.add_argument("--num_tasks", type=int, default=None, help="tasks of the split the per-task accuracies use")
     d.add_argument("--split_strategy", choices=["class", "data", "domain"], default=None)
     d.add_argument("--domain", default=None, help="DomainNet: train the classifier on this domain's samples only")
-    d.add_argument("--data_fraction", type=float, default=1.0,
-                   help="keep this class-stratified fraction of the training samples (semi-supervised evaluation)")
+    d.add_argument(
+        "--data_fraction",
+        type=float,
+        default=1.0,
+        help="keep this class-stratified fraction of the training samples (semi-supervised evaluation)",
+    )
     d.add_argument("--num_workers", type=int, default=2)
 
     o = p.add_argument_group("optimisation of the linear classifier")
-    o.add_argument("--feature_norm", choices=["bn", "none"], default="bn",
-                   help="bn: standardise the frozen features with a non-affine BatchNorm1d before the linear layer "
-                        "(MAE's linear probe; converges on every encoder); none: raw features, the CaSSLe paper's protocol")
+    o.add_argument(
+        "--feature_norm",
+        choices=["bn", "none"],
+        default="bn",
+        help="bn: standardise the frozen features with a non-affine BatchNorm1d before the linear layer "
+        "(MAE's linear probe; converges on every encoder); none: raw features, the CaSSLe paper's protocol",
+    )
     o.add_argument("--max_epochs", type=int, default=100)
     o.add_argument("--batch_size", type=int, default=256, help="per device")
     o.add_argument("--lr", type=float, default=0.1)
@@ -73,8 +91,13 @@ def build_linear_parser() -> argparse.ArgumentParser:
     o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     o.add_argument("--weight_decay", type=float, default=0.0)
     o.add_argument("--scheduler", choices=list(LINEAR_SCHEDULERS), default="step")
-    o.add_argument("--lr_decay_steps", type=int, nargs="+", default=[60, 80],
-                   help="epochs at which --scheduler step divides the lr by 10")
+    o.add_argument(
+        "--lr_decay_steps",
+        type=int,
+        nargs="+",
+        default=[60, 80],
+        help="epochs at which --scheduler step divides the lr by 10",
+    )
     o.add_argument("--warmup_epochs", type=float, default=0.0, help="--scheduler warmup_cosine only")
 
     t = p.add_argument_group("trainer")
@@ -82,16 +105,19 @@ def build_linear_parser() -> argparse.ArgumentParser:
     t.add_argument("--accelerator", default="auto", help="auto, cpu, gpu")
     t.add_argument("--devices", default="1", help="number of devices, or a comma list of ids")
     t.add_argument("--gpus", dest="devices", help=argparse.SUPPRESS)
-    t.add_argument("--seed", type=int, default=5,
-                   help="seeds the classifier's initialisation, the augmentations and --data_fraction "
-                        "(the task split always uses the pretraining seed)")
+    t.add_argument(
+        "--seed",
+        type=int,
+        default=5,
+        help="seeds the classifier's initialisation, the augmentations and --data_fraction "
+        "(the task split always uses the pretraining seed)",
+    )
     t.add_argument("--no_progress_bar", action="store_true")
     t.add_argument("--log_every_n_steps", type=int, default=10)
 
     r = p.add_argument_group("output")
     r.add_argument("--name", default=None, help="default: the checkpoint's stem (e.g. task4)")
-    r.add_argument("--checkpoint_dir", default=None,
-                   help="output folder; default <checkpoint folder>/linear/<name>")
+    r.add_argument("--checkpoint_dir", default=None, help="output folder; default <checkpoint folder>/linear/<name>")
     return p
 
 
@@ -136,7 +162,9 @@ def validate_linear_args(args: argparse.Namespace) -> None:
     if args.base_width is not None and args.base_width < 1:
         raise ArgumentError(f"--base_width must be at least 1, got {args.base_width}")
     if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name):
-        raise ArgumentError(f"--name {args.name!r} must be a plain folder name (no '/'); use --checkpoint_dir for a path")
+        raise ArgumentError(
+            f"--name {args.name!r} must be a plain folder name (no '/'); use --checkpoint_dir for a path"
+        )
 
     args.devices = parse_devices(args.devices)
 

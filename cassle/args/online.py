@@ -19,13 +19,21 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("replay and online learning")
     g.add_argument("--online", action="store_true", help="each task is a stream seen once (forces --max_epochs 1)")
     g.add_argument("--mb_passes", type=int, default=1, help="online: training passes over each stream minibatch")
-    g.add_argument("--buffer_type", choices=sorted(BUFFERS), default=None,
-                   help="replay memory (default: reservoir; minred for --strategy minred)")
+    g.add_argument(
+        "--buffer_type",
+        choices=sorted(BUFFERS),
+        default=None,
+        help="replay memory (default: reservoir; minred for --strategy minred)",
+    )
     g.add_argument("--mem_size", type=int, default=2000, help="replay memory size (samples, per device)")
-    g.add_argument("--replay_batch_size", type=int, default=None, help="replayed samples per step (default: --batch_size)")
+    g.add_argument(
+        "--replay_batch_size", type=int, default=None, help="replayed samples per step (default: --batch_size)"
+    )
 
 
-def validate_online_args(args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int) -> None:
+def validate_online_args(
+    args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int
+) -> None:
     """Raise ArgumentError on a bad combination; normalise ``args`` in place (``--online`` sets ``--max_epochs 1``).
 
     Also runs the strategy's ``check_config`` (buffer size, buffer type, its own arguments) so
@@ -38,10 +46,14 @@ def validate_online_args(args: argparse.Namespace, method_cls: type, strategy_cl
         if args.max_epochs == max_epochs_default:
             args.max_epochs = 1
         elif args.max_epochs != 1:
-            raise ArgumentError(f"--online sees each task's stream once: use --max_epochs 1 (got {args.max_epochs}), "
-                                "and --mb_passes for repeated passes over each minibatch")
+            raise ArgumentError(
+                f"--online sees each task's stream once: use --max_epochs 1 (got {args.max_epochs}), "
+                "and --mb_passes for repeated passes over each minibatch"
+            )
     elif args.mb_passes != 1:
-        raise ArgumentError(f"--mb_passes {args.mb_passes} only applies to --online runs; add --online or drop --mb_passes")
+        raise ArgumentError(
+            f"--mb_passes {args.mb_passes} only applies to --online runs; add --online or drop --mb_passes"
+        )
     if hasattr(strategy_cls, "check_config"):
         try:
             strategy_cls.check_config(method_cls, vars(args))

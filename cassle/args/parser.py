@@ -9,7 +9,7 @@ defaults live with them, in ``add_method_args`` / ``add_strategy_args``).
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+from collections.abc import Sequence
 
 from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS  # noqa: F401  (PRECISIONS re-exported)
 from cassle.args.online import add_online_args
@@ -26,17 +26,43 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="digits", help="digits (embedded), fashion_mnist, cifar10, cifar100, stl10, imagenet, imagenet100, domainnet, custom")
-    g.add_argument("--data_dir", default=None, help="folder holding the dataset in its standard layout (nothing is downloaded)")
-    g.add_argument("--no_labels", action="store_true", help="custom data without labels: no online classifier, probes skipped")
+    g.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits (embedded), fashion_mnist, cifar10, cifar100, stl10, imagenet, imagenet100, domainnet, custom",
+    )
+    g.add_argument(
+        "--data_dir", default=None, help="folder holding the dataset in its standard layout (nothing is downloaded)"
+    )
+    g.add_argument(
+        "--no_labels", action="store_true", help="custom data without labels: no online classifier, probes skipped"
+    )
     g.add_argument("--num_tasks", type=int, default=5)
     g.add_argument("--split_strategy", choices=["class", "data", "domain"], default="class")
     g.add_argument("--domain_order", nargs="+", default=None, help="domain names in task order (domain split)")
-    g.add_argument("--train_fraction", type=float, default=1.0, help="keep this seeded, class-stratified fraction of every task's training images (quick runs, benchmarks); test sets are kept whole")
+    g.add_argument(
+        "--train_fraction",
+        type=float,
+        default=1.0,
+        help="keep this seeded, class-stratified fraction of every task's training images (quick runs, benchmarks); test sets are kept whole",
+    )
     g.add_argument("--num_workers", type=int, default=2)
-    g.add_argument("--crop_size", type=int, default=None, help="training resolution; default: the dataset's image size (digits: 16)")
-    g.add_argument("--gpu_augment", action="store_true", help="in-memory datasets: augment whole batches on the device (cassle/data/batched_augment.py)")
-    g.add_argument("--dali", action="store_true", help="folder datasets: decode and augment with NVIDIA DALI (pip install 'cassle[dali]')")
+    g.add_argument(
+        "--crop_size",
+        type=int,
+        default=None,
+        help="training resolution; default: the dataset's image size (digits: 16)",
+    )
+    g.add_argument(
+        "--gpu_augment",
+        action="store_true",
+        help="in-memory datasets: augment whole batches on the device (cassle/data/batched_augment.py)",
+    )
+    g.add_argument(
+        "--dali",
+        action="store_true",
+        help="folder datasets: decode and augment with NVIDIA DALI (pip install 'cassle[dali]')",
+    )
     # each takes one value (shared by every view) or one per view (asymmetric: --solarization_prob 0.0 0.2)
     a = p.add_argument_group("augmentations (one value, or one per view)")
     for name, default in AUGMENTATION_DEFAULTS.items():
@@ -62,7 +88,11 @@ def _add_optim_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=["sgd", "lars", "adamw"], default="sgd")
     g.add_argument("--lars", action="store_true", help="wrap SGD in LARS (same as --optimizer lars)")
     g.add_argument("--eta_lars", type=float, default=0.02)
-    g.add_argument("--exclude_bias_n_norm", action="store_true", help="no LARS adaptation or weight decay on biases and norm layers")
+    g.add_argument(
+        "--exclude_bias_n_norm",
+        action="store_true",
+        help="no LARS adaptation or weight decay on biases and norm layers",
+    )
     g.add_argument("--weight_decay", type=float, default=1e-4)
     g.add_argument("--scheduler", choices=["warmup_cosine", "cosine", "step", "none"], default="warmup_cosine")
     g.add_argument("--warmup_epochs", type=float, default=10)
@@ -86,11 +116,21 @@ def _add_trainer_args(p: argparse.ArgumentParser) -> None:
 
 def _add_continual_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("continual run")
-    g.add_argument("--task_idx", type=int, default=0, help="first task to train (CaSSLe workflow, with --pretrained_model)")
+    g.add_argument(
+        "--task_idx", type=int, default=0, help="first task to train (CaSSLe workflow, with --pretrained_model)"
+    )
     g.add_argument("--pretrained_model", default=None, help="task checkpoint whose weights start --task_idx")
     g.add_argument("--name", default=None, help="run name; default <method>-<strategy>-<dataset>")
-    g.add_argument("--checkpoint_dir", default=None, help="run directory; default ./experiments/<name>. Rerunning the same command resumes it")
-    g.add_argument("--save_checkpoint", action="store_true", help="accepted for CaSSLe compatibility: task checkpoints are always written")
+    g.add_argument(
+        "--checkpoint_dir",
+        default=None,
+        help="run directory; default ./experiments/<name>. Rerunning the same command resumes it",
+    )
+    g.add_argument(
+        "--save_checkpoint",
+        action="store_true",
+        help="accepted for CaSSLe compatibility: task checkpoints are always written",
+    )
     g.add_argument("--checkpoint_frequency", type=int, default=1, help="epochs between mid-task resume checkpoints")
     e = p.add_argument_group("evaluation after each task")
     e.add_argument("--probes", nargs="+", default=["knn", "ridge"], help="knn, ridge, linear; 'none' to skip")

@@ -70,13 +70,17 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.num_tasks < 1:
         raise ArgumentError(f"--num_tasks must be at least 1, got {args.num_tasks}")
     if not 0 <= args.task_idx < args.num_tasks:
-        raise ArgumentError(f"--task_idx {args.task_idx} is outside 0..{args.num_tasks - 1} (--num_tasks {args.num_tasks})")
+        raise ArgumentError(
+            f"--task_idx {args.task_idx} is outside 0..{args.num_tasks - 1} (--num_tasks {args.num_tasks})"
+        )
     if args.task_idx > 0 and args.pretrained_model is None:
         raise ArgumentError(
             f"--task_idx {args.task_idx} starts mid-sequence: pass --pretrained_model with the checkpoint of task {args.task_idx - 1}"
         )
     if args.pretrained_model is not None and not os.path.isfile(args.pretrained_model):
-        raise ArgumentError(f"--pretrained_model {args.pretrained_model} does not exist; pass the path of a task checkpoint (taskK.ckpt)")
+        raise ArgumentError(
+            f"--pretrained_model {args.pretrained_model} does not exist; pass the path of a task checkpoint (taskK.ckpt)"
+        )
     if args.split_strategy == "domain" and args.dataset != "domainnet":
         raise ArgumentError(f"--split_strategy domain needs a dataset with domains (domainnet), not '{args.dataset}'")
 
@@ -102,13 +106,23 @@ def validate_args(args: argparse.Namespace) -> None:
             )
 
     if getattr(args, "gpu_augment", False) and getattr(args, "dali", False):
-        raise ArgumentError("--gpu_augment and --dali are exclusive: --gpu_augment for in-memory datasets, --dali for folder datasets")
+        raise ArgumentError(
+            "--gpu_augment and --dali are exclusive: --gpu_augment for in-memory datasets, --dali for folder datasets"
+        )
     if getattr(args, "gpu_augment", False) and not info.in_memory:
-        raise ArgumentError(f"--gpu_augment needs an in-memory dataset, but '{args.dataset}' is read from image files: use --dali")
+        raise ArgumentError(
+            f"--gpu_augment needs an in-memory dataset, but '{args.dataset}' is read from image files: use --dali"
+        )
     if getattr(args, "dali", False) and info.in_memory:
         raise ArgumentError(f"--dali reads image files, but '{args.dataset}' is held in memory: use --gpu_augment")
-    if getattr(args, "dali", False) and (getattr(args, "online", False) or getattr(resolve_strategy(args.strategy), "needs_raw_images", False)):
-        what = "--online" if getattr(args, "online", False) else f"--strategy {args.strategy} (replay needs raw images in the batch)"
+    if getattr(args, "dali", False) and (
+        getattr(args, "online", False) or getattr(resolve_strategy(args.strategy), "needs_raw_images", False)
+    ):
+        what = (
+            "--online"
+            if getattr(args, "online", False)
+            else f"--strategy {args.strategy} (replay needs raw images in the batch)"
+        )
         raise ArgumentError(f"--dali does not support {what} yet: drop --dali to use the torch loaders")
 
     if args.crop_size is None:

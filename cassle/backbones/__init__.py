@@ -26,8 +26,8 @@ An explicit ``base_width`` replaces the default (tests use 4–16).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from torch import nn
 

@@ -24,7 +24,7 @@ average pooling and exposes ``.num_features``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -97,9 +97,7 @@ class ResNet(nn.Module):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; valid choices: {sorted(BLOCKS)}")
-        if len(layers) != 4 or any(
-            isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in layers
-        ):
+        if len(layers) != 4 or any(isinstance(n, bool) or not isinstance(n, int) or n <= 0 for n in layers):
             raise ValueError(f"layers must be four positive integers, got {tuple(layers)!r}")
         _check_positive_int("image_size", image_size)
         _check_positive_int("base_width", base_width)

@@ -171,9 +171,7 @@ class VisionTransformer(nn.Module):
         """
         p = self.patch_size
         if height % p or width % p:
-            raise ValueError(
-                f"input size {height}x{width} is not divisible by the patch size {p}"
-            )
+            raise ValueError(f"input size {height}x{width} is not divisible by the patch size {p}")
         gh, gw = height // p, width // p
         if gh == self.grid_size and gw == self.grid_size:
             return self.pos_embed
@@ -192,8 +190,12 @@ class VisionTransformer(nn.Module):
         return torch.cat([cls, tokens], dim=1) + pos
 
     def random_masking(
-        self, num_patches: int, batch_size: int, mask_ratio: float,
-        device: torch.device | None = None, generator: torch.Generator | None = None,
+        self,
+        num_patches: int,
+        batch_size: int,
+        mask_ratio: float,
+        device: torch.device | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample random masking (MAE, He et al. 2022): which patches stay visible.
 
@@ -210,8 +212,9 @@ class VisionTransformer(nn.Module):
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
         num_keep = max(1, int(num_patches * (1 - mask_ratio)))
-        noise = torch.rand(batch_size, num_patches, generator=generator,
-                           device=generator.device if generator is not None else device)
+        noise = torch.rand(
+            batch_size, num_patches, generator=generator, device=generator.device if generator is not None else device
+        )
         noise = noise.to(device) if device is not None else noise
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)

@@ -24,4 +24,13 @@ def build_buffer(kind: str, mem_size: int, seed: int = 0) -> ReplayBuffer:
     return BUFFERS[kind](mem_size, seed)
 
 
-__all__ = ["BUFFERS", "FIFOBuffer", "FIFOLastBuffer", "MinRedBuffer", "ReplayBuffer", "ReservoirBuffer", "build_buffer", "minred_keep"]
+__all__ = [
+    "BUFFERS",
+    "FIFOBuffer",
+    "FIFOLastBuffer",
+    "MinRedBuffer",
+    "ReplayBuffer",
+    "ReservoirBuffer",
+    "build_buffer",
+    "minred_keep",
+]

@@ -65,7 +65,7 @@ class ReplayBuffer:
         self.seed = int(seed)
         self.generator.manual_seed(self.seed)
 
-    def to(self, device: torch.device | str) -> "ReplayBuffer":
+    def to(self, device: torch.device | str) -> ReplayBuffer:
         """Move the stored tensors to ``device`` (no-op when already there)."""
         device = torch.device(device)
         if self.stamp.device != device:
@@ -96,7 +96,9 @@ class ReplayBuffer:
                 )
         return n
 
-    def _write(self, slots: torch.Tensor, rows: torch.Tensor, fields: dict[str, torch.Tensor], stamps: torch.Tensor) -> None:
+    def _write(
+        self, slots: torch.Tensor, rows: torch.Tensor, fields: dict[str, torch.Tensor], stamps: torch.Tensor
+    ) -> None:
         """Write ``fields[k][rows]`` into ``slots`` (slots are distinct)."""
         if slots.numel() == 0:
             return
@@ -160,7 +162,9 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != self.kind:
-            raise ValueError(f"checkpoint holds a '{state.get('kind')}' buffer, this run uses '{self.kind}' (--buffer_type)")
+            raise ValueError(
+                f"checkpoint holds a '{state.get('kind')}' buffer, this run uses '{self.kind}' (--buffer_type)"
+            )
         if int(state["mem_size"]) != self.mem_size:
             raise ValueError(f"checkpoint buffer has --mem_size {state['mem_size']}, this run {self.mem_size}")
         device = self.device

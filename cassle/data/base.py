@@ -14,8 +14,8 @@ unlabelled), ``channels``, ``__len__`` and ``get_image(i)`` which returns a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 
@@ -31,9 +31,9 @@ class ImageDataset:
         targets: torch.Tensor,
         num_classes: int,
         channels: int,
-        domains: Optional[torch.Tensor] = None,
-        classes: Optional[Sequence[str]] = None,
-        domain_names: Optional[Sequence[str]] = None,
+        domains: torch.Tensor | None = None,
+        classes: Sequence[str] | None = None,
+        domain_names: Sequence[str] | None = None,
     ) -> None:
         self.targets = torch.as_tensor(targets, dtype=torch.long)
         self.num_classes = int(num_classes)

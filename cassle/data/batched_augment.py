@@ -43,12 +43,19 @@ Replay strategies can call the same object on buffer samples (``uint8``
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from cassle.data.transforms import AUGMENTATION_KEYS, _check_prob, default_augmentation, gaussian_kernel_size, per_view_values
+from cassle.data.transforms import (
+    AUGMENTATION_KEYS,
+    _check_prob,
+    default_augmentation,
+    gaussian_kernel_size,
+    per_view_values,
+)
 
 #: Colour-jitter operation ids, in the order their factors are stored.
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
@@ -148,7 +155,9 @@ class ViewParams:
             raise ValueError(f"unknown augmentation parameter(s) {unknown}; known: {list(AUGMENTATION_KEYS)}")
         p = {**{k: default_augmentation(k) for k in AUGMENTATION_KEYS}, **params}
         if not 0.0 < float(p["min_scale"]) <= float(p["max_scale"]) <= 1.0:
-            raise ValueError(f"need 0 < min_scale <= max_scale <= 1, got min_scale={p['min_scale']}, max_scale={p['max_scale']}")
+            raise ValueError(
+                f"need 0 < min_scale <= max_scale <= 1, got min_scale={p['min_scale']}, max_scale={p['max_scale']}"
+            )
         for name in ("brightness", "contrast", "saturation"):
             if float(p[name]) < 0:
                 raise ValueError(f"{name} must be non-negative, got {p[name]}")
@@ -205,7 +214,7 @@ class BatchedAugment(torch.nn.Module):
     @classmethod
     def from_config(
         cls, cfg: Mapping[str, Any], num_views: int, mean: Sequence[float], std: Sequence[float], seed: int
-    ) -> "BatchedAugment":
+    ) -> BatchedAugment:
         """Build from the run configuration, like :func:`~cassle.data.transforms.build_multiview_transform`."""
         crop_size = cfg.get("crop_size")
         if crop_size is None:
@@ -280,8 +289,17 @@ class BatchedAugment(torch.nn.Module):
         sigma = _uniform(n, BLUR_SIGMA[0], BLUR_SIGMA[1], g)
         solarize = _bernoulli(n, p.solarization_prob, g)
         flip = _bernoulli(n, p.horizontal_flip_prob, g)
-        return dict(box=box, flip=flip, jitter=jitter, factors=factors, order=order, gray=gray,
-                    blur=blur, sigma=sigma, solarize=solarize)
+        return dict(
+            box=box,
+            flip=flip,
+            jitter=jitter,
+            factors=factors,
+            order=order,
+            gray=gray,
+            blur=blur,
+            sigma=sigma,
+            solarize=solarize,
+        )
 
     # ------------------------------------------------------------ image ops
     def _crop_flip(self, x: torch.Tensor, box: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -332,7 +350,9 @@ class BatchedAugment(torch.nn.Module):
         y = F.conv2d(y, kernel.view(n * c, 1, k, 1), groups=n * c)
         return y.view(n, c, h, w)
 
-    def augment_view(self, images: torch.Tensor, view: int, params: Optional[dict[str, torch.Tensor]] = None) -> torch.Tensor:
+    def augment_view(
+        self, images: torch.Tensor, view: int, params: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """One augmented view ``B×3×S×S`` (float32, normalised) of a ``uint8`` batch.
 
         ``images`` may also be the batch already converted to ``float32`` in ``[0, 1]``
@@ -366,7 +386,9 @@ class BatchedAugment(torch.nn.Module):
             got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
             raise ValueError(f"BatchedAugment expects a uint8 B×C×H×W tensor (raw images), got {got}")
         if images.shape[1] not in (1, 3):
-            raise ValueError(f"BatchedAugment expects 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)})")
+            raise ValueError(
+                f"BatchedAugment expects 1 or 3 channels, got {images.shape[1]} (shape {tuple(images.shape)})"
+            )
         return images
 
     @torch.no_grad()

@@ -43,7 +43,8 @@ DALI is imported lazily; without it, :func:`require_dali` raises a
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -67,7 +68,9 @@ def require_dali() -> Any:
     return dali
 
 
-def _view_ops(images: Any, crop_size: int, mean: Sequence[float], std: Sequence[float], p: dict[str, float], fn: Any, types: Any) -> Any:
+def _view_ops(
+    images: Any, crop_size: int, mean: Sequence[float], std: Sequence[float], p: dict[str, float], fn: Any, types: Any
+) -> Any:
     """The augmentations of one view on decoded ``HWC`` uint8 images (inside a pipeline definition)."""
     images = fn.random_resized_crop(
         images,
@@ -140,7 +143,7 @@ def build_pretrain_pipeline(
     view_params: Sequence[dict[str, float]],
     seed: int = 0,
     num_threads: int = 2,
-    device_id: Optional[int] = None,
+    device_id: int | None = None,
     shard_id: int = 0,
     num_shards: int = 1,
 ) -> Any:
@@ -169,7 +172,7 @@ def build_eval_pipeline(
     mean: Sequence[float],
     std: Sequence[float],
     num_threads: int = 2,
-    device_id: Optional[int] = None,
+    device_id: int | None = None,
     shard_id: int = 0,
     num_shards: int = 1,
 ) -> Any:
@@ -183,10 +186,16 @@ def build_eval_pipeline(
     def pipe() -> Any:
         jpegs, labels = _reader(files, shard_id, num_shards, False, 0, fn)
         images = fn.decoders.image(jpegs, device=decode_device, output_type=types.RGB)
-        images = fn.resize(images, resize_shorter=float(round(crop_size * 256 / 224)), interp_type=types.INTERP_CUBIC, antialias=True)
+        images = fn.resize(
+            images, resize_shorter=float(round(crop_size * 256 / 224)), interp_type=types.INTERP_CUBIC, antialias=True
+        )
         images = fn.crop_mirror_normalize(
-            images, dtype=types.FLOAT, output_layout="CHW", crop=(crop_size, crop_size),
-            mean=[255.0 * m for m in mean], std=[255.0 * s for s in std],
+            images,
+            dtype=types.FLOAT,
+            output_layout="CHW",
+            crop=(crop_size, crop_size),
+            mean=[255.0 * m for m in mean],
+            std=[255.0 * s for s in std],
         )
         return images, labels
 
@@ -229,7 +238,7 @@ class DaliLoader:
         targets: torch.Tensor,
         num_batches: int,
         train: bool,
-        num_samples: Optional[int] = None,
+        num_samples: int | None = None,
     ) -> None:
         if num_batches < 1:
             raise ValueError(f"a DALI loader needs at least one batch per epoch, got {num_batches}")
@@ -307,7 +316,7 @@ def build_pretrain_loader(
     view_params: Sequence[dict[str, float]],
     seed: int = 0,
     num_threads: int = 2,
-    device_id: Optional[int] = None,
+    device_id: int | None = None,
     shard_id: int = 0,
     num_shards: int = 1,
 ) -> DaliLoader:
@@ -326,8 +335,17 @@ def build_pretrain_loader(
     files = [files[int(i)] for i in perm]
     indexes, targets = indexes[perm], targets[perm]
     pipe = build_pretrain_pipeline(
-        files, pipe_bs, crop_size, mean, std, view_params, seed=seed, num_threads=num_threads,
-        device_id=device_id, shard_id=shard_id, num_shards=num_shards,
+        files,
+        pipe_bs,
+        crop_size,
+        mean,
+        std,
+        view_params,
+        seed=seed,
+        num_threads=num_threads,
+        device_id=device_id,
+        shard_id=shard_id,
+        num_shards=num_shards,
     )
     return DaliLoader(pipe, indexes, targets, n_batches, train=True)
 
@@ -340,7 +358,7 @@ def build_eval_loader(
     mean: Sequence[float],
     std: Sequence[float],
     num_threads: int = 2,
-    device_id: Optional[int] = None,
+    device_id: int | None = None,
     shard_id: int = 0,
     num_shards: int = 1,
 ) -> DaliLoader:
@@ -351,6 +369,17 @@ def build_eval_loader(
     n = end - start
     if n == 0:
         raise ValueError(f"shard {shard_id} of {num_shards} has no files ({len(files)} files in all); use fewer shards")
-    pipe = build_eval_pipeline(files, min(batch_size, n), crop_size, mean, std, num_threads=num_threads,
-                               device_id=device_id, shard_id=shard_id, num_shards=num_shards)
-    return DaliLoader(pipe, torch.arange(len(files)), targets, math.ceil(n / min(batch_size, n)), train=False, num_samples=n)
+    pipe = build_eval_pipeline(
+        files,
+        min(batch_size, n),
+        crop_size,
+        mean,
+        std,
+        num_threads=num_threads,
+        device_id=device_id,
+        shard_id=shard_id,
+        num_shards=num_shards,
+    )
+    return DaliLoader(
+        pipe, torch.arange(len(files)), targets, math.ceil(n / min(batch_size, n)), train=False, num_samples=n
+    )

@@ -35,7 +35,8 @@ Faster inputs (the batch reaching ``training_step`` keeps the same structure):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -81,9 +82,9 @@ class AugmentedSubset(Dataset):
         self,
         dataset: ImageDataset,
         indices: torch.Tensor,
-        transform: Optional[Callable[[torch.Tensor], list[torch.Tensor]]],
+        transform: Callable[[torch.Tensor], list[torch.Tensor]] | None,
         targets: torch.Tensor,
-        raw_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        raw_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         extras: bool = False,
     ) -> None:
         self.dataset = dataset
@@ -97,7 +98,7 @@ class AugmentedSubset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int | tuple[int, int]) -> tuple:
-        i, mb_pass = (i if isinstance(i, tuple) else (i, 0))
+        i, mb_pass = i if isinstance(i, tuple) else (i, 0)
         idx = int(self.indices[i])
         image = self.dataset.get_image(idx)
         views = image if self.transform is None else self.transform(image)
@@ -159,8 +160,8 @@ class ContinualDataModule(L.LightningDataModule):
     def __init__(
         self,
         cfg: Mapping[str, Any],
-        train_dataset: Optional[ImageDataset] = None,
-        test_dataset: Optional[ImageDataset] = None,
+        train_dataset: ImageDataset | None = None,
+        test_dataset: ImageDataset | None = None,
     ) -> None:
         super().__init__()
         self.cfg = dict(cfg)
@@ -173,13 +174,13 @@ class ContinualDataModule(L.LightningDataModule):
         self._train_dataset = train_dataset
         self._test_dataset = test_dataset
         self._given = train_dataset is not None
-        self._split: Optional[TaskSplit] = None
+        self._split: TaskSplit | None = None
         self._current_task = 0
-        self._train_targets: Optional[torch.Tensor] = None
-        self._test_targets: Optional[torch.Tensor] = None
+        self._train_targets: torch.Tensor | None = None
+        self._test_targets: torch.Tensor | None = None
         self.gpu_augment = bool(self.cfg.get("gpu_augment", False))
         self.dali = bool(self.cfg.get("dali", False))
-        self._batched_augment: Optional[Any] = None
+        self._batched_augment: Any | None = None
 
     # ------------------------------------------------------------------ setup
     def _dataset_info(self) -> Any:
@@ -220,7 +221,7 @@ class ContinualDataModule(L.LightningDataModule):
         if fraction is not None and float(fraction) != 1.0:
             self._split = subsample_train(self._split, self._train_targets, float(fraction), self.seed)
 
-    def _resolve_domain_order(self, train: ImageDataset) -> Optional[list[int]]:
+    def _resolve_domain_order(self, train: ImageDataset) -> list[int] | None:
         order = self.cfg.get("domain_order")
         if order is None or order == "" or order == []:
             return None
@@ -237,7 +238,7 @@ class ContinualDataModule(L.LightningDataModule):
                 out.append(int(o))
         return out
 
-    def setup(self, stage: Optional[str] = None) -> None:
+    def setup(self, stage: str | None = None) -> None:
         """Load the datasets (if not given), compute the task split and check the input path."""
         self._ensure_setup()
         if self.gpu_augment or self.dali:
@@ -256,7 +257,7 @@ class ContinualDataModule(L.LightningDataModule):
         return self._train_dataset
 
     @property
-    def test_dataset(self) -> Optional[ImageDataset]:
+    def test_dataset(self) -> ImageDataset | None:
         """The full test dataset, or ``None`` when there is none."""
         self._ensure_setup()
         return self._test_dataset
@@ -301,7 +302,7 @@ class ContinualDataModule(L.LightningDataModule):
     def _mean_std(self) -> tuple[Sequence[float], Sequence[float]]:
         return resolve_mean_std(self.cfg)
 
-    def _image_size(self) -> Optional[int]:
+    def _image_size(self) -> int | None:
         size = getattr(self.train_dataset, "image_size", None)
         if size is None:
             info = self._dataset_info()
@@ -340,14 +341,16 @@ class ContinualDataModule(L.LightningDataModule):
         """Drop the last partial batch only when a full batch remains (never an empty epoch)."""
         return math.ceil(num_samples / world_size) > self.batch_size
 
-    def steps_per_epoch(self, task: Optional[int] = None, world_size: int = 1) -> int:
+    def steps_per_epoch(self, task: int | None = None, world_size: int = 1) -> int:
         """Number of training batches per epoch of ``task`` (default: current) on each of ``world_size`` devices."""
         task = self._current_task if task is None else task
         if not 0 <= task < self.num_tasks:
             raise ValueError(f"task must be in [0, {self.num_tasks - 1}], got {task}")
         online, _, mb_passes = replay_cfg_flags(self.cfg)
         if online:
-            return len(OnlineBatchSampler(len(self.split.train_indices[task]), self.batch_size, mb_passes, 0, 0, world_size))
+            return len(
+                OnlineBatchSampler(len(self.split.train_indices[task]), self.batch_size, mb_passes, 0, 0, world_size)
+            )
         n = math.ceil(len(self.split.train_indices[task]) / world_size)
         return n // self.batch_size if self._drop_last(n) else max(1, math.ceil(n / self.batch_size))
 
@@ -358,7 +361,9 @@ class ContinualDataModule(L.LightningDataModule):
     def check_input_path(self) -> None:
         """Raise a clear ``ValueError`` when ``gpu_augment`` / ``dali`` do not fit the dataset."""
         if self.gpu_augment and self.dali:
-            raise ValueError("--gpu_augment and --dali are exclusive: use --gpu_augment for in-memory datasets, --dali for folder datasets")
+            raise ValueError(
+                "--gpu_augment and --dali are exclusive: use --gpu_augment for in-memory datasets, --dali for folder datasets"
+            )
         name = self.cfg.get("dataset")
         in_memory = bool(getattr(self.train_dataset, "in_memory", False))
         if self.gpu_augment and not in_memory:
@@ -445,14 +450,20 @@ class ContinualDataModule(L.LightningDataModule):
             self.batched_augment.reseed(self.seed + task + 7919 * self._global_rank())
         raw_transform = build_raw_transform(self._crop_size(), self._image_size()) if return_raw else None
         ds = AugmentedSubset(
-            self.train_dataset, indices, None if self.gpu_augment else self.train_transform(), self._train_targets,
-            raw_transform=raw_transform, extras=online,
+            self.train_dataset,
+            indices,
+            None if self.gpu_augment else self.train_transform(),
+            self._train_targets,
+            raw_transform=raw_transform,
+            extras=online,
         )
         generator = torch.Generator().manual_seed(self.seed + task)
         if online:
             trainer = getattr(self, "trainer", None)
             rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
-            sampler = OnlineBatchSampler(len(ds), self.batch_size, mb_passes, self.seed + task, rank, self._world_size())
+            sampler = OnlineBatchSampler(
+                len(ds), self.batch_size, mb_passes, self.seed + task, rank, self._world_size()
+            )
             return DataLoader(
                 ds,
                 batch_sampler=sampler,
@@ -471,7 +482,9 @@ class ContinualDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def _eval_loader(self, dataset: ImageDataset, indices: torch.Tensor, targets: torch.Tensor, batch_size: Optional[int]) -> DataLoader:
+    def _eval_loader(
+        self, dataset: ImageDataset, indices: torch.Tensor, targets: torch.Tensor, batch_size: int | None
+    ) -> DataLoader:
         ds = EvalSubset(dataset, indices, self.eval_transform(), targets)
         return DataLoader(
             ds,
@@ -506,20 +519,20 @@ class ContinualDataModule(L.LightningDataModule):
             return []
         return self._eval_loader(dataset, indices, targets, None)
 
-    def eval_dataloader(self, task: int, split: str = "test", batch_size: Optional[int] = None) -> DataLoader:
+    def eval_dataloader(self, task: int, split: str = "test", batch_size: int | None = None) -> DataLoader:
         """Unshuffled, eval-transformed ``(images, targets)`` batches of one task's ``split``."""
         if not 0 <= task < self.num_tasks:
             raise ValueError(f"task must be in [0, {self.num_tasks - 1}], got {task}")
         dataset, per_task, targets = self._split_parts(split)
         return self._eval_loader(dataset, per_task[task], targets, batch_size)
 
-    def joint_eval_dataloader(self, split: str = "test", batch_size: Optional[int] = None) -> DataLoader:
+    def joint_eval_dataloader(self, split: str = "test", batch_size: int | None = None) -> DataLoader:
         """Unshuffled, eval-transformed batches over the samples of all tasks (each once)."""
         dataset, per_task, targets = self._split_parts(split)
         return self._eval_loader(dataset, torch.unique(torch.cat(per_task)), targets, batch_size)
 
 
-def _device_id(trainer: Any) -> Optional[int]:
+def _device_id(trainer: Any) -> int | None:
     """CUDA device index of the trainer's root device, ``None`` on the CPU (DALI then runs on the CPU)."""
     if trainer is None:
         return None

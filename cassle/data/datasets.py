@@ -41,9 +41,10 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import IO, NoReturn
 
 import numpy as np
 import torch
@@ -64,10 +65,10 @@ __all__ = [
 
 
 #: Domain order of CaSSLe's domain-incremental DomainNet runs (task t = domain t).
-DOMAINNET_DOMAINS: Tuple[str, ...] = ("real", "quickdraw", "painting", "sketch", "infograph", "clipart")
+DOMAINNET_DOMAINS: tuple[str, ...] = ("real", "quickdraw", "painting", "sketch", "infograph", "clipart")
 
 #: File name endings (lower-cased) accepted as images in folder datasets.
-IMAGE_EXTENSIONS: Tuple[str, ...] = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,8 +99,8 @@ CIFAR10_CLASSES = (
 )
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
-Reader = Callable[[Optional[Path], bool], Optional[ImageDataset]]
-Checker = Callable[[Optional[Path]], None]
+Reader = Callable[[Path | None, bool], ImageDataset | None]
+Checker = Callable[[Path | None], None]
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,12 @@ class DatasetInfo:
 
     reader: Reader
     checker: Checker
-    mean: Tuple[float, float, float]
-    std: Tuple[float, float, float]
-    image_size: Optional[int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    image_size: int | None
     in_memory: bool
-    default_data_dir: Optional[str] = None
-    num_classes: Optional[int] = None
+    default_data_dir: str | None = None
+    num_classes: int | None = None
     needs_data_dir: bool = True
 
 
@@ -146,9 +147,7 @@ def _require_dir(path: Path, what: str, fix: str) -> None:
         _fail(f"{what} not found: {path} is not a directory. {fix}")
 
 
-def _to_tensor_dataset(
-    images: np.ndarray, labels: np.ndarray, classes: Sequence[str]
-) -> TensorImageDataset:
+def _to_tensor_dataset(images: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> TensorImageDataset:
     return TensorImageDataset(
         torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
         torch.from_numpy(np.asarray(labels, dtype=np.int64)),
@@ -160,7 +159,7 @@ def _to_tensor_dataset(
 # --------------------------------------------------------------------------- digits
 
 
-def _digits_split() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (uint8 images N×1×8×8, labels, is_test mask) for scikit-learn's digits."""
     from sklearn.datasets import load_digits
 
@@ -174,13 +173,13 @@ def _digits_split() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images, labels, is_test
 
 
-def _read_digits(root: Optional[Path], train: bool) -> TensorImageDataset:
+def _read_digits(root: Path | None, train: bool) -> TensorImageDataset:
     images, labels, is_test = _digits_split()
     keep = ~is_test if train else is_test
     return _to_tensor_dataset(images[keep], labels[keep], [str(c) for c in range(10)])
 
 
-def _check_digits(root: Optional[Path]) -> None:
+def _check_digits(root: Path | None) -> None:
     try:
         from sklearn.datasets import load_digits  # noqa: F401
     except ImportError:  # pragma: no cover - sklearn is a dependency
@@ -198,7 +197,7 @@ _FMNIST_FILES = {
 _IDX_MAGIC = {"images": 2051, "labels": 2049}
 
 
-def _fmnist_missing_msg(root: Path, missing: List[str]) -> str:
+def _fmnist_missing_msg(root: Path, missing: list[str]) -> str:
     return (
         f"Fashion-MNIST not found: {root} lacks {', '.join(missing)} (plain or .gz idx files). "
         "Install Debian's package with `apt-get install dataset-fashion-mnist` "
@@ -207,7 +206,7 @@ def _fmnist_missing_msg(root: Path, missing: List[str]) -> str:
     )
 
 
-def _fmnist_file(root: Path, base: str) -> Optional[Path]:
+def _fmnist_file(root: Path, base: str) -> Path | None:
     for folder in (root, root / "FashionMNIST" / "raw", root / "raw"):
         for name in (base, base + ".gz"):
             if (folder / name).is_file():
@@ -215,7 +214,7 @@ def _fmnist_file(root: Path, base: str) -> Optional[Path]:
     return None
 
 
-def _fmnist_paths(root: Path, train: Optional[bool] = None) -> Dict[Tuple[bool, str], Path]:
+def _fmnist_paths(root: Path, train: bool | None = None) -> dict[tuple[bool, str], Path]:
     keys = [k for k in _FMNIST_FILES if train is None or k[0] == train]
     found = {k: _fmnist_file(root, _FMNIST_FILES[k]) for k in keys}
     missing = [_FMNIST_FILES[k] for k, p in found.items() if p is None]
@@ -231,7 +230,7 @@ def _open_maybe_gzip(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if gz else open(path, "rb")
 
 
-def _idx_header(path: Path, kind: str, head: bytes) -> Tuple[int, ...]:
+def _idx_header(path: Path, kind: str, head: bytes) -> tuple[int, ...]:
     """Parse and validate an idx header (magic, big-endian dims); return the dims."""
     fix = "The file is corrupt or not a Fashion-MNIST idx file; reinstall dataset-fashion-mnist or re-download it."
     if len(head) < 4:
@@ -263,7 +262,7 @@ def _read_idx(path: Path, kind: str) -> np.ndarray:
     return data.reshape(dims).copy()  # frombuffer views are read-only
 
 
-def _read_fashion_mnist(root: Optional[Path], train: bool) -> TensorImageDataset:
+def _read_fashion_mnist(root: Path | None, train: bool) -> TensorImageDataset:
     assert root is not None
     paths = _fmnist_paths(root, train)
     images = _read_idx(paths[(train, "images")], "images")
@@ -280,7 +279,7 @@ def _read_fashion_mnist(root: Optional[Path], train: bool) -> TensorImageDataset
     return _to_tensor_dataset(images[:, None], labels, FASHION_MNIST_CLASSES)
 
 
-def _check_fashion_mnist(root: Optional[Path]) -> None:
+def _check_fashion_mnist(root: Path | None) -> None:
     assert root is not None
     paths = _fmnist_paths(root)
     for train in (True, False):
@@ -307,12 +306,12 @@ def _check_fashion_mnist(root: Optional[Path]) -> None:
 class _CifarSpec:
     title: str
     folder: str
-    train_files: Tuple[str, ...]
-    test_files: Tuple[str, ...]
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
     label_key: bytes
     meta_file: str
     names_key: bytes
-    default_names: Tuple[str, ...]
+    default_names: tuple[str, ...]
     archive: str
 
 
@@ -424,7 +423,7 @@ def _stl_dir(root: Path) -> Path:
     )
 
 
-def _stl_files(root: Path, train: bool) -> Tuple[Path, Path, int]:
+def _stl_files(root: Path, train: bool) -> tuple[Path, Path, int]:
     """Return (X path, y path, number of images), validating presence and sizes."""
     folder = _stl_dir(root)
     split = "train" if train else "test"
@@ -444,7 +443,7 @@ def _stl_files(root: Path, train: bool) -> Tuple[Path, Path, int]:
     return x_path, y_path, n
 
 
-def _read_stl10(root: Optional[Path], train: bool) -> TensorImageDataset:
+def _read_stl10(root: Path | None, train: bool) -> TensorImageDataset:
     assert root is not None
     x_path, y_path, n = _stl_files(root, train)
     # Each channel is stored column-major: swap H and W to get row-major N×3×96×96.
@@ -461,7 +460,7 @@ def _read_stl10(root: Optional[Path], train: bool) -> TensorImageDataset:
     return _to_tensor_dataset(images, labels - 1, names)
 
 
-def _check_stl10(root: Optional[Path]) -> None:
+def _check_stl10(root: Path | None) -> None:
     assert root is not None
     _stl_files(root, True)
     _stl_files(root, False)
@@ -470,13 +469,13 @@ def _check_stl10(root: Optional[Path]) -> None:
 # --------------------------------------------------------------------------- folders
 
 
-def _class_dirs(split_dir: Path) -> List[str]:
+def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
 
 
-def _images_under(folder: Path) -> List[str]:
+def _images_under(folder: Path) -> list[str]:
     """All image files under ``folder`` (recursive, symlinks followed), in sorted order."""
-    out: List[str] = []
+    out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if _is_image(f))
@@ -492,7 +491,7 @@ def _has_image(folder: Path) -> bool:
     return False
 
 
-def _folder_classes(split_dir: Path, title: str, fix: str) -> List[str]:
+def _folder_classes(split_dir: Path, title: str, fix: str) -> list[str]:
     _require_dir(split_dir, title, fix)
     classes = _class_dirs(split_dir)
     if not classes:
@@ -500,7 +499,7 @@ def _folder_classes(split_dir: Path, title: str, fix: str) -> List[str]:
     return classes
 
 
-def _check_same_classes(train_classes: List[str], val_classes: List[str], val_dir: Path, subset_ok: bool) -> None:
+def _check_same_classes(train_classes: list[str], val_classes: list[str], val_dir: Path, subset_ok: bool) -> None:
     extra = sorted(set(val_classes) - set(train_classes))
     lacking = [] if subset_ok else sorted(set(train_classes) - set(val_classes))
     if extra or lacking:
@@ -515,9 +514,9 @@ def _check_same_classes(train_classes: List[str], val_classes: List[str], val_di
         )
 
 
-def _read_class_folders(split_dir: Path, classes: List[str], title: str) -> FileImageDataset:
-    paths: List[str] = []
-    targets: List[int] = []
+def _read_class_folders(split_dir: Path, classes: list[str], title: str) -> FileImageDataset:
+    paths: list[str] = []
+    targets: list[int] = []
     for label, cls in enumerate(classes):
         if not (split_dir / cls).is_dir():
             continue  # class absent from this split (allowed for custom val folders)
@@ -532,24 +531,24 @@ def _read_class_folders(split_dir: Path, classes: List[str], title: str) -> File
     return FileImageDataset(paths, torch.tensor(targets, dtype=torch.long), num_classes=len(classes), classes=classes)
 
 
-def _imagenet_reader(title: str) -> Tuple[Reader, Checker]:
+def _imagenet_reader(title: str) -> tuple[Reader, Checker]:
     fix = (
         f"Pass --data_dir pointing to the {title} root that contains train/<class>/ and val/<class>/ "
         "(sort the official flat val images into class folders first)."
     )
 
-    def classes_of(root: Path) -> Tuple[List[str], List[str]]:
+    def classes_of(root: Path) -> tuple[list[str], list[str]]:
         train_classes = _folder_classes(root / "train", f"{title} train split", fix)
         val_classes = _folder_classes(root / "val", f"{title} val split", fix)
         _check_same_classes(train_classes, val_classes, root / "val", subset_ok=False)
         return train_classes, val_classes
 
-    def read(root: Optional[Path], train: bool) -> FileImageDataset:
+    def read(root: Path | None, train: bool) -> FileImageDataset:
         assert root is not None
         classes, _ = classes_of(root)
         return _read_class_folders(root / ("train" if train else "val"), classes, title)
 
-    def check(root: Optional[Path]) -> None:
+    def check(root: Path | None) -> None:
         assert root is not None
         classes, _ = classes_of(root)
         for split in ("train", "val"):
@@ -562,7 +561,7 @@ def _imagenet_reader(title: str) -> Tuple[Reader, Checker]:
 # --------------------------------------------------------------------------- DomainNet
 
 
-def _domainnet_lists(root: Path) -> Dict[Tuple[str, str], Path]:
+def _domainnet_lists(root: Path) -> dict[tuple[str, str], Path]:
     _require_dir(
         root,
         "DomainNet",
@@ -579,7 +578,7 @@ def _domainnet_lists(root: Path) -> Dict[Tuple[str, str], Path]:
     return lists
 
 
-def _parse_domainnet_list(path: Path, domain: str) -> List[Tuple[str, int]]:
+def _parse_domainnet_list(path: Path, domain: str) -> list[tuple[str, int]]:
     entries = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -600,9 +599,9 @@ def _parse_domainnet_list(path: Path, domain: str) -> List[Tuple[str, int]]:
     return entries
 
 
-def _domainnet_classes(lists: Dict[Tuple[str, str], List[Tuple[str, int]]]) -> List[str]:
+def _domainnet_classes(lists: dict[tuple[str, str], list[tuple[str, int]]]) -> list[str]:
     """Class names indexed by label, from the class folder in every list's paths."""
-    by_label: Dict[int, str] = {}
+    by_label: dict[int, str] = {}
     for entries in lists.values():
         for rel, label in entries:
             cls = rel.split("/")[1]
@@ -614,15 +613,15 @@ def _domainnet_classes(lists: Dict[Tuple[str, str], List[Tuple[str, int]]]) -> L
     return [by_label.get(i, f"class_{i}") for i in range(max(by_label) + 1)]
 
 
-def _read_domainnet(root: Optional[Path], train: bool) -> FileImageDataset:
+def _read_domainnet(root: Path | None, train: bool) -> FileImageDataset:
     assert root is not None
     list_paths = _domainnet_lists(root)
     parsed = {key: _parse_domainnet_list(p, key[0]) for key, p in list_paths.items()}
     classes = _domainnet_classes(parsed)
     split = "train" if train else "test"
-    paths: List[str] = []
-    targets: List[int] = []
-    domains: List[int] = []
+    paths: list[str] = []
+    targets: list[int] = []
+    domains: list[int] = []
     for d_idx, domain in enumerate(DOMAINNET_DOMAINS):
         entries = parsed[(domain, split)]
         first = root / entries[0][0]
@@ -644,7 +643,7 @@ def _read_domainnet(root: Optional[Path], train: bool) -> FileImageDataset:
     )
 
 
-def _check_domainnet(root: Optional[Path]) -> None:
+def _check_domainnet(root: Path | None) -> None:
     assert root is not None
     for (domain, split), path in _domainnet_lists(root).items():
         with open(path) as f:
@@ -664,7 +663,7 @@ def _check_domainnet(root: Optional[Path]) -> None:
 _CUSTOM_FIX = "Pass --data_dir pointing to a folder with train/<class>/<image> (and optionally val/<class>/...)."
 
 
-def _custom_dirs(root: Path, no_labels: bool) -> Tuple[Path, Optional[Path]]:
+def _custom_dirs(root: Path, no_labels: bool) -> tuple[Path, Path | None]:
     """Return (train folder, val/test folder or None)."""
     _require_dir(root, "Custom dataset", _CUSTOM_FIX)
     val = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
@@ -675,7 +674,7 @@ def _custom_dirs(root: Path, no_labels: bool) -> Tuple[Path, Optional[Path]]:
     _fail(f"Custom dataset: {root / 'train'} not found. {_CUSTOM_FIX}")
 
 
-def _read_custom(root: Path, train: bool, no_labels: bool) -> Optional[ImageDataset]:
+def _read_custom(root: Path, train: bool, no_labels: bool) -> ImageDataset | None:
     train_dir, val_dir = _custom_dirs(root, no_labels)
     split_dir = train_dir if train else val_dir
     if split_dir is None:
@@ -714,7 +713,7 @@ def _check_custom(root: Path, no_labels: bool) -> None:
 _imagenet_read, _imagenet_check = _imagenet_reader("ImageNet")
 _imagenet100_read, _imagenet100_check = _imagenet_reader("ImageNet-100")
 
-DATASETS: Dict[str, DatasetInfo] = {
+DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(
         _read_digits,
         _check_digits,
@@ -816,7 +815,7 @@ LAYOUTS = {
 }
 
 
-def _resolve_root(name: str, info: DatasetInfo, data_dir: Optional[str | os.PathLike]) -> Optional[Path]:
+def _resolve_root(name: str, info: DatasetInfo, data_dir: str | os.PathLike | None) -> Path | None:
     if not info.needs_data_dir:
         return None
     if data_dir is None or str(data_dir) == "":
@@ -847,8 +846,8 @@ def _strip_labels(ds: ImageDataset) -> ImageDataset:
 
 
 def load_dataset(
-    name: str, data_dir: Optional[str | os.PathLike], train: bool, no_labels: bool = False
-) -> Optional[ImageDataset]:
+    name: str, data_dir: str | os.PathLike | None, train: bool, no_labels: bool = False
+) -> ImageDataset | None:
     """Read one split of a dataset from its own on-disk layout.
 
     Args:
@@ -877,7 +876,7 @@ def load_dataset(
     return ds
 
 
-def check_dataset(name: str, data_dir: Optional[str | os.PathLike], no_labels: bool = False) -> Optional[Path]:
+def check_dataset(name: str, data_dir: str | os.PathLike | None, no_labels: bool = False) -> Path | None:
     """Validate that a dataset is present and laid out as expected, without loading it.
 
     Only directory listings, file sizes and headers are read, so this is fast

@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -25,14 +26,14 @@ from torchvision.transforms import InterpolationMode, v2
 from cassle.data.transforms import SMALL_IMAGE_SIZE, build_eval_transform
 
 
-def raw_image_size(crop_size: int, image_size: Optional[int]) -> int:
+def raw_image_size(crop_size: int, image_size: int | None) -> int:
     """Side of the stored raw images: ``crop_size`` for small images, else ``round(crop_size·256/224)``."""
     if image_size is not None and image_size <= SMALL_IMAGE_SIZE:
         return int(crop_size)
     return int(round(crop_size * 256 / 224))
 
 
-def build_raw_transform(crop_size: int, image_size: Optional[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+def build_raw_transform(crop_size: int, image_size: int | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """``uint8`` ``C×H×W`` → ``uint8`` ``C×R×R`` with ``R = raw_image_size(...)`` (channels kept)."""
     size = raw_image_size(crop_size, image_size)
     if image_size is not None and image_size <= SMALL_IMAGE_SIZE:
@@ -69,7 +70,9 @@ class OnlineBatchSampler(Sampler[list[tuple[int, int]]]):
     The last partial minibatch is kept (a stream drops nothing).
     """
 
-    def __init__(self, num_samples: int, batch_size: int, mb_passes: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, num_samples: int, batch_size: int, mb_passes: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         if mb_passes < 1:
             raise ValueError(f"--mb_passes must be at least 1, got {mb_passes}")
         self.num_samples, self.batch_size, self.mb_passes = int(num_samples), int(batch_size), int(mb_passes)

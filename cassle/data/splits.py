@@ -19,9 +19,8 @@ gives the same split, whatever the global RNG state is.
 from __future__ import annotations
 
 import math
-
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import torch
 
@@ -46,7 +45,7 @@ class TaskSplit:
     train_indices: list[torch.Tensor]
     test_indices: list[torch.Tensor]
     task_classes: list[list[int]]
-    task_domains: Optional[list[int]] = field(default=None)
+    task_domains: list[int] | None = field(default=None)
 
     @property
     def num_tasks(self) -> int:
@@ -59,7 +58,7 @@ class TaskSplit:
         return len(self.test_indices) > 0
 
 
-def _as_long(x: Optional[Sequence[int] | torch.Tensor]) -> Optional[torch.Tensor]:
+def _as_long(x: Sequence[int] | torch.Tensor | None) -> torch.Tensor | None:
     return None if x is None else torch.as_tensor(x, dtype=torch.long).flatten()
 
 
@@ -69,13 +68,13 @@ def _labelled_classes(targets: torch.Tensor) -> list[int]:
 
 def make_splits(
     train_targets: Sequence[int] | torch.Tensor,
-    test_targets: Optional[Sequence[int] | torch.Tensor],
+    test_targets: Sequence[int] | torch.Tensor | None,
     num_tasks: int,
     strategy: str,
     seed: int,
-    train_domains: Optional[Sequence[int] | torch.Tensor] = None,
-    test_domains: Optional[Sequence[int] | torch.Tensor] = None,
-    domain_order: Optional[Sequence[int]] = None,
+    train_domains: Sequence[int] | torch.Tensor | None = None,
+    test_domains: Sequence[int] | torch.Tensor | None = None,
+    domain_order: Sequence[int] | None = None,
 ) -> TaskSplit:
     """Split a dataset into ``num_tasks`` continual tasks.
 
@@ -130,16 +129,13 @@ def make_splits(
         perm = classes[torch.randperm(len(classes), generator=gen)]
         groups = [sorted(int(c) for c in g.tolist()) for g in torch.tensor_split(perm, num_tasks)]
         train_idx = [torch.isin(train_t, torch.tensor(g)).nonzero().flatten() for g in groups]
-        test_idx = (
-            [] if test_t is None else [torch.isin(test_t, torch.tensor(g)).nonzero().flatten() for g in groups]
-        )
+        test_idx = [] if test_t is None else [torch.isin(test_t, torch.tensor(g)).nonzero().flatten() for g in groups]
         return TaskSplit("class", train_idx, test_idx, groups)
 
     if strategy == "data":
         if num_tasks > len(train_t):
             raise ValueError(
-                f"num_tasks={num_tasks} is larger than the number of training samples ({len(train_t)}); "
-                "use fewer tasks"
+                f"num_tasks={num_tasks} is larger than the number of training samples ({len(train_t)}); use fewer tasks"
             )
         perm = torch.randperm(len(train_t), generator=gen)
         train_idx = [torch.sort(c).values for c in torch.tensor_split(perm, num_tasks)]
@@ -183,7 +179,9 @@ def make_splits(
     return TaskSplit("domain", train_idx, test_idx, [list(all_classes) for _ in range(num_tasks)], list(order))
 
 
-def stratified_subset(targets: torch.Tensor, indices: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+def stratified_subset(
+    targets: torch.Tensor, indices: torch.Tensor, fraction: float, generator: torch.Generator
+) -> torch.Tensor:
     """A class-stratified ``fraction`` of ``indices``, in ascending order.
 
     Each class with ``n`` samples among ``indices`` keeps ``max(1, floor(fraction · n + 0.5))`` of them

@@ -17,7 +17,8 @@ So the augmentation stream is a function of the run's seed.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torchvision.transforms import InterpolationMode, v2
@@ -59,6 +60,7 @@ def default_augmentation(key: str, view: int = 0) -> float:
     """The default of ``key`` for view ``view`` (the last value when fewer values than views)."""
     values = AUGMENTATION_DEFAULTS[key]
     return float(values[min(view, len(values) - 1)])
+
 
 #: Images at most this large (and held in memory) are resized, not centre-cropped, for evaluation.
 SMALL_IMAGE_SIZE = 64
@@ -176,7 +178,7 @@ class TwoViewTransform(MultiViewTransform):
     def __init__(
         self,
         transform1: Callable[[torch.Tensor], torch.Tensor],
-        transform2: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        transform2: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__([transform1, transform2 if transform2 is not None else transform1])
 
@@ -229,7 +231,7 @@ def build_multiview_transform(
 
 
 def build_eval_transform(
-    crop_size: int, mean: Sequence[float], std: Sequence[float], image_size: Optional[int] = None
+    crop_size: int, mean: Sequence[float], std: Sequence[float], image_size: int | None = None
 ) -> v2.Compose:
     """Deterministic evaluation transform: resize (+ centre crop), float, normalise, 3 channels.
 

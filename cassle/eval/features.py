@@ -7,7 +7,7 @@ outputs on the CPU.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Tuple, Union
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 __all__ = ["extract_features"]
 
 
-def _resolve_device(backbone: nn.Module, device: Optional[Union[str, torch.device]]) -> torch.device:
+def _resolve_device(backbone: nn.Module, device: str | torch.device | None) -> torch.device:
     """Return ``device`` if given, else the device of the backbone's first parameter (CPU if none)."""
     if device is not None:
         return torch.device(device)
@@ -28,9 +28,9 @@ def _resolve_device(backbone: nn.Module, device: Optional[Union[str, torch.devic
 
 def extract_features(
     backbone: nn.Module,
-    loader: Optional[Iterable],
-    device: Optional[Union[str, torch.device]] = None,
-) -> Tuple[Tensor, Tensor]:
+    loader: Iterable | None,
+    device: str | torch.device | None = None,
+) -> tuple[Tensor, Tensor]:
     """Run ``backbone`` over every batch of ``loader`` and collect the features.
 
     Args:
@@ -64,8 +64,7 @@ def extract_features(
             for batch in loader:
                 if not isinstance(batch, (list, tuple)) or len(batch) < 2:
                     raise ValueError(
-                        "extract_features expects evaluation batches (images, targets); "
-                        f"got {type(batch).__name__}"
+                        f"extract_features expects evaluation batches (images, targets); got {type(batch).__name__}"
                     )
                 images, y = batch[0], batch[1]
                 out = backbone(images.to(dev, non_blocking=True))

@@ -39,9 +39,10 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -49,10 +50,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from cassle.devices import resolve_accelerator
-from cassle.errors import ArgumentError
 from cassle.checkpoint import CheckpointError, atomic_write_json, atomic_write_text, load_task_checkpoint
-from cassle.errors import LinearEvalError  # noqa: F401  (re-exported)
+from cassle.devices import resolve_accelerator
+from cassle.errors import (
+    ArgumentError,
+    LinearEvalError,  # noqa: F401  (re-exported)
+)
 
 log = logging.getLogger("cassle")
 
@@ -122,8 +125,16 @@ def linear_train_transform(crop_size: int, mean: Sequence[float], std: Sequence[
     from cassle.data.transforms import build_view_transform
 
     return build_view_transform(
-        crop_size, mean, std, color_jitter_prob=0.0, grayscale_prob=0.0, gaussian_prob=0.0,
-        solarization_prob=0.0, horizontal_flip_prob=0.5, min_scale=0.08, max_scale=1.0,
+        crop_size,
+        mean,
+        std,
+        color_jitter_prob=0.0,
+        grayscale_prob=0.0,
+        gaussian_prob=0.0,
+        solarization_prob=0.0,
+        horizontal_flip_prob=0.5,
+        min_scale=0.08,
+        max_scale=1.0,
     )
 
 
@@ -163,8 +174,8 @@ def aggregate_metrics(
     seen: Tensor,
     task_test_indices: Sequence[Tensor],
     num_classes: int,
-    domains: Optional[Tensor] = None,
-    domain_names: Optional[Sequence[str]] = None,
+    domains: Tensor | None = None,
+    domain_names: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Accuracies (percent) from per-test-sample outcomes.
 
@@ -205,8 +216,8 @@ class EvalLayout:
     task_test_indices: list[Tensor]
     task_classes: list[list[int]]
     num_classes: int
-    domains: Optional[Tensor] = None
-    domain_names: Optional[list[str]] = None
+    domains: Tensor | None = None
+    domain_names: list[str] | None = None
 
     def task_masks(self) -> Tensor:
         """``T×C`` bool: the classes of each task."""
@@ -221,14 +232,16 @@ class EvalLayout:
 
 def backbone_state_dict(state_dict: dict[str, Tensor], path: str = "checkpoint") -> dict[str, Tensor]:
     """The ``backbone.*`` tensors of a task checkpoint, prefix removed (not ``momentum_backbone.*``)."""
-    sd = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
+    sd = {k[len("backbone.") :]: v for k, v in state_dict.items() if k.startswith("backbone.")}
     if not sd:
-        raise CheckpointError(f"{path} holds no backbone tensors (no 'backbone.*' keys); pass a taskK.ckpt of main_continual.py")
+        raise CheckpointError(
+            f"{path} holds no backbone tensors (no 'backbone.*' keys); pass a taskK.ckpt of main_continual.py"
+        )
     return sd
 
 
 def load_frozen_backbone(
-    encoder: str, crop_size: int, base_width: Optional[int], state: dict[str, Tensor], path: str = "checkpoint"
+    encoder: str, crop_size: int, base_width: int | None, state: dict[str, Tensor], path: str = "checkpoint"
 ) -> nn.Module:
     """Build ``encoder``, load ``state`` strictly, freeze it and put it in eval mode.
 
@@ -312,7 +325,7 @@ class LinearModel(pl.LightningModule):
         self.last_epoch = -1
         self.backbone.eval()
 
-    def train(self, mode: bool = True) -> "LinearModel":
+    def train(self, mode: bool = True) -> LinearModel:
         """Set the classifier's mode; the backbone stays in eval mode."""
         super().train(mode)
         self.backbone.eval()
@@ -347,18 +360,30 @@ class LinearModel(pl.LightningModule):
         idx, top1, top5, aware = (torch.cat(p) for p in zip(*self._val_parts))
         self._val_parts = []
         if self.trainer.world_size > 1:  # every rank sees the same number of samples (padded sampler)
-            idx, top1, top5, aware = (self.all_gather(t.to(torch.uint8) if t.dtype == torch.bool else t).flatten(0, 1)
-                                      for t in (idx, top1, top5, aware))
+            idx, top1, top5, aware = (
+                self.all_gather(t.to(torch.uint8) if t.dtype == torch.bool else t).flatten(0, 1)
+                for t in (idx, top1, top5, aware)
+            )
         n, num_tasks = self.layout.num_test, len(self.layout.task_classes)
-        full = [torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool), torch.zeros(n, num_tasks, dtype=torch.bool)]
+        full = [
+            torch.zeros(n, dtype=torch.bool),
+            torch.zeros(n, dtype=torch.bool),
+            torch.zeros(n, num_tasks, dtype=torch.bool),
+        ]
         seen = torch.zeros(n, dtype=torch.bool)
         idx = idx.cpu()
         for buf, val in zip(full, (top1, top5, aware)):
             buf[idx] = val.cpu().bool()
         seen[idx] = True
         metrics = aggregate_metrics(
-            full[0], full[1], full[2], seen, self.layout.task_test_indices, self.layout.num_classes,
-            self.layout.domains, self.layout.domain_names,
+            full[0],
+            full[1],
+            full[2],
+            seen,
+            self.layout.task_test_indices,
+            self.layout.num_classes,
+            self.layout.domains,
+            self.layout.domain_names,
         )
         self.last_metrics, self.last_epoch = metrics, int(self.current_epoch)
         loggable = {k: v for k, v in metrics.items() if not math.isnan(v) and k != "val_acc1"}
@@ -414,7 +439,7 @@ class LinearPlan:
     crop_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    image_size: Optional[int]
+    image_size: int | None
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -431,7 +456,9 @@ def load_run_args(checkpoint_path: Path, ckpt: dict[str, Any]) -> dict[str, Any]
             log.warning("ignoring unreadable %s (%s); using the checkpoint's arguments", run_json, e)
     for k in SPLIT_KEYS:
         if k in saved and k in from_json and saved[k] != from_json[k]:
-            log.warning("%s says %s=%r but the checkpoint says %r; using the checkpoint's", run_json, k, from_json[k], saved[k])
+            log.warning(
+                "%s says %s=%r but the checkpoint says %r; using the checkpoint's", run_json, k, from_json[k], saved[k]
+            )
     return {**from_json, **saved}
 
 
@@ -467,7 +494,9 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     if dataset is None:
         raise ArgumentError(f"{ckpt_path} does not record its dataset; pass --dataset")
     if dataset not in DATASETS:
-        raise ArgumentError(f"unknown dataset '{dataset}' (from the checkpoint); pass --dataset, one of: {', '.join(sorted(DATASETS))}")
+        raise ArgumentError(
+            f"unknown dataset '{dataset}' (from the checkpoint); pass --dataset, one of: {', '.join(sorted(DATASETS))}"
+        )
     info = DATASETS[dataset]
     data_dir = args.data_dir if args.data_dir is not None else run_cfg.get("data_dir")
     encoder = str(ckpt["encoder"])
@@ -480,7 +509,9 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
 
     if args.domain is not None:
         if dataset != "domainnet":
-            raise ArgumentError(f"--domain needs a dataset with domains (domainnet); '{dataset}' has none: drop --domain")
+            raise ArgumentError(
+                f"--domain needs a dataset with domains (domainnet); '{dataset}' has none: drop --domain"
+            )
         if args.domain not in DOMAINNET_DOMAINS:
             raise ArgumentError(f"unknown --domain '{args.domain}'; choose one of: {', '.join(DOMAINNET_DOMAINS)}")
     if strategy == "domain" and dataset != "domainnet":
@@ -495,14 +526,18 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
         try:
             previous = json.loads(results.read_text()).get("pretrained_model")
         except (OSError, json.JSONDecodeError, AttributeError) as e:
-            raise LinearEvalError(f"{results} exists but is unreadable ({e}); pass another --name or --checkpoint_dir") from None
+            raise LinearEvalError(
+                f"{results} exists but is unreadable ({e}); pass another --name or --checkpoint_dir"
+            ) from None
         if previous != str(ckpt_path.resolve()):
             raise LinearEvalError(
                 f"{results} holds the results of another checkpoint ({previous}); pass another --name or "
                 "--checkpoint_dir so they are not overwritten"
             )
 
-    backbone = load_frozen_backbone(encoder, int(crop_size), base_width, backbone_state_dict(ckpt["state_dict"], str(ckpt_path)), str(ckpt_path))
+    backbone = load_frozen_backbone(
+        encoder, int(crop_size), base_width, backbone_state_dict(ckpt["state_dict"], str(ckpt_path)), str(ckpt_path)
+    )
 
     try:
         check_dataset(dataset, data_dir)
@@ -511,13 +546,19 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     except ValueError as e:
         raise LinearEvalError(str(e)) from None
     if test is None or len(test) == 0:
-        raise LinearEvalError(f"dataset '{dataset}' at {data_dir} has no test set; add a val/ (or test/) folder to evaluate")
+        raise LinearEvalError(
+            f"dataset '{dataset}' at {data_dir} has no test set; add a val/ (or test/) folder to evaluate"
+        )
     if not train.labelled:
         raise LinearEvalError(f"dataset '{dataset}' has no labels: a linear classifier cannot be trained")
 
     split_cfg = {
-        "dataset": dataset, "num_tasks": num_tasks, "split_strategy": strategy,
-        "seed": run_cfg.get("seed", 5), "domain_order": run_cfg.get("domain_order"), "no_labels": False,
+        "dataset": dataset,
+        "num_tasks": num_tasks,
+        "split_strategy": strategy,
+        "seed": run_cfg.get("seed", 5),
+        "domain_order": run_cfg.get("domain_order"),
+        "no_labels": False,
     }
     try:
         split = ContinualDataModule(split_cfg, train_dataset=train, test_dataset=test).split
@@ -563,8 +604,23 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
         "num_test_samples": int(len(test)),
         "num_classes": num_classes,
     }
-    return LinearPlan(args, ckpt_path, ckpt, run_cfg, out_dir, backbone, train, test, indices, layout,
-                      int(crop_size), mean, std, image_size, plan_info)
+    return LinearPlan(
+        args,
+        ckpt_path,
+        ckpt,
+        run_cfg,
+        out_dir,
+        backbone,
+        train,
+        test,
+        indices,
+        layout,
+        int(crop_size),
+        mean,
+        std,
+        image_size,
+        plan_info,
+    )
 
 
 # --------------------------------------------------------------------------- run
@@ -574,19 +630,32 @@ def _loaders(plan: LinearPlan) -> tuple[DataLoader, DataLoader]:
     from cassle.data.transforms import build_eval_transform
 
     args = plan.args
-    train_ds = IndexedSubset(plan.train_dataset, plan.train_indices, linear_train_transform(plan.crop_size, plan.mean, plan.std))
+    train_ds = IndexedSubset(
+        plan.train_dataset, plan.train_indices, linear_train_transform(plan.crop_size, plan.mean, plan.std)
+    )
     test_ds = IndexedSubset(
-        plan.test_dataset, torch.arange(len(plan.test_dataset)),
-        build_eval_transform(plan.crop_size, plan.mean, plan.std, plan.image_size), return_index=True,
+        plan.test_dataset,
+        torch.arange(len(plan.test_dataset)),
+        build_eval_transform(plan.crop_size, plan.mean, plan.std, plan.image_size),
+        return_index=True,
     )
     pin = torch.cuda.is_available()
     train_loader = DataLoader(
-        train_ds, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(args.seed),
-        num_workers=args.num_workers, persistent_workers=args.num_workers > 0, pin_memory=pin,
+        train_ds,
+        batch_size=args.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(args.seed),
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+        pin_memory=pin,
     )
     test_loader = DataLoader(
-        test_ds, batch_size=args.batch_size, shuffle=False, num_workers=args.num_workers,
-        persistent_workers=args.num_workers > 0, pin_memory=pin,
+        test_ds,
+        batch_size=args.batch_size,
+        shuffle=False,
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+        pin_memory=pin,
     )
     return train_loader, test_loader
 
@@ -631,9 +700,16 @@ def run_linear(args: argparse.Namespace) -> LinearResult:
     plan = prepare_linear(args)
     pl.seed_everything(args.seed, workers=True, verbose=False)
     model = LinearModel(
-        plan.backbone, plan.layout, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        momentum=args.momentum, scheduler=args.scheduler, lr_decay_steps=args.lr_decay_steps,
-        warmup_epochs=args.warmup_epochs, feature_norm=getattr(args, "feature_norm", "bn"),
+        plan.backbone,
+        plan.layout,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        momentum=args.momentum,
+        scheduler=args.scheduler,
+        lr_decay_steps=args.lr_decay_steps,
+        warmup_epochs=args.warmup_epochs,
+        feature_norm=getattr(args, "feature_norm", "bn"),
     )
     train_loader, test_loader = _loaders(plan)
     print(

@@ -23,7 +23,8 @@ forgetting, BWT and FWT are NaN.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ __all__ = [
     "summarize",
 ]
 
-MatrixLike = Union[Sequence[Sequence[float]], np.ndarray, Any]
+MatrixLike = Sequence[Sequence[float]] | np.ndarray | Any
 
 
 def _matrix(R: MatrixLike) -> np.ndarray:
@@ -110,7 +111,7 @@ def forward_transfer(R: MatrixLike, baseline: Sequence[float]) -> float:
     return _mean(arr[idx - 1, idx] - b[idx])
 
 
-def summarize(R: MatrixLike, baseline: Optional[Sequence[float]] = None) -> Dict[str, float]:
+def summarize(R: MatrixLike, baseline: Sequence[float] | None = None) -> dict[str, float]:
     """All metrics of ``R`` in one dict.
 
     Keys: ``average_accuracy``, ``average_forgetting``, ``backward_transfer``,

@@ -16,7 +16,7 @@ test set is empty). The registry :data:`PROBES` maps a CLI name to a probe.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Union
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 
 __all__ = ["knn_accuracy", "ridge_accuracy", "linear_accuracy", "PROBES", "Probe"]
 
-ArrayLike = Union[Tensor, np.ndarray]
+ArrayLike = Tensor | np.ndarray
 Probe = Callable[..., float]
 
 
@@ -45,9 +45,7 @@ def _as_tensors(train_f: ArrayLike, train_y: ArrayLike, test_f: ArrayLike, test_
     if te_f.shape[0] != te_y.shape[0]:
         raise ValueError(f"test features have {te_f.shape[0]} rows but {te_y.shape[0]} targets")
     if te_f.shape[0] > 0 and tr_f.shape[0] > 0 and tr_f.shape[1] != te_f.shape[1]:
-        raise ValueError(
-            f"train and test features differ in dimension: {tr_f.shape[1]} vs {te_f.shape[1]}"
-        )
+        raise ValueError(f"train and test features differ in dimension: {tr_f.shape[1]} vs {te_f.shape[1]}")
     return tr_f, tr_y, te_f, te_y
 
 
@@ -176,9 +174,7 @@ def linear_accuracy(
         x_fit, y_fit = x_tr.clone(), tr_idx.clone()
         weight = ((torch.rand(d, c, generator=gen) * 2 - 1) * bound).requires_grad_()
         bias = torch.zeros(c, requires_grad=True)
-        opt = torch.optim.LBFGS(
-            [weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe"
-        )
+        opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
         def closure() -> Tensor:
             opt.zero_grad()
@@ -192,7 +188,7 @@ def linear_accuracy(
     return 100.0 * (pred == te_y).float().mean().item()
 
 
-PROBES: Dict[str, Probe] = {
+PROBES: dict[str, Probe] = {
     "knn": knn_accuracy,
     "ridge": ridge_accuracy,
     "linear": linear_accuracy,

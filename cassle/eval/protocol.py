@@ -16,7 +16,8 @@ of probes.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,7 @@ __all__ = ["evaluate_after_task"]
 
 log = logging.getLogger(__name__)
 
-Features = Tuple[Tensor, Tensor]
+Features = tuple[Tensor, Tensor]
 
 
 def _has_labels(y: Tensor) -> bool:
@@ -40,10 +41,10 @@ def evaluate_after_task(
     backbone: nn.Module,
     datamodule: Any,
     probes: Sequence[str],
-    device: Optional[Union[str, torch.device]] = None,
+    device: str | torch.device | None = None,
     knn_k: int = 20,
     knn_temperature: float = 0.07,
-) -> Optional[Dict[str, Any]]:
+) -> dict[str, Any] | None:
     """Probe the frozen ``backbone`` on every task of ``datamodule``.
 
     Args:
@@ -75,7 +76,7 @@ def evaluate_after_task(
 
     # fetch every loader first, so a dataset without test split / labels is
     # detected before any (costly) extraction
-    loaders: Dict[Tuple[int, str], Any] = {}
+    loaders: dict[tuple[int, str], Any] = {}
     for task in range(num_tasks):
         for split in ("train", "test"):
             loaders[(task, split)] = datamodule.eval_dataloader(task, split)
@@ -84,7 +85,7 @@ def evaluate_after_task(
         log.info("probes skipped: the dataset has no %s split for evaluation", "/".join(missing))
         return None
 
-    feats: Dict[Tuple[int, str], Features] = {
+    feats: dict[tuple[int, str], Features] = {
         key: extract_features(backbone, loader, device) for key, loader in loaders.items()
     }
     bad = sorted({t for (t, _), (f, _) in feats.items() if not torch.isfinite(f).all()})
@@ -97,8 +98,8 @@ def evaluate_after_task(
         log.info("probes skipped: the dataset has no labels")
         return None
 
-    kwargs: Dict[str, Dict[str, Any]] = {"knn": {"k": knn_k, "temperature": knn_temperature}}
-    per_task: Dict[str, List[float]] = {p: [] for p in probes}
+    kwargs: dict[str, dict[str, Any]] = {"knn": {"k": knn_k, "temperature": knn_temperature}}
+    per_task: dict[str, list[float]] = {p: [] for p in probes}
     for task in range(num_tasks):
         tr_f, tr_y = feats[(task, "train")]
         te_f, te_y = feats[(task, "test")]
@@ -111,9 +112,7 @@ def evaluate_after_task(
     return {"per_task": per_task, "joint": joint}
 
 
-def _run_probe(
-    name: str, tr_f: Tensor, tr_y: Tensor, te_f: Tensor, te_y: Tensor, kwargs: Dict[str, Any]
-) -> float:
+def _run_probe(name: str, tr_f: Tensor, tr_y: Tensor, te_f: Tensor, te_y: Tensor, kwargs: dict[str, Any]) -> float:
     """Run probe ``name`` on labelled rows only; NaN if the test side is empty."""
     tr_keep, te_keep = tr_y >= 0, te_y >= 0
     tr_f, tr_y, te_f, te_y = tr_f[tr_keep], tr_y[tr_keep], te_f[te_keep], te_y[te_keep]
@@ -125,7 +124,7 @@ def _run_probe(
     return float(PROBES[name](tr_f, tr_y, te_f, te_y, **kwargs))
 
 
-def _concat(parts: List[Features]) -> Features:
+def _concat(parts: list[Features]) -> Features:
     """Concatenate (features, targets) pairs, skipping empty ones."""
     parts = [(f, y) for f, y in parts if y.numel() > 0]
     if not parts:

@@ -26,30 +26,32 @@ import io
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any
 
 import numpy as np
 
-from . import metrics as M
 from cassle.fileio import atomic_write  # noqa: F401  (re-exported: __all__)
+
+from . import metrics as M
 
 __all__ = ["ContinualReport", "format_table", "atomic_write"]
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
-def _nan_list(n: int) -> List[float]:
+def _nan_list(n: int) -> list[float]:
     return [math.nan] * n
 
 
-def _to_json(x: float) -> Optional[float]:
+def _to_json(x: float) -> float | None:
     """NaN/inf -> None (strict JSON has no NaN), else a plain float."""
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-def _from_json(x: Optional[float]) -> float:
+def _from_json(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
@@ -70,17 +72,17 @@ class ContinualReport:
         if int(num_tasks) < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = int(num_tasks)
-        self.matrix: Dict[str, List[List[float]]] = {}
-        self.joint: Dict[str, List[float]] = {}
-        self.baseline: Dict[str, List[float]] = {}
-        self.baseline_joint: Dict[str, float] = {}
-        self.tasks_done: List[int] = []
+        self.matrix: dict[str, list[list[float]]] = {}
+        self.joint: dict[str, list[float]] = {}
+        self.baseline: dict[str, list[float]] = {}
+        self.baseline_joint: dict[str, float] = {}
+        self.tasks_done: list[int] = []
         for p in probes:
             self._add_probe(p)
 
     # ------------------------------------------------------------------ state
     @property
-    def probes(self) -> List[str]:
+    def probes(self) -> list[str]:
         """Probe names in insertion order."""
         return list(self.matrix)
 
@@ -92,15 +94,13 @@ class ContinualReport:
             self.baseline[probe] = _nan_list(T)
             self.baseline_joint[probe] = math.nan
 
-    def _check_row(self, probe: str, row: List[float]) -> List[float]:
+    def _check_row(self, probe: str, row: list[float]) -> list[float]:
         row = [float(v) for v in row]
         if len(row) != self.num_tasks:
-            raise ValueError(
-                f"probe {probe!r}: got {len(row)} per-task accuracies, expected {self.num_tasks}"
-            )
+            raise ValueError(f"probe {probe!r}: got {len(row)} per-task accuracies, expected {self.num_tasks}")
         return row
 
-    def update(self, task: int, result: Optional[Dict[str, Any]]) -> None:
+    def update(self, task: int, result: dict[str, Any] | None) -> None:
         """Store row ``task`` of every probe from an :func:`evaluate_after_task` result.
 
         ``result`` is ``{"per_task": {probe: [acc per task]}, "joint": {probe: acc}}``;
@@ -120,7 +120,7 @@ class ContinualReport:
         if task not in self.tasks_done:
             self.tasks_done = sorted(self.tasks_done + [task])
 
-    def set_baseline(self, result: Optional[Dict[str, Any]]) -> None:
+    def set_baseline(self, result: dict[str, Any] | None) -> None:
         """Store the random-initialisation accuracies (same format as :meth:`update`)."""
         if result is None:
             return
@@ -132,7 +132,7 @@ class ContinualReport:
             self.baseline_joint[probe] = float(acc)
 
     @property
-    def last_task(self) -> Optional[int]:
+    def last_task(self) -> int | None:
         """The last evaluated task, or ``None`` before any evaluation."""
         return self.tasks_done[-1] if self.tasks_done else None
 
@@ -141,7 +141,7 @@ class ContinualReport:
         """True when a random-init baseline row was set for ``probe``."""
         return any(math.isfinite(v) for v in self.baseline[probe])
 
-    def metrics(self, probe: str) -> Dict[str, Any]:
+    def metrics(self, probe: str) -> dict[str, Any]:
         """Metrics of ``probe`` on the tasks seen so far (all NaN before any update).
 
         Keys: ``average_accuracy``, ``average_forgetting``, ``backward_transfer``,
@@ -154,8 +154,9 @@ class ContinualReport:
         base = self.baseline[probe]
         base_avg = float(np.mean(base)) if all(math.isfinite(b) for b in base) else math.nan
         if t is None:
-            out = {k: math.nan for k in ("average_accuracy", "average_forgetting",
-                                         "backward_transfer", "forward_transfer")}
+            out = {
+                k: math.nan for k in ("average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer")
+            }
             out.update(joint_accuracy=math.nan, baseline_average=base_avg)
             return out
         block = np.asarray(self.matrix[probe], dtype=np.float64)[: t + 1, : t + 1]
@@ -165,7 +166,7 @@ class ContinualReport:
         return out
 
     # ---------------------------------------------------------- serialisation
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """A strict-JSON-able dict (NaN -> ``None``) for checkpoints and resume."""
         return {
             "num_tasks": self.num_tasks,
@@ -182,7 +183,7 @@ class ContinualReport:
         }
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ContinualReport":
+    def from_dict(cls, d: dict[str, Any]) -> ContinualReport:
         """Rebuild a report from :meth:`to_dict` output (raises ``ValueError`` if malformed)."""
         try:
             rep = cls(int(d["num_tasks"]))
@@ -201,21 +202,22 @@ class ContinualReport:
             raise ValueError(f"malformed ContinualReport dict: {e!r}") from e
         return rep
 
-    def table_rows(self, probe: str) -> tuple[List[str], List[List[Any]]]:
+    def table_rows(self, probe: str) -> tuple[list[str], list[list[Any]]]:
         """``(columns, rows)`` of ``probe``'s matrix for table loggers: one row per evaluated task
         (``random_init`` first when set), cells in percent, ``None`` where not evaluated."""
         T = self.num_tasks
         columns = ["after"] + [f"task_{i}" for i in range(T)] + ["joint"]
-        rows: List[List[Any]] = []
+        rows: list[list[Any]] = []
         if self.has_baseline(probe):
-            rows.append(["random_init"] + [_to_json(v) for v in self.baseline[probe]]
-                        + [_to_json(self.baseline_joint[probe])])
+            rows.append(
+                ["random_init"] + [_to_json(v) for v in self.baseline[probe]] + [_to_json(self.baseline_joint[probe])]
+            )
         for t in self.tasks_done:
             rows.append([f"task_{t}"] + [_to_json(v) for v in self.matrix[probe][t]] + [_to_json(self.joint[probe][t])])
         return columns, rows
 
     # ----------------------------------------------------------------- files
-    def write(self, results_dir: PathLike) -> List[Path]:
+    def write(self, results_dir: PathLike) -> list[Path]:
         """Write the CSV, the JSON and one heatmap per probe into ``results_dir``; returns the paths."""
         results_dir = Path(results_dir)
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -236,15 +238,13 @@ class ContinualReport:
         cell = lambda v: "" if not math.isfinite(v) else repr(float(v))  # noqa: E731
         for p in self.probes:
             if self.has_baseline(p):
-                w.writerow([p, "random_init"] + [cell(v) for v in self.baseline[p]]
-                           + [cell(self.baseline_joint[p])])
+                w.writerow([p, "random_init"] + [cell(v) for v in self.baseline[p]] + [cell(self.baseline_joint[p])])
             for t in range(T):
                 w.writerow([p, t] + [cell(v) for v in self.matrix[p][t]] + [cell(self.joint[p][t])])
         return buf.getvalue()
 
     def _metrics_json(self) -> str:
-        out: Dict[str, Any] = {"num_tasks": self.num_tasks, "tasks_done": list(self.tasks_done),
-                               "probes": {}}
+        out: dict[str, Any] = {"num_tasks": self.num_tasks, "tasks_done": list(self.tasks_done), "probes": {}}
         for p in self.probes:
             m = {k: _to_json(v) for k, v in self.metrics(p).items()}
             m["joint_per_task"] = [_to_json(v) for v in self.joint[p]]
@@ -275,8 +275,9 @@ class ContinualReport:
         for r, row in enumerate(rows):
             for c, v in enumerate(row):
                 if math.isfinite(v):
-                    ax.text(c, r, f"{v:.1f}", ha="center", va="center",
-                            color="white" if v < 60 else "black", fontsize=8)
+                    ax.text(
+                        c, r, f"{v:.1f}", ha="center", va="center", color="white" if v < 60 else "black", fontsize=8
+                    )
         ax.set_xticks(range(T), [f"task {i}" for i in range(T)])
         ax.set_yticks(range(len(rows)), labels)
         ax.set_xlabel("evaluated on")
@@ -296,17 +297,25 @@ def format_table(report: ContinualReport) -> str:
     for p in report.probes:
         lines = [f"probe: {p}", header]
         if report.has_baseline(p):
-            lines.append(f"{'random init':<{label_w}}" + "".join(_fmt(v) for v in report.baseline[p])
-                         + _fmt(report.baseline_joint[p]))
+            lines.append(
+                f"{'random init':<{label_w}}"
+                + "".join(_fmt(v) for v in report.baseline[p])
+                + _fmt(report.baseline_joint[p])
+            )
         for t in range(T):
-            lines.append(f"{f'after task {t}':<{label_w}}" + "".join(_fmt(v) for v in report.matrix[p][t])
-                         + _fmt(report.joint[p][t]))
+            lines.append(
+                f"{f'after task {t}':<{label_w}}"
+                + "".join(_fmt(v) for v in report.matrix[p][t])
+                + _fmt(report.joint[p][t])
+            )
         m = report.metrics(p)
-        for name, key in (("average accuracy", "average_accuracy"),
-                          ("average forgetting", "average_forgetting"),
-                          ("backward transfer", "backward_transfer"),
-                          ("forward transfer", "forward_transfer"),
-                          ("joint accuracy", "joint_accuracy")):
+        for name, key in (
+            ("average accuracy", "average_accuracy"),
+            ("average forgetting", "average_forgetting"),
+            ("backward transfer", "backward_transfer"),
+            ("forward transfer", "forward_transfer"),
+            ("joint accuracy", "joint_accuracy"),
+        ):
             lines.append(f"{name:<{label_w}}" + _fmt(m[key]))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "(no probe results)"

@@ -25,9 +25,7 @@ from cassle.losses.checks import check_pair
 BN_EPS = 1e-5
 
 
-def barlow_loss_func(
-    z1: torch.Tensor, z2: torch.Tensor, lamb: float = 5e-3, scale_loss: float = 0.1
-) -> torch.Tensor:
+def barlow_loss_func(z1: torch.Tensor, z2: torch.Tensor, lamb: float = 5e-3, scale_loss: float = 0.1) -> torch.Tensor:
     """Barlow Twins redundancy-reduction loss.
 
     Args:

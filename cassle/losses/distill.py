@@ -21,7 +21,7 @@ The per-view averaging (CaSSLe averages view 1 and view 2) and the
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,9 +52,7 @@ def _cross_infonce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torc
     return F.cross_entropy(logits, targets)
 
 
-def contrastive_distill(
-    p: torch.Tensor, z_frozen: torch.Tensor, temperature: float = 0.2
-) -> torch.Tensor:
+def contrastive_distill(p: torch.Tensor, z_frozen: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """Contrastive family (SimCLR, MoCo, SupCon, NNCLR): symmetric cross InfoNCE.
 
     Follows CaSSLe's ``simclr_distill_loss_func`` applied both ways: with
@@ -83,9 +81,7 @@ def decorrelative_distill(
     return barlow_loss_func(p, z_frozen.detach(), lamb=lamb, scale_loss=scale_loss)
 
 
-def knowledge_distill(
-    p_logits: torch.Tensor, frozen_logits: torch.Tensor, temperature: float = 0.1
-) -> torch.Tensor:
+def knowledge_distill(p_logits: torch.Tensor, frozen_logits: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Knowledge family (SwAV, DINO, DeepCluster): soft-target cross-entropy.
 
     ``-mean_b sum_k softmax(frozen_logits / T)_k * log_softmax(p_logits / T)_k``.

@@ -25,7 +25,7 @@ value). The loss works on the batch it receives.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 
 
-def simclr_loss_func(
-    z: torch.Tensor, indexes: torch.Tensor, temperature: float = 0.2
-) -> torch.Tensor:
+def simclr_loss_func(z: torch.Tensor, indexes: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """Multi-positive InfoNCE over all stacked views.
 
     Args:

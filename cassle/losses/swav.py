@@ -15,7 +15,7 @@ Cluster Assignments", NeurIPS 2020 (https://arxiv.org/abs/2006.09882).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -26,9 +26,7 @@ def _distributed(world_size: int) -> bool:
 
 
 @torch.no_grad()
-def sinkhorn(
-    Q: torch.Tensor, num_iters: int = 3, epsilon: float = 0.05, world_size: int = 1
-) -> torch.Tensor:
+def sinkhorn(Q: torch.Tensor, num_iters: int = 3, epsilon: float = 0.05, world_size: int = 1) -> torch.Tensor:
     """Equal-partition soft assignments with the Sinkhorn-Knopp algorithm.
 
     Starting from ``exp(Q / epsilon)``, alternately rescales so that every

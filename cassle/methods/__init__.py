@@ -6,8 +6,6 @@ classes through the contract in ``docs/contracts.md``.
 
 from __future__ import annotations
 
-from typing import Dict, Type
-
 from cassle.methods.barlow_twins import BarlowTwins
 from cassle.methods.base import BaseMethod
 from cassle.methods.byol import BYOL
@@ -22,7 +20,7 @@ from cassle.methods.supcon import SupCon
 from cassle.methods.swav import SwAV
 from cassle.methods.vicreg import VICReg
 
-METHODS: Dict[str, Type[BaseMethod]] = {
+METHODS: dict[str, type[BaseMethod]] = {
     "barlow_twins": BarlowTwins,
     "byol": BYOL,
     "emp_ssl": EMPSSL,

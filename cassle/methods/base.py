@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -45,7 +46,7 @@ from cassle.methods.optim import (
 )
 
 # A method-specific argument: (type, default, help).
-ArgSpec = Tuple[type, Any, str]
+ArgSpec = tuple[type, Any, str]
 
 
 def _plain(value: Any) -> bool:
@@ -57,9 +58,7 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def accuracy_at_k(
-    logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int] = (1,)
-) -> List[torch.Tensor]:
+def accuracy_at_k(logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int] = (1,)) -> list[torch.Tensor]:
     """Top-k accuracies (fractions in ``[0, 1]``) of ``logits`` for ``targets``."""
     with torch.no_grad():
         maxk = min(max(top_k), logits.size(1))
@@ -102,17 +101,17 @@ class BaseMethod(pl.LightningModule):
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 2048
     #: method-specific arguments ``name -> (type, default, help)``; merged along the MRO.
-    method_args: ClassVar[Dict[str, ArgSpec]] = {}
+    method_args: ClassVar[dict[str, ArgSpec]] = {}
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__()
-        self.cfg: Dict[str, Any] = dict(cfg)
+        self.cfg: dict[str, Any] = dict(cfg)
         self.save_hyperparameters({k: v for k, v in cfg.items() if _plain(v)})
 
         # ---------------- architecture ----------------
         self.encoder_name: str = cfg.get("encoder", "resnet18")
         self.crop_size: int = int(cfg.get("crop_size", 32))
-        self.base_width: Optional[int] = cfg.get("base_width", None)
+        self.base_width: int | None = cfg.get("base_width", None)
         num_classes = cfg.get("num_classes", 0)
         self.num_classes: int = int(num_classes) if num_classes else 0
         self.proj_hidden_dim: int = int(cfg.get("proj_hidden_dim") or self.default_proj_hidden_dim)
@@ -121,9 +120,7 @@ class BaseMethod(pl.LightningModule):
         # ---------------- optimisation ----------------
         optimizer = str(cfg.get("optimizer", "sgd")).lower()
         if optimizer not in SUPPORTED_OPTIMIZERS:
-            raise ValueError(
-                f"optimizer must be one of {', '.join(SUPPORTED_OPTIMIZERS)}, got {optimizer!r}"
-            )
+            raise ValueError(f"optimizer must be one of {', '.join(SUPPORTED_OPTIMIZERS)}, got {optimizer!r}")
         if cfg.get("lars", False):
             if optimizer == "adamw":
                 raise ValueError("lars=True wraps SGD only; it cannot be combined with adamw")
@@ -138,14 +135,12 @@ class BaseMethod(pl.LightningModule):
         self.sgd_momentum: float = float(cfg.get("momentum", 0.9))
         scheduler = str(cfg.get("scheduler", "warmup_cosine")).lower()
         if scheduler not in SUPPORTED_SCHEDULERS:
-            raise ValueError(
-                f"scheduler must be one of {', '.join(SUPPORTED_SCHEDULERS)}, got {scheduler!r}"
-            )
+            raise ValueError(f"scheduler must be one of {', '.join(SUPPORTED_SCHEDULERS)}, got {scheduler!r}")
         self.scheduler_name: str = scheduler
         self.warmup_epochs: float = float(cfg.get("warmup_epochs", 10))
         self.warmup_start_lr: float = float(cfg.get("warmup_start_lr", 0.0))
         self.min_lr: float = float(cfg.get("min_lr", 0.0))
-        self.lr_decay_steps: Optional[List[int]] = cfg.get("lr_decay_steps", None)
+        self.lr_decay_steps: list[int] | None = cfg.get("lr_decay_steps", None)
         self.batch_size: int = int(cfg.get("batch_size", 256))
         self.max_epochs: int = int(cfg.get("max_epochs", 100) or 100)
 
@@ -155,20 +150,18 @@ class BaseMethod(pl.LightningModule):
             setattr(self, name, typ(value) if value is not None else None)
 
         # ---------------- modules ----------------
-        self.backbone: nn.Module = build_backbone(
-            self.encoder_name, self.crop_size, base_width=self.base_width
-        )
+        self.backbone: nn.Module = build_backbone(self.encoder_name, self.crop_size, base_width=self.base_width)
         self.num_features: int = int(self.backbone.num_features)
         self.projector: nn.Module = self.build_projector()
-        self.classifier: Optional[nn.Linear] = (
+        self.classifier: nn.Linear | None = (
             nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else None
         )
 
     # ------------------------------------------------------------------ args
     @classmethod
-    def all_method_args(cls) -> Dict[str, ArgSpec]:
+    def all_method_args(cls) -> dict[str, ArgSpec]:
         """The method's arguments, merged along the MRO (subclasses override defaults)."""
-        merged: Dict[str, ArgSpec] = {}
+        merged: dict[str, ArgSpec] = {}
         for klass in reversed(cls.__mro__):
             merged.update(klass.__dict__.get("method_args", {}))
         return merged
@@ -189,9 +182,7 @@ class BaseMethod(pl.LightningModule):
                 parser.set_defaults(**{name: default})
                 continue
             group.add_argument(f"--{name}", type=typ, default=default, help=help_)
-        parser.set_defaults(
-            proj_hidden_dim=cls.default_proj_hidden_dim, output_dim=cls.default_output_dim
-        )
+        parser.set_defaults(proj_hidden_dim=cls.default_proj_hidden_dim, output_dim=cls.default_output_dim)
         return parser
 
     @classmethod
@@ -220,17 +211,17 @@ class BaseMethod(pl.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} must implement build_projector()")
 
     @staticmethod
-    def _trainable(module: nn.Module) -> List[nn.Parameter]:
+    def _trainable(module: nn.Module) -> list[nn.Parameter]:
         return [p for p in module.parameters() if p.requires_grad]
 
     @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
+    def learnable_params(self) -> list[dict[str, Any]]:
         """Optimizer param groups (each with a ``name``).
 
         Subclasses and strategy mixins extend it with ``super().learnable_params + [...]``.
         The classifier group has its own lr (``classifier_lr``) and no weight decay.
         """
-        groups: List[Dict[str, Any]] = [
+        groups: list[dict[str, Any]] = [
             {"name": "backbone", "params": self._trainable(self.backbone)},
             {"name": "projector", "params": self._trainable(self.projector)},
         ]
@@ -246,7 +237,7 @@ class BaseMethod(pl.LightningModule):
         return groups
 
     @property
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """``(online, momentum)`` module pairs; empty for non-momentum methods."""
         return []
 
@@ -275,14 +266,12 @@ class BaseMethod(pl.LightningModule):
         self.log(name, value, **kwargs)
 
     # --------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One view through backbone and projector: ``{"feats", "z"}``."""
         feats = self.backbone(x)
         return {"feats": feats, "z": self.projector(feats)}
 
-    def _unpack_train_batch(
-        self, batch: Sequence[Any]
-    ) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
+    def _unpack_train_batch(self, batch: Sequence[Any]) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         if not isinstance(batch, (list, tuple)) or len(batch) != 3:
             raise ValueError(
                 "a training batch must be (indexes, views, targets); "
@@ -291,14 +280,10 @@ class BaseMethod(pl.LightningModule):
         indexes, views, targets = batch
         views = [views] if isinstance(views, torch.Tensor) else list(views)
         if len(views) != self.num_views:
-            raise ValueError(
-                f"{type(self).__name__} expects {self.num_views} views per batch, got {len(views)}"
-            )
+            raise ValueError(f"{type(self).__name__} expects {self.num_views} views per batch, got {len(views)}")
         return indexes, views, targets
 
-    def online_classifier_step(
-        self, feats: torch.Tensor, targets: torch.Tensor
-    ) -> Dict[str, torch.Tensor]:
+    def online_classifier_step(self, feats: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-entropy and accuracy of the online classifier on detached ``feats``.
 
         Rows with ``target == -1`` (unlabelled) are ignored; with no labelled
@@ -319,7 +304,7 @@ class BaseMethod(pl.LightningModule):
             out["acc5"] = accs[1]
         return out
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         """Backbone features of every view (one pass each) and the online classifier.
 
         Returns ``{"loss": class_loss, "feats": [B x F per view]}``; methods add
@@ -336,7 +321,7 @@ class BaseMethod(pl.LightningModule):
 
     def validation_step(
         self, batch: Sequence[Any], batch_idx: int, dataloader_idx: int = 0
-    ) -> Optional[Dict[str, torch.Tensor]]:
+    ) -> dict[str, torch.Tensor] | None:
         """Online-classifier loss and accuracy on ``(images, targets)``; nothing without a classifier."""
         if self.classifier is None:
             return None
@@ -356,14 +341,13 @@ class BaseMethod(pl.LightningModule):
         """``batch_size * world_size / 256`` (global batch over the reference 256)."""
         return self.batch_size * self.world_size() / 256.0
 
-    def _schedule_lengths(self) -> Tuple[int, int]:
+    def _schedule_lengths(self) -> tuple[int, int]:
         """``(total_steps, warmup_steps)`` of this fit, in optimizer steps."""
         trainer = self.trainer
         total = trainer.estimated_stepping_batches
         if not math.isfinite(total) or total <= 0:
             raise ValueError(
-                "cannot build the lr schedule: the trainer has no finite length "
-                "(set max_epochs or max_steps)"
+                "cannot build the lr schedule: the trainer has no finite length (set max_epochs or max_steps)"
             )
         total = int(total)
         batches = trainer.num_training_batches
@@ -405,7 +389,9 @@ class BaseMethod(pl.LightningModule):
         if self.scheduler_name == "none":
             return optimizer
         if self.scheduler_name == "step":
-            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else self.max_epochs
+            epochs = (
+                self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else self.max_epochs
+            )
             milestones = self.lr_decay_steps or [int(0.6 * epochs), int(0.8 * epochs)]
             scheduler = build_scheduler("step", optimizer, total_steps=epochs, milestones=milestones)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -7,7 +7,8 @@ projection of the other view; the loss is symmetrised over the two views.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -33,7 +34,7 @@ class BYOL(BaseMomentumMethod):
     family: ClassVar[str] = "predictive"
     default_proj_hidden_dim: ClassVar[int] = 4096
     default_output_dim: ClassVar[int] = 256
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "pred_hidden_dim": (int, 4096, "hidden width of the BYOL predictor"),
         "base_tau_momentum": (float, 0.99, "initial EMA momentum of the target network"),
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
@@ -47,17 +48,15 @@ class BYOL(BaseMomentumMethod):
         return mlp2(self.num_features, self.proj_hidden_dim, self.output_dim)
 
     @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
-        return super().learnable_params + [
-            {"name": "predictor", "params": self._trainable(self.predictor)}
-        ]
+    def learnable_params(self) -> list[dict[str, Any]]:
+        return super().learnable_params + [{"name": "predictor", "params": self._trainable(self.predictor)}]
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = super().forward(x)
         out["p"] = self.predictor(out["z"])
         return out
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
         p = [self.predictor(zi) for zi in z]

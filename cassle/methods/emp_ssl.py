@@ -21,7 +21,8 @@ predicted with the same cosine (2 − 2·cos) distillation.
 from __future__ import annotations
 
 import argparse
-from typing import Any, ClassVar, Dict, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from cassle.methods.barlow_twins import mlp3
 from cassle.methods.base import ArgSpec, BaseMethod
 
 #: paper's crop augmentation (CIFAR); one value shared by every crop.
-EMP_AUGMENTATION_DEFAULTS: Dict[str, list] = {
+EMP_AUGMENTATION_DEFAULTS: dict[str, list] = {
     "min_scale": [0.25],
     "max_scale": [0.25],
     "brightness": [0.4],
@@ -58,7 +59,7 @@ class EMPSSL(BaseMethod):
     default_proj_hidden_dim: ClassVar[int] = 4096
     default_output_dim: ClassVar[int] = 1024
     num_views: ClassVar[int] = 20
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "num_crops": (int, 20, "crops (views) per image"),
         "emp_invariance_weight": (float, 200.0, "weight of the crop-to-mean cosine invariance term"),
         "emp_tcr_weight": (float, 1.0, "weight of the total coding rate term"),
@@ -95,7 +96,7 @@ class EMPSSL(BaseMethod):
     def build_projector(self) -> nn.Module:
         return mlp3(self.num_features, self.proj_hidden_dim, self.output_dim)
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [F.normalize(self.projector(f), dim=1) for f in out["feats"]]
         loss = emp_ssl_loss_func(

@@ -28,7 +28,8 @@ for it, so ``--strategy cassle`` is refused before training.
 from __future__ import annotations
 
 import argparse
-from typing import Any, ClassVar, Dict, List, Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -39,7 +40,7 @@ from cassle.losses import mae_loss_func, patchify
 from cassle.methods.base import ArgSpec, BaseMethod
 
 #: MAE's augmentation: random resized crop (scale 0.2-1) and flip only.
-MAE_AUGMENTATION_DEFAULTS: Dict[str, list] = {
+MAE_AUGMENTATION_DEFAULTS: dict[str, list] = {
     "min_scale": [0.2],
     "max_scale": [1.0],
     "color_jitter_prob": [0.0],
@@ -88,7 +89,7 @@ class MAEDecoder(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, tokens: torch.Tensor, ids_restore: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, ids_restore: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """``tokens`` ``B x (1+K) x D_enc`` (CLS + visible) -> predictions ``B x N x p·p·3``."""
         x = self.embed(tokens)
         b, n = ids_restore.shape
@@ -117,7 +118,7 @@ class MAE(BaseMethod):
     num_views: ClassVar[int] = 1
     default_proj_hidden_dim: ClassVar[int] = 0
     default_output_dim: ClassVar[int] = 0
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "mask_ratio": (float, 0.75, "share of patches masked in training (none at evaluation)"),
         "decoder_depth": (int, 4, "transformer blocks of the decoder"),
         "decoder_embed_dim": (int, 192, "token width of the decoder"),
@@ -132,8 +133,11 @@ class MAE(BaseMethod):
         self.norm_pix_loss: bool = bool(cfg.get("norm_pix_loss", False))
         self.output_dim = self.num_features
         self.decoder = MAEDecoder(
-            self.num_features, self.decoder_embed_dim, self.decoder_depth,
-            self.decoder_num_heads, self.backbone.patch_size,
+            self.num_features,
+            self.decoder_embed_dim,
+            self.decoder_depth,
+            self.decoder_num_heads,
+            self.backbone.patch_size,
         )
 
     @classmethod
@@ -165,8 +169,9 @@ class MAE(BaseMethod):
         super().add_method_args(parser)
         existing = {a.dest for a in parser._actions}
         if "norm_pix_loss" not in existing:
-            parser.add_argument("--norm_pix_loss", action="store_true",
-                                help="MAE: standardise every target patch before the MSE")
+            parser.add_argument(
+                "--norm_pix_loss", action="store_true", help="MAE: standardise every target patch before the MSE"
+            )
         parser.set_defaults(**{k: list(v) for k, v in MAE_AUGMENTATION_DEFAULTS.items() if k in existing})
         recipe = {"optimizer": "adamw", "lr": 1.5e-4, "weight_decay": 0.05}
         parser.set_defaults(**{k: v for k, v in recipe.items() if k in existing})
@@ -176,15 +181,15 @@ class MAE(BaseMethod):
         return nn.Identity()
 
     @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
+    def learnable_params(self) -> list[dict[str, Any]]:
         return super().learnable_params + [{"name": "decoder", "params": self._trainable(self.decoder)}]
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Un-masked features: ``{"feats": backbone(x), "z": same}``."""
         feats = self.backbone(x)
         return {"feats": feats, "z": feats}
 
-    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encoder pass masking ``mask_ratio`` of the patches in train mode and none in eval mode.
 
         Returns ``(tokens, mask, ids_restore)`` of :meth:`VisionTransformer.forward_tokens`.
@@ -192,7 +197,7 @@ class MAE(BaseMethod):
         ratio = self.mask_ratio if self.training else 0.0
         return self.backbone.forward_tokens(x, mask_ratio=ratio)
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         _, views, targets = self._unpack_train_batch(batch)
         x = views[0]
         tokens, mask, ids_restore = self.encode(x)

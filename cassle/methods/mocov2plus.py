@@ -10,7 +10,8 @@ Queries of one view are contrasted with the momentum keys of the other view
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -34,7 +35,7 @@ class MoCoV2Plus(BaseMomentumMethod):
     normalized_projection: ClassVar[bool] = True  # the reference returns the unit-norm queries as z
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 256
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "temperature": (float, 0.2, "softmax temperature of the InfoNCE loss"),
         "queue_size": (int, 65536, "number of negative keys in the queue"),
         "base_tau_momentum": (float, 0.99, "initial EMA momentum of the key encoder"),
@@ -61,7 +62,7 @@ class MoCoV2Plus(BaseMomentumMethod):
         self.queue[pos] = keys.to(self.queue.dtype)
         self.queue_ptr.fill_(int((self.queue_ptr + n) % self.queue_size))
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
         k1, k2 = out["momentum_z"]

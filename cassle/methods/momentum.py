@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, ClassVar, Dict, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -41,9 +42,7 @@ def ema_update(online: nn.Module, target: nn.Module, tau: float) -> None:
     online_params = list(online.parameters())
     target_params = list(target.parameters())
     if len(online_params) != len(target_params):
-        raise ValueError(
-            f"ema_update: modules differ ({len(online_params)} vs {len(target_params)} parameters)"
-        )
+        raise ValueError(f"ema_update: modules differ ({len(online_params)} vs {len(target_params)} parameters)")
     for po, pt in zip(online_params, target_params):
         if po.shape != pt.shape:
             raise ValueError(f"ema_update: shape mismatch {tuple(po.shape)} vs {tuple(pt.shape)}")
@@ -67,7 +66,7 @@ class BaseMomentumMethod(BaseMethod):
     ``momentum_feats`` and ``momentum_z`` (one per view, no gradient).
     """
 
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "base_tau_momentum": (float, 0.99, "initial EMA momentum of the target network"),
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
@@ -87,19 +86,19 @@ class BaseMomentumMethod(BaseMethod):
         return copied
 
     @property
-    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return super().momentum_pairs + [
             (self.backbone, self.momentum_backbone),
             (self.projector, self.momentum_projector),
         ]
 
     @torch.no_grad()
-    def momentum_forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def momentum_forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """One view through the momentum backbone and projector."""
         feats = self.momentum_backbone(x)
         return {"momentum_feats": feats, "momentum_z": self.momentum_projector(feats)}
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         _, views, _ = self._unpack_train_batch(batch)
         mom = [self.momentum_forward(v) for v in views]

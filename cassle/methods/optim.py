@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -76,9 +77,7 @@ class LARS(Optimizer):
         super().__init__(params, defaults)
 
     @staticmethod
-    def trust_ratio(
-        param: torch.Tensor, update: torch.Tensor, eta: float, lr: float, clip_lr: bool
-    ) -> torch.Tensor:
+    def trust_ratio(param: torch.Tensor, update: torch.Tensor, eta: float, lr: float, clip_lr: bool) -> torch.Tensor:
         """The LARS scaling factor ``eta * ||w|| / ||d||`` (see class docstring)."""
         p_norm = torch.linalg.vector_norm(param)
         d_norm = torch.linalg.vector_norm(update)
@@ -89,7 +88,7 @@ class LARS(Optimizer):
         return q
 
     @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -120,7 +119,7 @@ class LARS(Optimizer):
 
 def build_optimizer(
     name: str,
-    param_groups: List[Dict[str, Any]],
+    param_groups: list[dict[str, Any]],
     lr: float,
     weight_decay: float,
     momentum: float = 0.9,
@@ -192,9 +191,9 @@ def build_scheduler(
     warmup_steps: int = 0,
     warmup_start_lr: float = 0.0,
     min_lr: float = 0.0,
-    milestones: Optional[Sequence[int]] = None,
+    milestones: Sequence[int] | None = None,
     gamma: float = 0.1,
-) -> Optional[LRScheduler]:
+) -> LRScheduler | None:
     """Create the schedule.
 
     ``warmup_cosine`` and ``cosine`` (``warmup_steps = 0``) are per-step
@@ -214,11 +213,7 @@ def build_scheduler(
             if group.get("static_lr", False):
                 lambdas.append(lambda step: 1.0)
             else:
-                lambdas.append(
-                    warmup_cosine_lambda(
-                        group["lr"], warmup_steps, total_steps, warmup_start_lr, min_lr
-                    )
-                )
+                lambdas.append(warmup_cosine_lambda(group["lr"], warmup_steps, total_steps, warmup_start_lr, min_lr))
         return LambdaLR(optimizer, lambdas)
     if name == "step":
         if not milestones:

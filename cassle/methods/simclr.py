@@ -7,7 +7,8 @@ sample are positives, every other row is a negative.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -18,9 +19,7 @@ from cassle.methods.base import ArgSpec, BaseMethod
 
 def mlp2_nobn(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     """``Linear -> ReLU -> Linear`` (SimCLR / MoCo v2 heads)."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)
-    )
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
 
 class SimCLR(BaseMethod):
@@ -29,7 +28,7 @@ class SimCLR(BaseMethod):
     family: ClassVar[str] = "contrastive"
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 256
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "temperature": (float, 0.2, "softmax temperature of the contrastive loss"),
     }
     #: suffix of the logged loss, ``train_<log_name>_loss``.
@@ -42,13 +41,13 @@ class SimCLR(BaseMethod):
         """Ids whose equality marks positives (SimCLR: the sample index)."""
         return indexes
 
-    def contrastive_loss(self, z: List[torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
+    def contrastive_loss(self, z: list[torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
         """Loss over all views stacked, after gathering across processes."""
         ids = self.gather(ids)
         z_all = torch.cat([self.gather(zi) for zi in z])
         return simclr_loss_func(z_all, ids.repeat(len(z)), temperature=self.temperature)
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         indexes, _, targets = batch
         z = [self.projector(f) for f in out["feats"]]

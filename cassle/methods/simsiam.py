@@ -7,7 +7,8 @@ the other view; no momentum encoder, no negatives.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,7 @@ class SimSiam(BaseMethod):
     family: ClassVar[str] = "predictive"
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 2048
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "pred_hidden_dim": (int, 512, "bottleneck width of the SimSiam predictor"),
     }
 
@@ -52,17 +53,17 @@ class SimSiam(BaseMethod):
         )
 
     @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
+    def learnable_params(self) -> list[dict[str, Any]]:
         return super().learnable_params + [
             {"name": "predictor", "params": self._trainable(self.predictor), "static_lr": True}
         ]
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = super().forward(x)
         out["p"] = self.predictor(out["z"])
         return out
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
         p = [self.predictor(zi) for zi in z]

@@ -10,7 +10,8 @@ predict. A queue of past projections enlarges the Sinkhorn batch after
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -34,7 +35,7 @@ class SwAV(BaseMethod):
     family: ClassVar[str] = "knowledge"
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 128
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "temperature": (float, 0.1, "softmax temperature of the swapped prediction"),
         "num_prototypes": (int, 3000, "number of prototypes"),
         "sk_iters": (int, 3, "Sinkhorn-Knopp iterations"),
@@ -57,10 +58,8 @@ class SwAV(BaseMethod):
         return mlp2(self.num_features, self.proj_hidden_dim, self.output_dim)
 
     @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
-        return super().learnable_params + [
-            {"name": "prototypes", "params": self._trainable(self.prototypes)}
-        ]
+    def learnable_params(self) -> list[dict[str, Any]]:
+        return super().learnable_params + [{"name": "prototypes", "params": self._trainable(self.prototypes)}]
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -68,7 +67,7 @@ class SwAV(BaseMethod):
         w = self.prototypes.weight
         w.copy_(F.normalize(w, dim=1))
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = super().forward(x)
         out["logits"] = self.prototypes(F.normalize(out["z"], dim=1))
         return out
@@ -77,7 +76,7 @@ class SwAV(BaseMethod):
         return self.queue is not None and self.current_epoch >= self.epoch_queue_starts
 
     @torch.no_grad()
-    def get_assignments(self, logits: List[torch.Tensor]) -> List[torch.Tensor]:
+    def get_assignments(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
         """Sinkhorn codes of each view (with the filled part of the queue when in use)."""
         bs = logits[0].shape[0]
         codes = []
@@ -88,13 +87,11 @@ class SwAV(BaseMethod):
                 q = q[q.norm(dim=1) > 0]
                 if q.numel():
                     scores = torch.cat([scores, self.prototypes(q)])
-            codes.append(
-                sinkhorn(scores, self.sk_iters, self.sk_epsilon, world_size=self.world_size())[:bs]
-            )
+            codes.append(sinkhorn(scores, self.sk_iters, self.sk_epsilon, world_size=self.world_size())[:bs])
         return codes
 
     @torch.no_grad()
-    def enqueue(self, z_norm: List[torch.Tensor]) -> None:
+    def enqueue(self, z_norm: list[torch.Tensor]) -> None:
         """Push the newest normalised projections at the front of the queue (FIFO)."""
         if self.queue is None:
             return
@@ -103,7 +100,7 @@ class SwAV(BaseMethod):
         self.queue[:, n:] = self.queue[:, :-n].clone()
         self.queue[:, :n] = new
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         self.normalize_prototypes()
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]

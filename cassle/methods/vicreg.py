@@ -5,7 +5,8 @@ Regularization for Self-Supervised Learning", ICLR 2022
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch.nn as nn
 
@@ -20,7 +21,7 @@ class VICReg(BaseMethod):
     family: ClassVar[str] = "predictive_mse"
     default_proj_hidden_dim: ClassVar[int] = 2048
     default_output_dim: ClassVar[int] = 2048
-    method_args: ClassVar[Dict[str, ArgSpec]] = {
+    method_args: ClassVar[dict[str, ArgSpec]] = {
         "sim_loss_weight": (float, 25.0, "weight of the invariance (MSE) term"),
         "var_loss_weight": (float, 25.0, "weight of the variance term"),
         "cov_loss_weight": (float, 1.0, "weight of the covariance term"),
@@ -29,7 +30,7 @@ class VICReg(BaseMethod):
     def build_projector(self) -> nn.Module:
         return mlp3(self.num_features, self.proj_hidden_dim, self.output_dim)
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
         loss = vicreg_loss_func(

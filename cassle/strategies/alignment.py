@@ -72,8 +72,12 @@ class AlignMixin(ReplayMixin):
         g = parser.add_argument_group("alignment")
         if "omega" not in existing:
             g.add_argument("--omega", type=float, default=0.1, help="weight of the alignment loss")
-            g.add_argument("--align_criterion", choices=ALIGN_CRITERIA, default="cosine",
-                           help="cosine (-cos), mse, or ssl (the method family's CaSSLe distillation loss)")
+            g.add_argument(
+                "--align_criterion",
+                choices=ALIGN_CRITERIA,
+                default="cosine",
+                help="cosine (-cos), mse, or ssl (the method family's CaSSLe distillation loss)",
+            )
             g.add_argument("--align_hidden_dim", type=int, default=2048, help="hidden width of the alignment predictor")
 
     @classmethod
@@ -100,7 +104,9 @@ class AlignMixin(ReplayMixin):
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
-        return list(super().learnable_params) + [{"name": "align_predictor", "params": list(self.align_predictor.parameters())}]
+        return list(super().learnable_params) + [
+            {"name": "align_predictor", "params": list(self.align_predictor.parameters())}
+        ]
 
     def align_loss(self, z: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
         """Criterion between ``predictor(z_v)`` and ``teacher_v`` (no gradient to the teacher), mean over views."""
@@ -127,7 +133,9 @@ class AlignMixin(ReplayMixin):
             return None
         return rows
 
-    def teacher_targets(self, batch: Batch, rows: slice, out: dict[str, Any]) -> list[torch.Tensor]:  # pragma: no cover - abstract
+    def teacher_targets(
+        self, batch: Batch, rows: slice, out: dict[str, Any]
+    ) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def replay_loss(self, out: dict[str, Any], batch: Batch, ctx: dict[str, Any]) -> torch.Tensor | None:
@@ -151,7 +159,8 @@ class EMATeacherMixin(StrategyMixin):
         existing = {a.dest for a in parser._actions}
         if "ema_momentum" not in existing:
             parser.add_argument_group("EMA teacher").add_argument(
-                "--ema_momentum", type=float, default=0.999, help="m in θ_ema ← m·θ_ema + (1 − m)·θ")
+                "--ema_momentum", type=float, default=0.999, help="m in θ_ema ← m·θ_ema + (1 − m)·θ"
+            )
 
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
@@ -232,8 +241,11 @@ class ARPMixin(AlignMixin):
     def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
         super().add_strategy_args(parser)
         parser.add_argument_group("ARP").add_argument(
-            "--buffer_feature_ema", type=float, default=0.5,
-            help="e in r ← e·r + (1 − e)·z: refresh of a replayed sample's stored representation")
+            "--buffer_feature_ema",
+            type=float,
+            default=0.5,
+            help="e in r ← e·r + (1 − e)·z: refresh of a replayed sample's stored representation",
+        )
 
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:

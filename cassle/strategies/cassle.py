@@ -56,7 +56,9 @@ def resolve_distiller(name: str | None, family: str | None) -> str:
     """The distillation family: ``--distiller`` if given, else the method's own family."""
     if name is None:
         if family not in DISTILL_LOSSES:
-            raise ValueError(f"method family '{family}' has no CaSSLe distiller; pass --distiller one of {sorted(DISTILL_LOSSES)}")
+            raise ValueError(
+                f"method family '{family}' has no CaSSLe distiller; pass --distiller one of {sorted(DISTILL_LOSSES)}"
+            )
         return family
     if name not in DISTILLER_ALIASES:
         raise ValueError(f"unknown --distiller '{name}'; choose one of: {', '.join(sorted(DISTILLER_ALIASES))}")
@@ -75,8 +77,15 @@ class CaSSLeMixin(StrategyMixin):
     @classmethod
     def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
         g = parser.add_argument_group("CaSSLe distillation")
-        g.add_argument("--distiller", default=None, help="family (default: the method's): " + ", ".join(sorted(DISTILLER_ALIASES)))
-        g.add_argument("--distill_lamb", type=float, default=None, help="weight of the distillation loss (default 1; 25 for predictive_mse)")
+        g.add_argument(
+            "--distiller", default=None, help="family (default: the method's): " + ", ".join(sorted(DISTILLER_ALIASES))
+        )
+        g.add_argument(
+            "--distill_lamb",
+            type=float,
+            default=None,
+            help="weight of the distillation loss (default 1; 25 for predictive_mse)",
+        )
         g.add_argument("--distill_proj_hidden_dim", type=int, default=2048)
         g.add_argument("--distill_temperature", type=float, default=None, help="contrastive: 0.2, knowledge: 0.1")
         g.add_argument("--distill_barlow_lamb", type=float, default=5e-3)
@@ -173,16 +182,24 @@ class CaSSLeMixin(StrategyMixin):
         preds = [self.distill_predictor(zv) for zv in z]
         if self.distiller == "contrastive":
             # CaSSLe's form: all views stacked, so negatives include the other view's frozen projections
-            return DISTILL_LOSSES["contrastive"](torch.cat(preds), torch.cat(frozen_z), temperature=self.distill_temperature)
+            return DISTILL_LOSSES["contrastive"](
+                torch.cat(preds), torch.cat(frozen_z), temperature=self.distill_temperature
+            )
         losses = []
         for p, fz in zip(preds, frozen_z):
             if self.distiller == "decorrelative":
-                losses.append(DISTILL_LOSSES["decorrelative"](p, fz, lamb=self.distill_barlow_lamb, scale_loss=self.distill_scale_loss))
+                losses.append(
+                    DISTILL_LOSSES["decorrelative"](
+                        p, fz, lamb=self.distill_barlow_lamb, scale_loss=self.distill_scale_loss
+                    )
+                )
             elif self.distiller == "knowledge":
                 with torch.no_grad():
                     frozen_logits = self.frozen_prototypes(F.normalize(fz, dim=-1))
                 p_logits = self.distill_prototypes(F.normalize(p, dim=-1))
-                losses.append(DISTILL_LOSSES["knowledge"](p_logits, frozen_logits, temperature=self.distill_temperature))
+                losses.append(
+                    DISTILL_LOSSES["knowledge"](p_logits, frozen_logits, temperature=self.distill_temperature)
+                )
             else:
                 losses.append(DISTILL_LOSSES[self.distiller](p, fz))
         return sum(losses) / len(losses)

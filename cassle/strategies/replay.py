@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,12 +69,16 @@ class ReplayMixin(StrategyMixin):
         super().check_config(method_cls, cfg)
         kind = cfg.get("buffer_type") or cls.required_buffer_type or cls.default_buffer_type
         if cls.required_buffer_type is not None and kind != cls.required_buffer_type:
-            raise ValueError(f"--strategy {cls.strategy_name} needs --buffer_type {cls.required_buffer_type} (got {kind}); "
-                             f"drop --buffer_type or pass {cls.required_buffer_type}")
+            raise ValueError(
+                f"--strategy {cls.strategy_name} needs --buffer_type {cls.required_buffer_type} (got {kind}); "
+                f"drop --buffer_type or pass {cls.required_buffer_type}"
+            )
         mem_size = cfg.get("mem_size", 2000)
         if mem_size is None or int(mem_size) < 1:
-            raise ValueError(f"--strategy {cls.strategy_name} replays from a buffer: --mem_size must be at least 1 "
-                             f"(got {mem_size}; the default is 2000)")
+            raise ValueError(
+                f"--strategy {cls.strategy_name} replays from a buffer: --mem_size must be at least 1 "
+                f"(got {mem_size}; the default is 2000)"
+            )
         rbs = cfg.get("replay_batch_size")
         if rbs is not None and int(rbs) < 1:
             raise ValueError(f"--replay_batch_size must be at least 1, got {rbs}")
@@ -106,7 +111,9 @@ class ReplayMixin(StrategyMixin):
                 from cassle.data.transforms import build_multiview_transform
 
                 mean, std = resolve_mean_std(self.cfg)
-                self._replay_transform = build_multiview_transform({**self.cfg, "crop_size": self.crop_size}, self.num_views, mean, std)
+                self._replay_transform = build_multiview_transform(
+                    {**self.cfg, "crop_size": self.crop_size}, self.num_views, mean, std
+                )
         return self._replay_transform
 
     @replay_transform.setter
@@ -129,7 +136,9 @@ class ReplayMixin(StrategyMixin):
 
                 mean, std = resolve_mean_std(self.cfg)
                 cfg = {**self.cfg, "crop_size": self.crop_size}
-                self._replay_batched = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.replay_seed + 2)
+                self._replay_batched = BatchedAugment.from_config(
+                    cfg, self.num_views, mean, std, seed=self.replay_seed + 2
+                )
         return self._replay_batched
 
     def augment(self, images: torch.Tensor) -> list[torch.Tensor]:

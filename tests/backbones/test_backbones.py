@@ -26,8 +26,15 @@ def _num_params(module: nn.Module) -> int:
 
 def test_registry_has_all_names() -> None:
     assert set(BACKBONES) == {
-        "resnet18", "resnet50", "resnet9", "wide_resnet18", "wide_resnet9",
-        "slim_resnet18", "slim_resnet9", "vit_tiny", "vit_small",
+        "resnet18",
+        "resnet50",
+        "resnet9",
+        "wide_resnet18",
+        "wide_resnet9",
+        "slim_resnet18",
+        "slim_resnet9",
+        "vit_tiny",
+        "vit_small",
     }
 
 
@@ -48,10 +55,15 @@ def test_every_backbone_maps_images_to_features(name: str) -> None:
 @pytest.mark.parametrize(
     ("name", "features"),
     [
-        ("resnet18", 512), ("resnet50", 2048), ("resnet9", 512),
-        ("wide_resnet18", 1024), ("wide_resnet9", 1024),
-        ("slim_resnet18", 20 * 8), ("slim_resnet9", 21 * 8),
-        ("vit_tiny", 192), ("vit_small", 384),
+        ("resnet18", 512),
+        ("resnet50", 2048),
+        ("resnet9", 512),
+        ("wide_resnet18", 1024),
+        ("wide_resnet9", 1024),
+        ("slim_resnet18", 20 * 8),
+        ("slim_resnet9", 21 * 8),
+        ("vit_tiny", 192),
+        ("vit_small", 384),
     ],
 )
 def test_default_num_features(name: str, features: int) -> None:
@@ -60,8 +72,7 @@ def test_default_num_features(name: str, features: int) -> None:
 
 
 def test_resnet_defaults_match_torchvision_layout() -> None:
-    for name, tv_fn in (("resnet18", torchvision.models.resnet18),
-                        ("resnet50", torchvision.models.resnet50)):
+    for name, tv_fn in (("resnet18", torchvision.models.resnet18), ("resnet50", torchvision.models.resnet50)):
         ours = _meta_build(name, image_size=224)
         with torch.device("meta"):
             tv = tv_fn(weights=None)
@@ -99,22 +110,35 @@ def test_resnet9_structure_and_large_image_forward() -> None:
     residuals = [m for m in model.modules() if type(m).__name__ == "Residual"]
     assert len(residuals) == 2  # after stage 1 and stage 3
     assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] == [
-        4, 8, 8, 8, 16, 32, 32, 32,
+        4,
+        8,
+        8,
+        8,
+        16,
+        32,
+        32,
+        32,
     ]
     assert model(torch.randn(2, 3, 72, 72)).shape == (2, 32)
 
 
 def test_base_width_scales_stages() -> None:
     model = _meta_build("resnet18", base_width=6)
-    widths = [model.layer1[0].conv1.out_channels, model.layer2[0].conv1.out_channels,
-              model.layer3[0].conv1.out_channels, model.layer4[0].conv1.out_channels]
+    widths = [
+        model.layer1[0].conv1.out_channels,
+        model.layer2[0].conv1.out_channels,
+        model.layer3[0].conv1.out_channels,
+        model.layer4[0].conv1.out_channels,
+    ]
     assert model.conv1.out_channels == 6
     assert widths == [6, 12, 24, 48]
     assert model.num_features == 48
 
 
-@pytest.mark.parametrize(("base", "wide", "slim"), [("resnet18", "wide_resnet18", "slim_resnet18"),
-                                                   ("resnet9", "wide_resnet9", "slim_resnet9")])
+@pytest.mark.parametrize(
+    ("base", "wide", "slim"),
+    [("resnet18", "wide_resnet18", "slim_resnet18"), ("resnet9", "wide_resnet9", "slim_resnet9")],
+)
 def test_width_variants_parameter_ratios(base: str, wide: str, slim: str) -> None:
     n_base = _num_params(_meta_build(base))
     assert _num_params(_meta_build(wide)) / n_base == pytest.approx(4.0, rel=0.25)

@@ -48,15 +48,15 @@ def test_crop_area_fraction_in_range_and_mean_matches_per_sample_path() -> None:
     assert (box[:, 0] + box[:, 2] <= h).all() and (box[:, 1] + box[:, 3] <= w).all()
     torch.manual_seed(0)
     img = torch.zeros(3, h, w)
-    ref = torch.tensor([
-        (lambda p: p[2] * p[3])(RandomResizedCrop.get_params(img, (0.2, 0.9), (3 / 4, 4 / 3))) for _ in range(N)
-    ]).float() / (h * w)
+    ref = torch.tensor(
+        [(lambda p: p[2] * p[3])(RandomResizedCrop.get_params(img, (0.2, 0.9), (3 / 4, 4 / 3))) for _ in range(N)]
+    ).float() / (h * w)
     assert abs(frac.mean().item() - ref.mean().item()) < 0.02
     assert abs(frac.std().item() - ref.std().item()) < 0.02
 
 
 def _is_flipped(x: torch.Tensor) -> torch.Tensor:
-    return x[:, 0, :, 0] .mean(1) > x[:, 0, :, -1].mean(1)
+    return x[:, 0, :, 0].mean(1) > x[:, 0, :, -1].mean(1)
 
 
 def _is_gray(x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,9 @@ def test_rates_match_the_per_sample_path(params: dict[str, float], image: str, d
     img = _ramp() if image == "ramp" else torch.full((3, 16, 16), 200, dtype=torch.uint8)
     (out,) = _aug([params])(img.unsqueeze(0).expand(N, -1, -1, -1).contiguous())
     rate = detect(out).float().mean().item()
-    p = next(v for k, v in params.items() if k in ("horizontal_flip_prob", "grayscale_prob", "solarization_prob") and v > 0)
+    p = next(
+        v for k, v in params.items() if k in ("horizontal_flip_prob", "grayscale_prob", "solarization_prob") and v > 0
+    )
     ref = _per_sample_rate(build_view_transform(16, *ID, **params), img, detect)
     assert abs(rate - p) < 0.04, (rate, p)
     assert abs(rate - ref) < 0.07, (rate, ref)
@@ -199,8 +201,18 @@ def test_bad_input_is_refused() -> None:
 # --------------------------------------------------------------- DataModule
 def _cfg(**kw: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = dict(
-        dataset="synthetic", data_dir=None, num_tasks=2, split_strategy="class", seed=3, batch_size=8,
-        num_workers=0, crop_size=10, no_labels=False, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), num_views=2,
+        dataset="synthetic",
+        data_dir=None,
+        num_tasks=2,
+        split_strategy="class",
+        seed=3,
+        batch_size=8,
+        num_workers=0,
+        crop_size=10,
+        no_labels=False,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        num_views=2,
         solarization_prob=[0.0, 0.2],
     )
     cfg.update(kw)

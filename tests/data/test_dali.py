@@ -25,15 +25,23 @@ HAS_DALI = importlib.util.find_spec("nvidia") is not None and importlib.util.fin
 needs_dali = pytest.mark.skipif(not HAS_DALI, reason="NVIDIA DALI is not installed (pip install 'cassle[dali]')")
 
 ID = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-PLAIN = dict(color_jitter_prob=[0.0], grayscale_prob=[0.0], horizontal_flip_prob=[0.0], min_scale=[1.0], max_scale=[1.0],
-             solarization_prob=[0.0])
+PLAIN = dict(
+    color_jitter_prob=[0.0],
+    grayscale_prob=[0.0],
+    horizontal_flip_prob=[0.0],
+    min_scale=[1.0],
+    max_scale=[1.0],
+    solarization_prob=[0.0],
+)
 
 
 def _value(i: int) -> int:
     return 10 + 9 * i
 
 
-def _write_folder(root: Path, n_per_class: int = 5, classes: tuple[str, ...] = ("a", "b", "c"), size: int = 16) -> tuple[list[str], torch.Tensor]:
+def _write_folder(
+    root: Path, n_per_class: int = 5, classes: tuple[str, ...] = ("a", "b", "c"), size: int = 16
+) -> tuple[list[str], torch.Tensor]:
     """``root/<class>/<i>.png|jpg`` constant-colour images (value ``_value(i)`` in the red channel for PNGs)."""
     from PIL import Image
 
@@ -70,8 +78,17 @@ def test_pretrain_loader_structure_labels_and_epochs(tmp_path: Path) -> None:
     n = len(files)  # 15
     dataset_index = torch.arange(n) + 100
     views = per_view_values(dict(solarization_prob=[0.0, 0.2], gaussian_prob=[1.0, 0.1]), 2)
-    loader = build_pretrain_loader(files, labels, dataset_index, batch_size=4, crop_size=8, mean=(0.5,) * 3,
-                                   std=(0.5,) * 3, view_params=views, seed=3)
+    loader = build_pretrain_loader(
+        files,
+        labels,
+        dataset_index,
+        batch_size=4,
+        crop_size=8,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        view_params=views,
+        seed=3,
+    )
     assert len(loader) == 3
     orders = []
     for _ in range(2):  # every epoch sees the expected number of batches
@@ -95,8 +112,17 @@ def test_pretrain_images_follow_their_files(tmp_path: Path) -> None:
     files, labels = _write_folder(tmp_path)
     png = [i for i, f in enumerate(files) if f.endswith(".png")]
     files = [files[i] for i in png]
-    loader = build_pretrain_loader(files, labels[png], torch.tensor(png), batch_size=5, crop_size=8, mean=ID[0],
-                                   std=ID[1], view_params=per_view_values(PLAIN, 2), seed=0)
+    loader = build_pretrain_loader(
+        files,
+        labels[png],
+        torch.tensor(png),
+        batch_size=5,
+        crop_size=8,
+        mean=ID[0],
+        std=ID[1],
+        view_params=per_view_values(PLAIN, 2),
+        seed=0,
+    )
     for idx, (v1, v2), _ in loader:
         expected = torch.tensor([_value(int(i)) for i in idx]).float() / 255
         assert torch.allclose(v1[:, 0].mean((1, 2)), expected, atol=2 / 255)
@@ -134,8 +160,16 @@ def test_asymmetric_views_and_probabilities(tmp_path: Path) -> None:
 @needs_dali
 def test_small_shard_gives_one_full_batch_every_epoch(tmp_path: Path) -> None:
     files, labels = _write_folder(tmp_path, n_per_class=1)
-    loader = build_pretrain_loader(files, labels, torch.arange(3), batch_size=8, crop_size=8, mean=ID[0], std=ID[1],
-                                   view_params=per_view_values({}, 2))
+    loader = build_pretrain_loader(
+        files,
+        labels,
+        torch.arange(3),
+        batch_size=8,
+        crop_size=8,
+        mean=ID[0],
+        std=ID[1],
+        view_params=per_view_values({}, 2),
+    )
     assert len(loader) == 1
     for _ in range(3):
         (batch,) = list(loader)
@@ -146,8 +180,19 @@ def test_small_shard_gives_one_full_batch_every_epoch(tmp_path: Path) -> None:
 def test_sharding_splits_files_without_overlap(tmp_path: Path) -> None:
     files, labels = _write_folder(tmp_path, n_per_class=4)  # 12 files
     loaders = [
-        build_pretrain_loader(files, labels, torch.arange(12), batch_size=6, crop_size=8, mean=ID[0], std=ID[1],
-                              view_params=per_view_values({}, 2), seed=7, shard_id=shard, num_shards=2)
+        build_pretrain_loader(
+            files,
+            labels,
+            torch.arange(12),
+            batch_size=6,
+            crop_size=8,
+            mean=ID[0],
+            std=ID[1],
+            view_params=per_view_values({}, 2),
+            seed=7,
+            shard_id=shard,
+            num_shards=2,
+        )
         for shard in range(2)
     ]
     assert [len(lo) for lo in loaders] == [1, 1]
@@ -174,8 +219,19 @@ def test_eval_loader_every_file_once_per_pass_in_order(tmp_path: Path) -> None:
 
 
 def _cfg(tmp_path: Path, **kw: object) -> dict:
-    cfg = dict(dataset="custom", data_dir=str(tmp_path), num_tasks=3, split_strategy="class", seed=3, batch_size=4,
-               num_workers=1, crop_size=8, no_labels=False, num_views=2, dali=True)
+    cfg = dict(
+        dataset="custom",
+        data_dir=str(tmp_path),
+        num_tasks=3,
+        split_strategy="class",
+        seed=3,
+        batch_size=4,
+        num_workers=1,
+        crop_size=8,
+        no_labels=False,
+        num_views=2,
+        dali=True,
+    )
     cfg.update(kw)
     return cfg
 
@@ -198,7 +254,9 @@ def test_datamodule_dali_train_loader_serves_the_current_task(tmp_path: Path) ->
 
 def test_dali_refuses_in_memory_datasets() -> None:
     ds = TensorImageDataset(torch.zeros(6, 1, 8, 8, dtype=torch.uint8), torch.arange(6) % 2, 2)
-    dm = ContinualDataModule(dict(dataset="digits", num_tasks=1, batch_size=2, crop_size=8, dali=True), train_dataset=ds)
+    dm = ContinualDataModule(
+        dict(dataset="digits", num_tasks=1, batch_size=2, crop_size=8, dali=True), train_dataset=ds
+    )
     with pytest.raises(ValueError, match="--gpu_augment"):
         dm.setup("fit")
 
@@ -212,9 +270,25 @@ def test_main_continual_runs_with_dali(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _write_folder(data / "train", n_per_class=10, classes=("a", "b"))
     _write_folder(data / "val", n_per_class=2, classes=("a", "b"))
-    argv = TINY + ["--dataset", "custom", "--data_dir", str(data), "--batch_size", "4", "--checkpoint_dir",
-                   str(tmp_path / "run"), "--num_tasks", "2", "--max_epochs", "2", "--dali", "--probes", "knn",
-                   "--log_every_n_steps", "1"]
+    argv = TINY + [
+        "--dataset",
+        "custom",
+        "--data_dir",
+        str(data),
+        "--batch_size",
+        "4",
+        "--checkpoint_dir",
+        str(tmp_path / "run"),
+        "--num_tasks",
+        "2",
+        "--max_epochs",
+        "2",
+        "--dali",
+        "--probes",
+        "knn",
+        "--log_every_n_steps",
+        "1",
+    ]
     assert main_continual.main(argv) == 0
     assert torch.load(tmp_path / "run" / "task1.ckpt", weights_only=True)["task_idx"] == 1
     # every epoch trained on the expected number of batches: 10 images per task, batch 4 -> 2 steps per epoch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import pytest
@@ -20,20 +20,35 @@ NO_AUG = dict(
 )
 
 
-def _dataset(n: int, channels: int = 1, num_classes: int = 6, domains: Optional[torch.Tensor] = None,
-             offset: int = 0) -> TensorImageDataset:
+def _dataset(
+    n: int, channels: int = 1, num_classes: int = 6, domains: torch.Tensor | None = None, offset: int = 0
+) -> TensorImageDataset:
     """Constant images whose pixel value encodes the sample index: value = 2·(i + offset)."""
     values = (torch.arange(n) + offset) * 2
     images = values.view(n, 1, 1, 1).expand(n, channels, 12, 12).to(torch.uint8).clone()
     targets = torch.arange(n) % num_classes
-    return TensorImageDataset(images, targets, num_classes, domains=domains,
-                              domain_names=None if domains is None else ["real", "sketch", "clipart"])
+    return TensorImageDataset(
+        images,
+        targets,
+        num_classes,
+        domains=domains,
+        domain_names=None if domains is None else ["real", "sketch", "clipart"],
+    )
 
 
 def _cfg(**kw: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = dict(
-        dataset="synthetic", data_dir=None, num_tasks=3, split_strategy="class", seed=3, batch_size=8,
-        num_workers=0, crop_size=12, no_labels=False, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+        dataset="synthetic",
+        data_dir=None,
+        num_tasks=3,
+        split_strategy="class",
+        seed=3,
+        batch_size=8,
+        num_workers=0,
+        crop_size=12,
+        no_labels=False,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
     )
     cfg.update(kw)
     return cfg
@@ -108,9 +123,17 @@ def test_every_epoch_has_batches_under_lightning() -> None:
     dm = _dm(train_n=12, batch_size=8)
     dm.set_task(1)
     model = Counter()
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0)
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     trainer.fit(model, datamodule=dm)
     assert model.per_epoch == {0: 1, 1: 1, 2: 1}
 
@@ -146,8 +169,10 @@ def test_val_loader_covers_seen_tasks_only() -> None:
 def test_eval_loaders_deterministic_and_mapped() -> None:
     dm = _dm(batch_size=4)
     split = dm.split
-    for split_name, per_task, ds in (("test", split.test_indices, dm.test_dataset),
-                                     ("train", split.train_indices, dm.train_dataset)):
+    for split_name, per_task, ds in (
+        ("test", split.test_indices, dm.test_dataset),
+        ("train", split.train_indices, dm.train_dataset),
+    ):
         loader = dm.eval_dataloader(1, split_name, batch_size=5)
         run1 = [(x.clone(), y.clone()) for x, y in loader]
         run2 = list(loader)
@@ -197,16 +222,18 @@ def test_domain_split_with_named_order_and_rgb() -> None:
     domains = torch.arange(30) // 10
     train = _dataset(30, channels=3, domains=domains)
     test = _dataset(15, channels=3, domains=torch.arange(15) // 5, offset=30)
-    dm = ContinualDataModule(_cfg(split_strategy="domain", num_tasks=2, domain_order="sketch,real"),
-                             train_dataset=train, test_dataset=test)
+    dm = ContinualDataModule(
+        _cfg(split_strategy="domain", num_tasks=2, domain_order="sketch,real"), train_dataset=train, test_dataset=test
+    )
     assert dm.split.task_domains == [1, 0]
     idx = torch.cat([b[0] for b in dm.train_dataloader()])
     assert set(domains[idx].tolist()) == {1}
     dm.set_task(1)
     assert sum(len(y) for _, y in dm.val_dataloader()) == 10  # domains 1 and 0 of the test set
     with pytest.raises(ValueError, match="painting"):
-        _ = ContinualDataModule(_cfg(split_strategy="domain", domain_order="painting"),
-                                train_dataset=train, test_dataset=test).split
+        _ = ContinualDataModule(
+            _cfg(split_strategy="domain", domain_order="painting"), train_dataset=train, test_dataset=test
+        ).split
 
 
 def test_workers_persistent() -> None:
@@ -219,8 +246,18 @@ def test_loads_registered_digits_dataset() -> None:
     datasets = pytest.importorskip("cassle.data.datasets")
     if "digits" not in getattr(datasets, "DATASETS", {}):
         pytest.skip("digits dataset not registered yet")
-    dm = ContinualDataModule(dict(dataset="digits", data_dir=None, num_tasks=5, split_strategy="class", seed=5,
-                                  batch_size=16, num_workers=0, crop_size=8))
+    dm = ContinualDataModule(
+        dict(
+            dataset="digits",
+            data_dir=None,
+            num_tasks=5,
+            split_strategy="class",
+            seed=5,
+            batch_size=16,
+            num_workers=0,
+            crop_size=8,
+        )
+    )
     assert dm.num_tasks == 5 and dm.num_classes == 10
     idx, views, targets = next(iter(dm.train_dataloader()))
     assert views[0].shape == (16, 3, 8, 8)

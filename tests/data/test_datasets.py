@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-
 import gzip
 import pickle
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Sequence
 
 import numpy as np
 import pytest
@@ -38,7 +37,7 @@ def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool) -> None
         path.write_bytes(payload)
 
 
-def make_fashion(root: Path, compress_test: bool = False) -> Dict[str, np.ndarray]:
+def make_fashion(root: Path, compress_test: bool = False) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     data = {
         "train_x": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
@@ -88,7 +87,7 @@ def make_cifar100(root: Path) -> Path:
     return folder
 
 
-def make_stl10(root: Path) -> Dict[str, np.ndarray]:
+def make_stl10(root: Path) -> dict[str, np.ndarray]:
     folder = root / "stl10_binary"
     folder.mkdir(parents=True)
     train = np.zeros((2, 3, 96, 96), dtype=np.uint8)

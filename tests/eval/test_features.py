@@ -8,9 +8,7 @@ from cassle.eval.features import extract_features
 
 def _loader(n_batches=3, bs=4, shape=(3, 2, 2)):
     g = torch.Generator().manual_seed(0)
-    return [
-        (torch.randn(bs, *shape, generator=g), torch.arange(bs) + 10 * b) for b in range(n_batches)
-    ]
+    return [(torch.randn(bs, *shape, generator=g), torch.arange(bs) + 10 * b) for b in range(n_batches)]
 
 
 def test_shapes_dtypes_and_values():

@@ -26,8 +26,7 @@ def test_hand_computed_3x3(conv):
     assert backward_transfer(m) == pytest.approx(-22.5)  # ((50-80)+(70-85))/2
     assert forward_transfer(m, BASE) == pytest.approx(1.5)  # ((10-12)+(20-15))/2
     assert summarize(m, BASE) == pytest.approx(
-        {"average_accuracy": 70.0, "average_forgetting": 22.5,
-         "backward_transfer": -22.5, "forward_transfer": 1.5}
+        {"average_accuracy": 70.0, "average_forgetting": 22.5, "backward_transfer": -22.5, "forward_transfer": 1.5}
     )
 
 

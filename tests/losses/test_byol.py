@@ -25,9 +25,7 @@ def test_matches_numpy_reference_and_both_forms_agree():
     p = torch.randn(5, 7, generator=g, dtype=torch.float64)
     z = torch.randn(5, 7, generator=g, dtype=torch.float64)
     pn, zn = p.numpy(), z.numpy()
-    cos = [
-        float(pn[i] @ zn[i] / math.sqrt((pn[i] @ pn[i]) * (zn[i] @ zn[i]))) for i in range(5)
-    ]
+    cos = [float(pn[i] @ zn[i] / math.sqrt((pn[i] @ pn[i]) * (zn[i] @ zn[i]))) for i in range(5)]
     expected = 2 - 2 * sum(cos) / 5
     assert byol_loss_func(p, z, True).item() == pytest.approx(expected, rel=1e-10)
     assert byol_loss_func(p, z, False).item() == pytest.approx(expected, rel=1e-10)

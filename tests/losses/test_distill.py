@@ -87,9 +87,7 @@ def test_knowledge_matches_loop_and_hand_case():
         total += -(q * lp).sum()
     assert knowledge_distill(p, z, t).item() == pytest.approx(total / p.shape[0], rel=1e-10)
     # uniform student against any teacher: log K
-    assert knowledge_distill(torch.zeros(2, 4), torch.randn(2, 4)).item() == pytest.approx(
-        math.log(4), rel=1e-6
-    )
+    assert knowledge_distill(torch.zeros(2, 4), torch.randn(2, 4)).item() == pytest.approx(math.log(4), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(DISTILL_LOSSES))
@@ -114,7 +112,5 @@ def test_contrastive_uses_only_cross_pairs():
     p = F.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1)
     z = F.normalize(torch.randn(4, 3, dtype=torch.float64), dim=1)
     logits = p @ z.T / 0.5
-    expected = (
-        F.cross_entropy(logits, torch.arange(4)) + F.cross_entropy(logits.T, torch.arange(4))
-    ) / 2
+    expected = (F.cross_entropy(logits, torch.arange(4)) + F.cross_entropy(logits.T, torch.arange(4))) / 2
     assert contrastive_distill(p, z, 0.5).item() == pytest.approx(expected.item(), rel=1e-12)

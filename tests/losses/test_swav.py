@@ -40,9 +40,7 @@ def test_sinkhorn_is_stable_for_large_scores_and_has_no_grad():
 def test_swav_loss_loop_reference():
     g = torch.Generator().manual_seed(0)
     preds = [torch.randn(5, 6, generator=g, dtype=torch.float64) for _ in range(4)]
-    assignments = [
-        torch.softmax(torch.randn(5, 6, generator=g, dtype=torch.float64), 1) for _ in range(2)
-    ]
+    assignments = [torch.softmax(torch.randn(5, 6, generator=g, dtype=torch.float64), 1) for _ in range(2)]
     t = 0.1
     total, count = 0.0, 0
     for a in range(2):

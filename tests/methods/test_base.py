@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List, Type
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -17,17 +17,28 @@ from cassle.methods import METHODS, BaseMethod
 torch.set_num_threads(1)
 
 S = 16  # image size of every test
-B = 8   # batch size of every test
+B = 8  # batch size of every test
 
 
 # ----------------------------------------------------------------- helpers
-def tiny_cfg(**extra: Any) -> Dict[str, Any]:
+def tiny_cfg(**extra: Any) -> dict[str, Any]:
     """A config with a ~30k-parameter encoder and small heads."""
     cfg = dict(
-        encoder="resnet18", base_width=4, crop_size=S, num_classes=10,
-        proj_hidden_dim=32, output_dim=16, pred_hidden_dim=16,
-        num_prototypes=20, queue_size=64, batch_size=B, lr=0.05,
-        optimizer="sgd", scheduler="warmup_cosine", warmup_epochs=1, max_epochs=2,
+        encoder="resnet18",
+        base_width=4,
+        crop_size=S,
+        num_classes=10,
+        proj_hidden_dim=32,
+        output_dim=16,
+        pred_hidden_dim=16,
+        num_prototypes=20,
+        queue_size=64,
+        batch_size=B,
+        lr=0.05,
+        optimizer="sgd",
+        scheduler="warmup_cosine",
+        warmup_epochs=1,
+        max_epochs=2,
         weight_decay=1e-5,
     )
     cfg.update(extra)
@@ -63,15 +74,22 @@ class EvalDataset(TwoViewDataset):
 
 def make_trainer(**kw: Any) -> pl.Trainer:
     kw.setdefault("max_epochs", 1)
-    return pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, **kw)
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
+    )
 
 
 def train_loader(n: int = 32) -> DataLoader:
     return DataLoader(TwoViewDataset(n), batch_size=B, shuffle=False, drop_last=True)
 
 
-def check_contract(method_cls: Type[BaseMethod], **extra: Any) -> Dict[str, Any]:
+def check_contract(method_cls: type[BaseMethod], **extra: Any) -> dict[str, Any]:
     """One training step: the contract dict with per-view shapes."""
     model = method_cls(**tiny_cfg(**extra))
     out = model.training_step(make_batch(), 0)
@@ -85,13 +103,11 @@ def check_contract(method_cls: Type[BaseMethod], **extra: Any) -> Dict[str, Any]
     return out
 
 
-def check_loss_decreases(method_cls: Type[BaseMethod], steps: int = 15, lr: float = 0.05,
-                         **extra: Any) -> List[float]:
+def check_loss_decreases(method_cls: type[BaseMethod], steps: int = 15, lr: float = 0.05, **extra: Any) -> list[float]:
     """Plain SGD on one fixed batch: the SSL loss must go down."""
     torch.manual_seed(0)
     model = method_cls(**tiny_cfg(num_classes=0, **extra))
-    opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=lr,
-                          momentum=0.9)
+    opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=lr, momentum=0.9)
     batch = make_batch()
     losses = []
     for step in range(steps):
@@ -106,7 +122,7 @@ def check_loss_decreases(method_cls: Type[BaseMethod], steps: int = 15, lr: floa
     return losses
 
 
-def check_fit(method_cls: Type[BaseMethod], **extra: Any) -> BaseMethod:
+def check_fit(method_cls: type[BaseMethod], **extra: Any) -> BaseMethod:
     """A short real fit (optimizer, scheduler, hooks, validation) on the CPU."""
     model = method_cls(**tiny_cfg(**extra))
     trainer = make_trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
@@ -118,7 +134,7 @@ def check_fit(method_cls: Type[BaseMethod], **extra: Any) -> BaseMethod:
     return model
 
 
-def _name_of(method_cls: Type[BaseMethod]) -> str:
+def _name_of(method_cls: type[BaseMethod]) -> str:
     return next(k for k, v in METHODS.items() if v is method_cls)
 
 
@@ -170,9 +186,8 @@ def test_wrong_number_of_views_is_a_clear_error() -> None:
 
 
 #: per-method settings the shared tiny config needs (MAE needs a ViT, EMP-SSL few crops).
-METHOD_CFG: Dict[str, Dict[str, Any]] = {
-    "mae": dict(encoder="vit_tiny", base_width=16, decoder_depth=1, decoder_embed_dim=16,
-                decoder_num_heads=2),
+METHOD_CFG: dict[str, dict[str, Any]] = {
+    "mae": dict(encoder="vit_tiny", base_width=16, decoder_depth=1, decoder_embed_dim=16, decoder_num_heads=2),
     "emp_ssl": dict(num_crops=3),
 }
 
@@ -202,10 +217,18 @@ def test_config_validation_and_unknown_keys() -> None:
 
 
 def test_families_views_and_registry() -> None:
-    expected = {"byol": "predictive", "simsiam": "predictive", "vicreg": "predictive_mse",
-                "simclr": "contrastive", "supcon": "contrastive", "mocov2plus": "contrastive",
-                "barlow_twins": "decorrelative", "swav": "knowledge",
-                "emp_ssl": "predictive", "mae": "reconstructive"}
+    expected = {
+        "byol": "predictive",
+        "simsiam": "predictive",
+        "vicreg": "predictive_mse",
+        "simclr": "contrastive",
+        "supcon": "contrastive",
+        "mocov2plus": "contrastive",
+        "barlow_twins": "decorrelative",
+        "swav": "knowledge",
+        "emp_ssl": "predictive",
+        "mae": "reconstructive",
+    }
     assert {k: v.family for k, v in METHODS.items()} == expected
     views = {"emp_ssl": 20, "mae": 1}  # EMP-SSL: --num_crops (default 20)
     assert all(v.views_for({}) == views.get(k, 2) for k, v in METHODS.items())
@@ -226,17 +249,37 @@ CONTRACT_ARGS = {
     "vicreg": {"sim_loss_weight": 25.0, "var_loss_weight": 25.0, "cov_loss_weight": 1.0},
     "simclr": {"temperature": 0.2},
     "supcon": {"temperature": 0.2},
-    "mocov2plus": {"temperature": 0.2, "queue_size": 65536, "base_tau_momentum": 0.99,
-                   "final_tau_momentum": 0.999},
-    "swav": {"temperature": 0.1, "num_prototypes": 3000, "sk_iters": 3, "sk_epsilon": 0.05,
-             "queue_size": 3840, "epoch_queue_starts": 50, "freeze_prototypes_epochs": 2},
+    "mocov2plus": {"temperature": 0.2, "queue_size": 65536, "base_tau_momentum": 0.99, "final_tau_momentum": 0.999},
+    "swav": {
+        "temperature": 0.1,
+        "num_prototypes": 3000,
+        "sk_iters": 3,
+        "sk_epsilon": 0.05,
+        "queue_size": 3840,
+        "epoch_queue_starts": 50,
+        "freeze_prototypes_epochs": 2,
+    },
     "emp_ssl": {"num_crops": 20, "emp_invariance_weight": 200.0, "emp_tcr_weight": 1.0, "emp_eps": 0.2},
-    "mae": {"mask_ratio": 0.75, "decoder_depth": 4, "decoder_embed_dim": 192, "decoder_num_heads": 3,
-            "norm_pix_loss": False},
+    "mae": {
+        "mask_ratio": 0.75,
+        "decoder_depth": 4,
+        "decoder_embed_dim": 192,
+        "decoder_num_heads": 3,
+        "norm_pix_loss": False,
+    },
 }
-PROJ = {"byol": (4096, 256), "simsiam": (2048, 2048), "barlow_twins": (2048, 2048),
-        "vicreg": (2048, 2048), "simclr": (2048, 256), "supcon": (2048, 256),
-        "mocov2plus": (2048, 256), "swav": (2048, 128), "emp_ssl": (4096, 1024), "mae": (0, 0)}
+PROJ = {
+    "byol": (4096, 256),
+    "simsiam": (2048, 2048),
+    "barlow_twins": (2048, 2048),
+    "vicreg": (2048, 2048),
+    "simclr": (2048, 256),
+    "supcon": (2048, 256),
+    "mocov2plus": (2048, 256),
+    "swav": (2048, 128),
+    "emp_ssl": (4096, 1024),
+    "mae": (0, 0),
+}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -258,7 +301,7 @@ def test_add_method_args_defaults(name: str) -> None:
 
 
 def _lr_recorder():
-    seen: List[List[float]] = []
+    seen: list[list[float]] = []
 
     class Rec(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -279,7 +322,7 @@ def test_lr_scaled_by_global_batch_and_warmup_cosine_in_trainer() -> None:
     assert len(seen) == 8
     assert seen[0][b] == pytest.approx(0.001) and seen[0][c] == pytest.approx(0.001)
     assert seen[4][b] == pytest.approx(0.8 * scale) and seen[4][c] == pytest.approx(0.4 * scale)
-    assert seen[6][b] == pytest.approx(0.8 * scale * 0.5)     # halfway through the cosine
+    assert seen[6][b] == pytest.approx(0.8 * scale * 0.5)  # halfway through the cosine
     assert trainer.optimizers[0].param_groups[b]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -317,11 +360,10 @@ class _ExtraTermMixin:
         self.extra_head = nn.Linear(self.output_dim, self.output_dim)
 
     @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
-        return super().learnable_params + [
-            {"name": "extra_head", "params": list(self.extra_head.parameters())}]
+    def learnable_params(self) -> list[dict[str, Any]]:
+        return super().learnable_params + [{"name": "extra_head", "params": list(self.extra_head.parameters())}]
 
-    def training_step(self, batch: Any, batch_idx: int) -> Dict[str, Any]:
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         out["loss"] = out["loss"] + self.extra_head(out["z"][0]).pow(2).mean()
         return out
@@ -329,6 +371,7 @@ class _ExtraTermMixin:
 
 def test_a_strategy_style_mixin_composes_with_every_method_hook() -> None:
     from cassle.methods import BYOL
+
     cls = type("ExtraBYOL", (_ExtraTermMixin, BYOL), {})
     model = cls(**tiny_cfg())
     before = model.extra_head.weight.detach().clone()

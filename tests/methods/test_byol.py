@@ -7,8 +7,16 @@ import torch
 
 from cassle.methods import BYOL
 from cassle.methods.momentum import cosine_tau, ema_update
-from tests.methods.test_base import (B, check_contract, check_fit, check_loss_decreases,
-                                     make_batch, make_trainer, tiny_cfg, train_loader)
+from tests.methods.test_base import (
+    B,
+    check_contract,
+    check_fit,
+    check_loss_decreases,
+    make_batch,
+    make_trainer,
+    tiny_cfg,
+    train_loader,
+)
 
 
 def test_contract() -> None:
@@ -20,6 +28,7 @@ def test_contract() -> None:
 
 def test_loss_value_is_symmetric_byol_against_momentum_projections() -> None:
     from cassle.losses import byol_loss_func
+
     model = BYOL(**tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     p1, p2 = out["p"]

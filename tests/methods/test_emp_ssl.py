@@ -12,20 +12,57 @@ import main_continual
 from cassle.args import ArgumentError, parse_args
 from cassle.continual import prepare_run
 from cassle.losses import emp_ssl_loss_func
-from cassle.methods import METHODS, EMPSSL
+from cassle.methods import EMPSSL, METHODS
 from cassle.strategies import build_model_class
 
 torch.set_num_threads(1)
 
 CROPS, B, S = 3, 8, 8
-CFG = dict(encoder="resnet9", base_width=4, crop_size=S, num_classes=0, num_crops=CROPS,
-           proj_hidden_dim=32, output_dim=16, batch_size=B, lr=0.05, max_epochs=1,
-           distill_proj_hidden_dim=16, weight_decay=0.0)
+CFG = dict(
+    encoder="resnet9",
+    base_width=4,
+    crop_size=S,
+    num_classes=0,
+    num_crops=CROPS,
+    proj_hidden_dim=32,
+    output_dim=16,
+    batch_size=B,
+    lr=0.05,
+    max_epochs=1,
+    distill_proj_hidden_dim=16,
+    weight_decay=0.0,
+)
 TINY = [
-    "--dataset", "digits", "--encoder", "resnet9", "--base_width", "4", "--crop_size", "8",
-    "--method", "emp_ssl", "--num_crops", str(CROPS), "--proj_hidden_dim", "32", "--output_dim", "16",
-    "--batch_size", "64", "--lr", "0.05", "--warmup_epochs", "0", "--num_workers", "0",
-    "--no_progress_bar", "--probes", "knn", "--seed", "3", "--no_baseline",
+    "--dataset",
+    "digits",
+    "--encoder",
+    "resnet9",
+    "--base_width",
+    "4",
+    "--crop_size",
+    "8",
+    "--method",
+    "emp_ssl",
+    "--num_crops",
+    str(CROPS),
+    "--proj_hidden_dim",
+    "32",
+    "--output_dim",
+    "16",
+    "--batch_size",
+    "64",
+    "--lr",
+    "0.05",
+    "--warmup_epochs",
+    "0",
+    "--num_workers",
+    "0",
+    "--no_progress_bar",
+    "--probes",
+    "knn",
+    "--seed",
+    "3",
+    "--no_baseline",
 ]
 
 
@@ -109,8 +146,18 @@ def test_strategies_train(strategy):
 
 def test_end_to_end_two_tasks_with_cassle(tmp_path: Path):
     run = tmp_path / "run"
-    argv = TINY + ["--strategy", "cassle", "--distill_proj_hidden_dim", "16", "--num_tasks", "2",
-                   "--max_epochs", "1", "--checkpoint_dir", str(run)]
+    argv = TINY + [
+        "--strategy",
+        "cassle",
+        "--distill_proj_hidden_dim",
+        "16",
+        "--num_tasks",
+        "2",
+        "--max_epochs",
+        "1",
+        "--checkpoint_dir",
+        str(run),
+    ]
     assert main_continual.main(argv) == 0
     metrics = json.loads((run / "results" / "metrics.json").read_text())
     assert metrics["tasks_done"] == [0, 1]

@@ -18,14 +18,51 @@ from cassle.strategies import build_model_class
 torch.set_num_threads(1)
 
 B, S = 8, 16  # 16 px, patch 4: 16 patches, 12 masked at 75%
-CFG = dict(encoder="vit_tiny", base_width=16, crop_size=S, num_classes=0, decoder_depth=1,
-           decoder_embed_dim=16, decoder_num_heads=2, batch_size=B, lr=1e-3, max_epochs=1,
-           optimizer="adamw", weight_decay=0.0)
+CFG = dict(
+    encoder="vit_tiny",
+    base_width=16,
+    crop_size=S,
+    num_classes=0,
+    decoder_depth=1,
+    decoder_embed_dim=16,
+    decoder_num_heads=2,
+    batch_size=B,
+    lr=1e-3,
+    max_epochs=1,
+    optimizer="adamw",
+    weight_decay=0.0,
+)
 TINY = [
-    "--dataset", "digits", "--encoder", "vit_tiny", "--base_width", "16", "--crop_size", "16",
-    "--method", "mae", "--decoder_depth", "1", "--decoder_embed_dim", "16", "--decoder_num_heads", "2",
-    "--batch_size", "64", "--lr", "1e-3", "--warmup_epochs", "0", "--num_workers", "0",
-    "--no_progress_bar", "--probes", "knn", "--seed", "3", "--no_baseline",
+    "--dataset",
+    "digits",
+    "--encoder",
+    "vit_tiny",
+    "--base_width",
+    "16",
+    "--crop_size",
+    "16",
+    "--method",
+    "mae",
+    "--decoder_depth",
+    "1",
+    "--decoder_embed_dim",
+    "16",
+    "--decoder_num_heads",
+    "2",
+    "--batch_size",
+    "64",
+    "--lr",
+    "1e-3",
+    "--warmup_epochs",
+    "0",
+    "--num_workers",
+    "0",
+    "--no_progress_bar",
+    "--probes",
+    "knn",
+    "--seed",
+    "3",
+    "--no_baseline",
 ]
 
 

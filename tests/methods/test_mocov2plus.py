@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 from cassle.losses import mocov2plus_loss_func
 from cassle.methods import MoCoV2Plus
-from tests.methods.test_base import (B, check_contract, check_fit, check_loss_decreases,
-                                     make_batch, tiny_cfg)
+from tests.methods.test_base import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
 
 
 def test_contract_loss_and_queue_update() -> None:
@@ -19,12 +18,14 @@ def test_contract_loss_and_queue_update() -> None:
     assert torch.allclose(queue_before.norm(dim=1), torch.ones(20))
     out = model.training_step(make_batch(), 0)
     k1, k2 = out["momentum_z"]
-    ref = (mocov2plus_loss_func(out["z"][0], k2, queue_before, 0.2)
-           + mocov2plus_loss_func(out["z"][1], k1, queue_before, 0.2)) / 2
+    ref = (
+        mocov2plus_loss_func(out["z"][0], k2, queue_before, 0.2)
+        + mocov2plus_loss_func(out["z"][1], k1, queue_before, 0.2)
+    ) / 2
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-5)
     keys = F.normalize(torch.cat([k1, k2]), dim=1)
     assert torch.allclose(model.queue[: 2 * B], keys)
-    assert torch.equal(model.queue[2 * B:], queue_before[2 * B:])
+    assert torch.equal(model.queue[2 * B :], queue_before[2 * B :])
     assert int(model.queue_ptr) == 2 * B
     # the second step wraps around: 16 new keys starting at 16 of a 20-slot queue
     out = model.training_step(make_batch(seed=1), 1)

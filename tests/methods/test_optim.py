@@ -24,14 +24,13 @@ def test_warmup_cosine_values() -> None:
     w = torch.nn.Parameter(torch.zeros(2))
     c = torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.SGD([{"params": [w]}, {"params": [c], "lr": 0.5}], lr=1.0)
-    sched = build_scheduler("warmup_cosine", opt, total_steps=100, warmup_steps=10,
-                            warmup_start_lr=0.1, min_lr=0.01)
+    sched = build_scheduler("warmup_cosine", opt, total_steps=100, warmup_steps=10, warmup_start_lr=0.1, min_lr=0.01)
     lrs = _lrs_over(sched, 100)
-    assert lrs[0] == pytest.approx([0.1, 0.1])               # warmup start (absolute)
-    assert lrs[5] == pytest.approx([0.55, 0.3])              # halfway through warm-up
-    assert lrs[10] == pytest.approx([1.0, 0.5])              # end of warm-up: each group's lr
-    assert lrs[55][0] == pytest.approx(0.01 + 0.99 * 0.5)    # half of the cosine
-    assert lrs[100] == pytest.approx([0.01, 0.01])           # min_lr at the end
+    assert lrs[0] == pytest.approx([0.1, 0.1])  # warmup start (absolute)
+    assert lrs[5] == pytest.approx([0.55, 0.3])  # halfway through warm-up
+    assert lrs[10] == pytest.approx([1.0, 0.5])  # end of warm-up: each group's lr
+    assert lrs[55][0] == pytest.approx(0.01 + 0.99 * 0.5)  # half of the cosine
+    assert lrs[100] == pytest.approx([0.01, 0.01])  # min_lr at the end
     assert all(a[0] >= b[0] for a, b in zip(lrs[10:], lrs[11:]))  # monotone decay
 
 
@@ -62,8 +61,7 @@ def test_schedulers_none_and_unknown() -> None:
 
 def _one_lars_step(w0, g, wd=0.0, eta=0.02, lr=1.0, clip=False, exclude=False, momentum=0.0):
     p = torch.nn.Parameter(torch.tensor(w0))
-    opt = LARS([p], lr=lr, momentum=momentum, weight_decay=wd, eta=eta, clip_lr=clip,
-               exclude_bias_n_norm=exclude)
+    opt = LARS([p], lr=lr, momentum=momentum, weight_decay=wd, eta=eta, clip_lr=clip, exclude_bias_n_norm=exclude)
     p.grad = torch.tensor(g)
     opt.step()
     return p.detach()

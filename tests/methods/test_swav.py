@@ -9,8 +9,16 @@ import torch.nn.functional as F
 
 from cassle.losses import sinkhorn, swav_loss_func
 from cassle.methods import SwAV
-from tests.methods.test_base import (B, check_contract, check_fit, check_loss_decreases,
-                                     make_batch, make_trainer, tiny_cfg, train_loader)
+from tests.methods.test_base import (
+    B,
+    check_contract,
+    check_fit,
+    check_loss_decreases,
+    make_batch,
+    make_trainer,
+    tiny_cfg,
+    train_loader,
+)
 
 
 def test_contract_and_loss_value() -> None:
@@ -39,7 +47,7 @@ def test_queue_filled_with_normalised_projections_and_used_after_start() -> None
     assert model.queue[:, B:].abs().sum() == 0
     assert model.use_queue()
     model.training_step(make_batch(seed=1), 1)  # now runs Sinkhorn with 8 queued rows
-    assert torch.allclose(model.queue[:, B:2 * B], torch.stack([F.normalize(z, dim=1) for z in out["z"]]).detach())
+    assert torch.allclose(model.queue[:, B : 2 * B], torch.stack([F.normalize(z, dim=1) for z in out["z"]]).detach())
     assert not SwAV(**tiny_cfg(epoch_queue_starts=5)).use_queue()
 
 

@@ -11,8 +11,7 @@ from tests.methods.test_base import check_contract, check_fit, check_loss_decrea
 
 def test_contract_and_loss_value() -> None:
     out = check_contract(VICReg, num_classes=0, sim_loss_weight=5.0, cov_loss_weight=2.0)
-    ref = vicreg_loss_func(*out["z"], sim_loss_weight=5.0, var_loss_weight=25.0,
-                           cov_loss_weight=2.0)
+    ref = vicreg_loss_func(*out["z"], sim_loss_weight=5.0, var_loss_weight=25.0, cov_loss_weight=2.0)
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-5)
 
 

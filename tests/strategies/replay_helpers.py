@@ -7,10 +7,26 @@ import torch
 from cassle.strategies import build_model_class
 
 CFG = dict(
-    encoder="resnet9", base_width=4, crop_size=8, num_classes=4, proj_hidden_dim=16, output_dim=8,
-    pred_hidden_dim=16, distill_proj_hidden_dim=16, align_hidden_dim=16, num_prototypes=6, queue_size=32,
-    batch_size=6, lr=0.05, max_epochs=1, optimizer="sgd", weight_decay=0.0, seed=3, mem_size=16,
-    replay_batch_size=4, dataset="digits",
+    encoder="resnet9",
+    base_width=4,
+    crop_size=8,
+    num_classes=4,
+    proj_hidden_dim=16,
+    output_dim=8,
+    pred_hidden_dim=16,
+    distill_proj_hidden_dim=16,
+    align_hidden_dim=16,
+    num_prototypes=6,
+    queue_size=32,
+    batch_size=6,
+    lr=0.05,
+    max_epochs=1,
+    optimizer="sgd",
+    weight_decay=0.0,
+    seed=3,
+    mem_size=16,
+    replay_batch_size=4,
+    dataset="digits",
 )
 
 

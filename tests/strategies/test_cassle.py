@@ -12,14 +12,32 @@ from cassle.strategies import STRATEGIES, build_model_class
 from cassle.strategies.cassle import resolve_distiller
 
 CFG = dict(
-    encoder="resnet9", base_width=4, crop_size=8, num_classes=4, proj_hidden_dim=16, output_dim=8,
-    pred_hidden_dim=16, distill_proj_hidden_dim=16, num_prototypes=6, queue_size=32, batch_size=8,
-    lr=0.05, max_epochs=1, optimizer="sgd", weight_decay=0.0,
+    encoder="resnet9",
+    base_width=4,
+    crop_size=8,
+    num_classes=4,
+    proj_hidden_dim=16,
+    output_dim=8,
+    pred_hidden_dim=16,
+    distill_proj_hidden_dim=16,
+    num_prototypes=6,
+    queue_size=32,
+    batch_size=8,
+    lr=0.05,
+    max_epochs=1,
+    optimizer="sgd",
+    weight_decay=0.0,
 )
 
 EXPECTED_FAMILY = {
-    "byol": "predictive", "simsiam": "predictive", "vicreg": "predictive_mse", "simclr": "contrastive",
-    "supcon": "contrastive", "mocov2plus": "contrastive", "barlow_twins": "decorrelative", "swav": "knowledge",
+    "byol": "predictive",
+    "simsiam": "predictive",
+    "vicreg": "predictive_mse",
+    "simclr": "contrastive",
+    "supcon": "contrastive",
+    "mocov2plus": "contrastive",
+    "barlow_twins": "decorrelative",
+    "swav": "knowledge",
 }
 
 
@@ -185,7 +203,9 @@ def test_mocov2plus_predictor_sees_the_normalised_query():
     frozen = [m.frozen_forward(v) for v in batch[1]]
     expected = DISTILL_LOSSES["contrastive"](torch.cat(preds), torch.cat(frozen), temperature=0.2)
     assert torch.allclose(out["distill_loss"], expected, atol=1e-6)
-    raw = DISTILL_LOSSES["contrastive"](torch.cat([m.distill_predictor(zv) for zv in out["z"]]), torch.cat(frozen), temperature=0.2)
+    raw = DISTILL_LOSSES["contrastive"](
+        torch.cat([m.distill_predictor(zv) for zv in out["z"]]), torch.cat(frozen), temperature=0.2
+    )
     assert not torch.allclose(out["distill_loss"], raw, atol=1e-4)  # the projections are not unit-norm
 
 
@@ -210,8 +230,10 @@ def test_knowledge_distiller_prototypes_are_weight_normalised():
     assert id(g) in params and id(v) in params
 
 
-@pytest.mark.parametrize("method, lamb, factor", [("byol", 0.25, 4.0), ("byol", 1.0, 1.0), ("byol", 3.0, 1.0),
-                                                  ("simsiam", 0.5, 2.0), ("barlow_twins", 0.5, 1.0)])
+@pytest.mark.parametrize(
+    "method, lamb, factor",
+    [("byol", 0.25, 4.0), ("byol", 1.0, 1.0), ("byol", 3.0, 1.0), ("simsiam", 0.5, 2.0), ("barlow_twins", 0.5, 1.0)],
+)
 def test_predictor_lr_scaled_by_inverse_lamb_for_predictive_distiller(method, lamb, factor):
     """The predictive distiller trains its predictor at lr / λ when λ < 1 (CaSSLe's rule; other families keep lr)."""
     m = _model(method, distill_lamb=lamb, lr=0.05)
@@ -243,8 +265,11 @@ def test_resumed_task_uses_saved_teacher():
     resumed.load_state_dict(saved)  # ...replaced by the checkpoint's teacher, as Lightning's resume does
     for k, v in m.frozen_backbone.state_dict().items():
         assert torch.equal(v, resumed.frozen_backbone.state_dict()[k])
-    assert any(not torch.equal(v, resumed.backbone.state_dict()[k])
-               for k, v in resumed.frozen_backbone.state_dict().items() if v.is_floating_point())
+    assert any(
+        not torch.equal(v, resumed.backbone.state_dict()[k])
+        for k, v in resumed.frozen_backbone.state_dict().items()
+        if v.is_floating_point()
+    )
 
 
 def test_registry():

@@ -7,7 +7,6 @@ import torch
 
 from cassle.strategies import STRATEGIES
 from cassle.strategies.cassle import CaSSLeMixin
-
 from tests.strategies.replay_helpers import batch, model, sgd_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,6 @@ import torch
 from cassle.methods import METHODS
 from cassle.strategies import STRATEGIES
 from cassle.strategies.cassle import DISTILL_LOSSES
-
 from tests.strategies.replay_helpers import batch, model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
