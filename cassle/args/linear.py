@@ -84,6 +84,12 @@ def build_linear_parser() -> argparse.ArgumentParser:
         help="bn: standardise the frozen features with a non-affine BatchNorm1d before the linear layer "
         "(MAE's linear probe; converges on every encoder); none: raw features, the CaSSLe paper's protocol",
     )
+    o.add_argument(
+        "--precompute_features",
+        action="store_true",
+        help="run the frozen backbone once over the images without augmentation and train the classifier on the "
+        "stored features (fast; the paper's protocol augments every epoch: leave it off to reproduce it)",
+    )
     o.add_argument("--max_epochs", type=int, default=100)
     o.add_argument("--batch_size", type=int, default=256, help="per device")
     o.add_argument("--lr", type=float, default=0.1)

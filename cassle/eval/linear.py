@@ -38,6 +38,7 @@ import argparse
 import json
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -693,14 +694,70 @@ class LinearResult:
     info: dict[str, Any]
 
 
+class PrecomputedFeatures(nn.Module):
+    """Stands in for the backbone when features were extracted once: ``forward`` is the identity."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def _feature_loaders(plan: LinearPlan) -> tuple[DataLoader, DataLoader, nn.Module]:
+    """``--precompute_features``: the frozen backbone runs once over the train and test images (the evaluation
+    transform, no augmentation), and the classifier trains on the stored features."""
+    from torch.utils.data import TensorDataset
+
+    from cassle.data.transforms import build_eval_transform
+    from cassle.eval.features import extract_features
+
+    args = plan.args
+    eval_t = build_eval_transform(plan.crop_size, plan.mean, plan.std, plan.image_size)
+    device = torch.device("cuda") if resolve_accelerator(args.accelerator) == "gpu" else torch.device("cpu")
+    backbone = plan.backbone.to(device)
+
+    def feats(dataset: Any, indices: Tensor) -> tuple[Tensor, Tensor]:
+        loader = DataLoader(
+            IndexedSubset(dataset, indices, eval_t),
+            batch_size=args.batch_size,
+            shuffle=False,
+            num_workers=args.num_workers,
+        )
+        return extract_features(backbone, loader, device)
+
+    train_x, train_y = feats(plan.train_dataset, plan.train_indices)
+    test_x, test_y = feats(plan.test_dataset, torch.arange(len(plan.test_dataset)))
+    plan.backbone.to("cpu")
+    train_loader = DataLoader(
+        TensorDataset(train_x, train_y),
+        batch_size=args.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    test_loader = DataLoader(
+        TensorDataset(test_x, test_y, torch.arange(len(test_y))), batch_size=args.batch_size, shuffle=False
+    )
+    return train_loader, test_loader, PrecomputedFeatures(train_x.shape[1])
+
+
 def run_linear(args: argparse.Namespace) -> LinearResult:
     """Train and evaluate the linear classifier on the checkpoint of ``args.pretrained_model``."""
     from lightning.pytorch.loggers import CSVLogger
 
     plan = prepare_linear(args)
+    precompute = bool(getattr(args, "precompute_features", False))
+    if precompute:
+        t0 = time.perf_counter()
+        train_loader, test_loader, backbone = _feature_loaders(plan)
+        print(f"features of the frozen backbone extracted once in {time.perf_counter() - t0:.1f} s (no augmentation)")
+    else:
+        train_loader, test_loader = _loaders(plan)
+        backbone = plan.backbone
     pl.seed_everything(args.seed, workers=True, verbose=False)
     model = LinearModel(
-        plan.backbone,
+        backbone,
         plan.layout,
         optimizer=args.optimizer,
         lr=args.lr,
@@ -711,7 +768,6 @@ def run_linear(args: argparse.Namespace) -> LinearResult:
         warmup_epochs=args.warmup_epochs,
         feature_norm=getattr(args, "feature_norm", "bn"),
     )
-    train_loader, test_loader = _loaders(plan)
     print(
         f"linear evaluation of {plan.checkpoint_path} ({plan.info['method']}/{plan.info['strategy']}, task "
         f"{plan.info['task_idx']}) on {plan.info['dataset']}: {len(plan.train_indices)} training images, "
