@@ -29,6 +29,7 @@ CFG = dict(
     weight_decay=0.0,
 )
 
+#: published distillation families of the methods we ship (a new method needs no entry: DISTILLABLE covers it)
 EXPECTED_FAMILY = {
     "byol": "predictive",
     "simsiam": "predictive",
@@ -39,6 +40,8 @@ EXPECTED_FAMILY = {
     "barlow_twins": "decorrelative",
     "swav": "knowledge",
 }
+#: every registered two-view method CaSSLe can wrap (the test batches have two views): the mechanism tests run on all
+DISTILLABLE = sorted(m for m, cls in METHODS.items() if cls.family in DISTILL_LOSSES and cls.views_for(CFG) == 2)
 
 
 def _batch(n: int = 8, seed: int = 0):
@@ -69,10 +72,15 @@ def _no_log(model):
     return model
 
 
-@pytest.mark.parametrize("method", sorted(EXPECTED_FAMILY))
+@pytest.mark.parametrize("method", DISTILLABLE)
 def test_family_matches_method(method):
-    assert METHODS[method].family == EXPECTED_FAMILY[method]
-    assert _model(method).distiller == EXPECTED_FAMILY[method]
+    assert _model(method).distiller == METHODS[method].family
+    if method in EXPECTED_FAMILY:
+        assert METHODS[method].family == EXPECTED_FAMILY[method]
+
+
+def test_the_shipped_methods_are_all_distillable():
+    assert set(EXPECTED_FAMILY) <= set(DISTILLABLE)
 
 
 def test_distiller_override_and_aliases():
@@ -103,7 +111,7 @@ def test_task0_adds_no_distillation(method):
     assert torch.allclose(out["loss"], ref["loss"])
 
 
-@pytest.mark.parametrize("method", sorted(EXPECTED_FAMILY))
+@pytest.mark.parametrize("method", DISTILLABLE)
 def test_teacher_frozen_student_moves_predictor_learns(method):
     torch.manual_seed(0)
     m = _no_log(_model(method))
@@ -153,7 +161,7 @@ def test_distillation_term_is_lamb_times_family_loss():
     assert torch.allclose(out["loss"] - base["loss"], 3.0 * expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", sorted(EXPECTED_FAMILY))
+@pytest.mark.parametrize("method", DISTILLABLE)
 def test_teacher_targets_equal_student_projections_at_first_step(method):
     """At the first step of task 1 teacher and student have the same weights; the teacher normalises with the
     batch's statistics (as both reference implementations do), so its targets are the student's projections."""
