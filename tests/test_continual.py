@@ -12,37 +12,7 @@ import torch
 import main_continual
 from cassle import continual
 from cassle.args import parse_args
-
-TINY = [
-    "--dataset",
-    "digits",
-    "--encoder",
-    "resnet9",
-    "--base_width",
-    "4",
-    "--crop_size",
-    "8",
-    "--method",
-    "barlow_twins",
-    "--proj_hidden_dim",
-    "32",
-    "--output_dim",
-    "32",
-    "--batch_size",
-    "64",
-    "--lr",
-    "0.05",
-    "--warmup_epochs",
-    "0",
-    "--num_workers",
-    "0",
-    "--no_progress_bar",
-    "--probes",
-    "knn",
-    "ridge",
-    "--seed",
-    "3",
-]
+from tests.helpers import TINY
 
 
 def _args(tmp_path: Path, *extra: str) -> list[str]:

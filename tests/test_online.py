@@ -15,8 +15,8 @@ from cassle.data.base import TensorImageDataset
 from cassle.data.datamodule import ContinualDataModule
 from cassle.data.replay import OnlineBatchSampler
 from cassle.strategies.replay import ReplayMixin
+from tests.helpers import TINY
 from tests.strategies.replay_helpers import model
-from tests.test_continual import TINY
 
 
 @pytest.fixture(autouse=True)

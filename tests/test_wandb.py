@@ -10,7 +10,7 @@ import main_continual
 
 wandb = pytest.importorskip("wandb", reason="pip install 'cassle[wandb]'")
 
-from tests.test_continual import TINY  # noqa: E402
+from tests.helpers import TINY  # noqa: E402
 
 
 def test_offline_wandb_run_writes_its_files(tmp_path, monkeypatch):

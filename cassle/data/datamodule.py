@@ -56,10 +56,8 @@ def resolve_mean_std(cfg: Mapping[str, Any]) -> tuple[Sequence[float], Sequence[
     """Normalisation statistics: ``cfg`` ``mean``/``std`` if given, else the dataset's, else ImageNet's."""
     if cfg.get("mean") is not None and cfg.get("std") is not None:
         return tuple(cfg["mean"]), tuple(cfg["std"])
-    try:
-        from cassle.data.datasets import DATASETS
-    except ImportError:  # pragma: no cover - datasets.py not present
-        DATASETS = {}
+    from cassle.data.datasets import DATASETS
+
     info = DATASETS.get(cfg.get("dataset"))
     if info is not None:
         return tuple(info.mean), tuple(info.std)
@@ -184,10 +182,8 @@ class ContinualDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ setup
     def _dataset_info(self) -> Any:
-        try:
-            from cassle.data.datasets import DATASETS
-        except ImportError:  # pragma: no cover - datasets.py not present
-            return None
+        from cassle.data.datasets import DATASETS
+
         return DATASETS.get(self.cfg.get("dataset"))
 
     def _ensure_setup(self) -> None:

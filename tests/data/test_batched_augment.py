@@ -261,7 +261,7 @@ def test_gpu_augment_refuses_folder_datasets(tmp_path: Path) -> None:
 
 
 def test_main_continual_runs_with_gpu_augment(tmp_path: Path) -> None:
-    from tests.test_continual import TINY
+    from tests.helpers import TINY
 
     argv = TINY + ["--checkpoint_dir", str(tmp_path / "run"), "--num_tasks", "2", "--max_epochs", "1", "--gpu_augment"]
     assert main_continual.main(argv) == 0

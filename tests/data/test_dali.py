@@ -265,7 +265,7 @@ def test_dali_refuses_in_memory_datasets() -> None:
 def test_main_continual_runs_with_dali(tmp_path: Path) -> None:
     import csv
 
-    from tests.test_continual import TINY
+    from tests.helpers import TINY
 
     data = tmp_path / "data"
     _write_folder(data / "train", n_per_class=10, classes=("a", "b"))

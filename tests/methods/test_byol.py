@@ -7,7 +7,7 @@ import torch
 
 from cassle.methods import BYOL
 from cassle.methods.momentum import cosine_tau, ema_update
-from tests.methods.test_base import (
+from tests.methods.helpers import (
     B,
     check_contract,
     check_fit,

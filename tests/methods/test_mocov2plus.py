@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from cassle.losses import mocov2plus_loss_func
 from cassle.methods import MoCoV2Plus
-from tests.methods.test_base import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
+from tests.methods.helpers import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
 
 
 def test_contract_loss_and_queue_update() -> None:

@@ -7,7 +7,7 @@ import torch
 
 from cassle.losses import simclr_loss_func
 from cassle.methods import SimCLR
-from tests.methods.test_base import check_contract, check_fit, check_loss_decreases, make_batch
+from tests.methods.helpers import check_contract, check_fit, check_loss_decreases, make_batch
 
 
 def test_contract_and_loss_value() -> None:

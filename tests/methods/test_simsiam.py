@@ -6,7 +6,7 @@ import pytest
 
 from cassle.losses import simsiam_loss_func
 from cassle.methods import SimSiam
-from tests.methods.test_base import B, check_contract, check_fit, check_loss_decreases, tiny_cfg
+from tests.methods.helpers import B, check_contract, check_fit, check_loss_decreases, tiny_cfg
 
 
 def test_contract_and_loss_value() -> None:

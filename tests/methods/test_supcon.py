@@ -7,7 +7,7 @@ import torch
 
 from cassle.losses import simclr_loss_func
 from cassle.methods import SupCon
-from tests.methods.test_base import check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
+from tests.methods.helpers import check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
 
 
 def test_uses_labels_as_positives() -> None:

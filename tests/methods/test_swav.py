@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from cassle.losses import sinkhorn, swav_loss_func
 from cassle.methods import SwAV
-from tests.methods.test_base import (
+from tests.methods.helpers import (
     B,
     check_contract,
     check_fit,

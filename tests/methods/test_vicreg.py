@@ -6,7 +6,7 @@ import pytest
 
 from cassle.losses import vicreg_loss_func
 from cassle.methods import VICReg
-from tests.methods.test_base import check_contract, check_fit, check_loss_decreases
+from tests.methods.helpers import check_contract, check_fit, check_loss_decreases
 
 
 def test_contract_and_loss_value() -> None:
