@@ -132,11 +132,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "<!-- <tag>:begin --> and <!-- <tag>:end --> (e.g. another budget keeps its own table)",
     )
     p.add_argument(
-        "--extra", nargs=argparse.REMAINDER, default=[], help="more main_continual.py arguments, for every run"
+        "--extra",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="more main_continual.py arguments, for every run; must come last (everything after it is passed on, "
+        "so --dry_run there would start the runs: it is refused)",
     )
     p.add_argument("--table_only", action="store_true", help="only rebuild the tables from finished runs")
     p.add_argument("--dry_run", action="store_true", help="print the commands")
     a = p.parse_args(argv)
+    for own in ("--dry_run", "--table_only"):
+        if own in a.extra:
+            p.error(f"{own} was given after --extra, which passes it to main_continual.py: put it before --extra")
     if a.joint_methods is None:
         a.joint_methods = list(a.methods)
     return a
