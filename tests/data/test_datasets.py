@@ -19,10 +19,10 @@ from cassle.data.datasets import (
     DATASETS,
     DOMAINNET_DOMAINS,
     DatasetError,
-    _digits_split,
     check_dataset,
     load_dataset,
 )
+from cassle.data.readers.digits import _digits_split
 
 # --------------------------------------------------------------------------- writers
 
