@@ -27,7 +27,6 @@ CaSSLe's batch of 256 on one device the factor is 1.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -35,14 +34,13 @@ import lightning.pytorch as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
 
 from cassle.backbones import build_backbone
 from cassle.methods.optim import (
     SUPPORTED_OPTIMIZERS,
     SUPPORTED_SCHEDULERS,
-    build_optimizer,
-    build_scheduler,
+    configure_method_optimizers,
+    schedule_lengths,
 )
 
 # A method-specific argument: (type, default, help).
@@ -343,68 +341,8 @@ class BaseMethod(pl.LightningModule):
 
     def _schedule_lengths(self) -> tuple[int, int]:
         """``(total_steps, warmup_steps)`` of this fit, in optimizer steps."""
-        trainer = self.trainer
-        total = trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total <= 0:
-            raise ValueError(
-                "cannot build the lr schedule: the trainer has no finite length (set max_epochs or max_steps)"
-            )
-        total = int(total)
-        batches = trainer.num_training_batches
-        if math.isfinite(batches) and batches > 0:
-            steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
-        else:
-            epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else self.max_epochs
-            steps_per_epoch = max(1, total // max(epochs, 1))
-        warmup = int(round(self.warmup_epochs * steps_per_epoch))
-        if self.scheduler_name == "warmup_cosine" and warmup >= total:
-            rank_zero_warn(
-                f"warmup ({warmup} steps) is not shorter than the run ({total} steps); "
-                f"clipping it to {max(total - 1, 0)} steps"
-            )
-            warmup = max(total - 1, 0)
-        return total, warmup
+        return schedule_lengths(self)
 
     def configure_optimizers(self) -> Any:
-        """Optimizer over :attr:`learnable_params` and a per-step schedule (see module doc)."""
-        scale = self.lr_scale()
-        groups = []
-        for group in self.learnable_params:
-            group = dict(group)
-            if not group["params"]:
-                continue
-            if "lr" in group:
-                group["lr"] = group["lr"] * scale
-            groups.append(group)
-        optimizer = build_optimizer(
-            self.optimizer_name,
-            groups,
-            lr=self.lr * scale,
-            weight_decay=self.weight_decay,
-            momentum=self.sgd_momentum,
-            eta_lars=self.eta_lars,
-            grad_clip_lars=self.grad_clip_lars,
-            exclude_bias_n_norm=self.exclude_bias_n_norm,
-        )
-        if self.scheduler_name == "none":
-            return optimizer
-        if self.scheduler_name == "step":
-            epochs = (
-                self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else self.max_epochs
-            )
-            milestones = self.lr_decay_steps or [int(0.6 * epochs), int(0.8 * epochs)]
-            scheduler = build_scheduler("step", optimizer, total_steps=epochs, milestones=milestones)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        total, warmup = self._schedule_lengths()
-        scheduler = build_scheduler(
-            self.scheduler_name,
-            optimizer,
-            total_steps=total,
-            warmup_steps=warmup,
-            warmup_start_lr=self.warmup_start_lr,
-            min_lr=self.min_lr,
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
-        }
+        """Optimizer over :attr:`learnable_params` and a per-step schedule (:func:`~cassle.methods.optim.configure_method_optimizers`)."""
+        return configure_method_optimizers(self)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
 
@@ -220,3 +221,74 @@ def build_scheduler(
             raise ValueError("scheduler 'step' needs milestones (lr_decay_steps)")
         return MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SUPPORTED_SCHEDULERS)}")
+
+
+def schedule_lengths(method: Any) -> tuple[int, int]:
+    """``(total_steps, warmup_steps)`` of ``method``'s fit, in optimizer steps (warm-up clipped below the run)."""
+    trainer = method.trainer
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total) or total <= 0:
+        raise ValueError("cannot build the lr schedule: the trainer has no finite length (set max_epochs or max_steps)")
+    total = int(total)
+    batches = trainer.num_training_batches
+    if math.isfinite(batches) and batches > 0:
+        steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+    else:
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else method.max_epochs
+        steps_per_epoch = max(1, total // max(epochs, 1))
+    warmup = int(round(method.warmup_epochs * steps_per_epoch))
+    if method.scheduler_name == "warmup_cosine" and warmup >= total:
+        rank_zero_warn(
+            f"warmup ({warmup} steps) is not shorter than the run ({total} steps); "
+            f"clipping it to {max(total - 1, 0)} steps"
+        )
+        warmup = max(total - 1, 0)
+    return total, warmup
+
+
+def configure_method_optimizers(method: Any) -> Any:
+    """A method's optimizer over its ``learnable_params`` (group ``lr`` scaled like the base lr) and its schedule:
+    per step (warm-up + cosine) or per epoch (``step``), the lr scaled by ``method.lr_scale()``."""
+    scale = method.lr_scale()
+    groups = []
+    for group in method.learnable_params:
+        group = dict(group)
+        if not group["params"]:
+            continue
+        if "lr" in group:
+            group["lr"] = group["lr"] * scale
+        groups.append(group)
+    optimizer = build_optimizer(
+        method.optimizer_name,
+        groups,
+        lr=method.lr * scale,
+        weight_decay=method.weight_decay,
+        momentum=method.sgd_momentum,
+        eta_lars=method.eta_lars,
+        grad_clip_lars=method.grad_clip_lars,
+        exclude_bias_n_norm=method.exclude_bias_n_norm,
+    )
+    if method.scheduler_name == "none":
+        return optimizer
+    if method.scheduler_name == "step":
+        epochs = (
+            method.trainer.max_epochs
+            if method.trainer.max_epochs and method.trainer.max_epochs > 0
+            else method.max_epochs
+        )
+        milestones = method.lr_decay_steps or [int(0.6 * epochs), int(0.8 * epochs)]
+        scheduler = build_scheduler("step", optimizer, total_steps=epochs, milestones=milestones)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    total, warmup = schedule_lengths(method)
+    scheduler = build_scheduler(
+        method.scheduler_name,
+        optimizer,
+        total_steps=total,
+        warmup_steps=warmup,
+        warmup_start_lr=method.warmup_start_lr,
+        min_lr=method.min_lr,
+    )
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+    }
