@@ -202,20 +202,20 @@ def test_feature_norm_standardises_features_before_the_classifier():
 def test_precompute_features_runs_the_backbone_once_per_image(tmp_path, monkeypatch):
     """--precompute_features: the frozen backbone sees every training and test image exactly once (no
     augmentation), however many epochs the classifier trains; the classifier still learns."""
-    from cassle.eval import linear as linear_mod
+    from cassle.eval import linear_plan
 
     ckpt = tmp_path / "run" / "task4.ckpt"
     ckpt.parent.mkdir()
     make_checkpoint(ckpt)
     seen = []
-    real = linear_mod.load_frozen_backbone
+    real = linear_plan.load_frozen_backbone
 
     def counting(*a, **k):
         backbone = real(*a, **k)
         backbone.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
         return backbone
 
-    monkeypatch.setattr(linear_mod, "load_frozen_backbone", counting)
+    monkeypatch.setattr(linear_plan, "load_frozen_backbone", counting)
     argv = ["--pretrained_model", str(ckpt), "--lr", "0.5", "--seed", "7", *FAST, "--batch_size", "128"]
     argv[argv.index("--max_epochs") + 1] = "3"
     result = run_linear(parse_linear_args([*argv, "--precompute_features"]))
