@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cassle.launcher import LauncherError, apply_overrides, format_args, parse_args_list, parse_script  # noqa: E402
+from cassle.scripts import LauncherError, apply_overrides, format_args, parse_args_list, parse_script  # noqa: E402
 
 #: linear top-1 (%) on CIFAR-100 after 5 class-incremental tasks: (fine-tuning, CaSSLe), the paper's Table 1
 PAPER = {
