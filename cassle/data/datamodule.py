@@ -40,16 +40,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from cassle.data.base import ImageDataset
+from cassle.data.readers.common import IMAGENET_MEAN, IMAGENET_STD
 from cassle.data.replay import OnlineBatchSampler, build_raw_transform, replay_cfg_flags
 from cassle.data.splits import TaskSplit, make_splits, subsample_train
+from cassle.data.subsets import AugmentedSubset, EvalSubset  # noqa: F401  (re-exported)
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
-
-#: Fallback normalisation statistics (ImageNet) for datasets without registered ones.
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def resolve_mean_std(cfg: Mapping[str, Any]) -> tuple[Sequence[float], Sequence[float]]:
@@ -62,74 +60,6 @@ def resolve_mean_std(cfg: Mapping[str, Any]) -> tuple[Sequence[float], Sequence[
     if info is not None:
         return tuple(info.mean), tuple(info.std)
     return IMAGENET_MEAN, IMAGENET_STD
-
-
-class AugmentedSubset(Dataset):
-    """Training view of some samples: item ``i`` is ``(index, views, target)``.
-
-    ``index`` is the sample's position in ``dataset`` (not in the subset).
-    ``targets`` overrides the dataset's targets (e.g. all ``-1`` with ``no_labels``).
-    ``transform=None`` (``--gpu_augment``) keeps the un-augmented ``uint8`` image in
-    the place of the views: the whole batch is augmented later, on its device.
-    With ``extras`` true the item has a fourth element, ``{"raw": raw_transform(image),
-    "mb_pass": p}`` (``raw`` only with a ``raw_transform``); ``i`` may then be an
-    ``(i, p)`` pair (online stream).
-    """
-
-    def __init__(
-        self,
-        dataset: ImageDataset,
-        indices: torch.Tensor,
-        transform: Callable[[torch.Tensor], list[torch.Tensor]] | None,
-        targets: torch.Tensor,
-        raw_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        extras: bool = False,
-    ) -> None:
-        self.dataset = dataset
-        self.indices = torch.as_tensor(indices, dtype=torch.long)
-        self.transform = transform
-        self.targets = targets
-        self.raw_transform = raw_transform
-        self.extras = extras or raw_transform is not None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int | tuple[int, int]) -> tuple:
-        i, mb_pass = i if isinstance(i, tuple) else (i, 0)
-        idx = int(self.indices[i])
-        image = self.dataset.get_image(idx)
-        views = image if self.transform is None else self.transform(image)
-        item = (idx, views, int(self.targets[idx]))
-        if not self.extras:
-            return item
-        extras: dict[str, Any] = {"mb_pass": int(mb_pass)}
-        if self.raw_transform is not None:
-            extras["raw"] = self.raw_transform(image).contiguous()
-        return (*item, extras)
-
-
-class EvalSubset(Dataset):
-    """Evaluation view of some samples: item ``i`` is ``(image, target)``."""
-
-    def __init__(
-        self,
-        dataset: ImageDataset,
-        indices: torch.Tensor,
-        transform: Callable[[torch.Tensor], torch.Tensor],
-        targets: torch.Tensor,
-    ) -> None:
-        self.dataset = dataset
-        self.indices = torch.as_tensor(indices, dtype=torch.long)
-        self.transform = transform
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        idx = int(self.indices[i])
-        return self.transform(self.dataset.get_image(idx)), int(self.targets[idx])
 
 
 class ContinualDataModule(L.LightningDataModule):

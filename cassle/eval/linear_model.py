@@ -10,39 +10,10 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
 from cassle.checkpoint import CheckpointError
+from cassle.data.subsets import IndexedSubset  # noqa: F401  (re-exported)
 from cassle.eval.linear_metrics import EvalLayout, aggregate_metrics, sample_outcomes
-
-
-class IndexedSubset(Dataset):
-    """Samples ``indices`` of ``dataset`` through ``transform``.
-
-    Item ``i`` is ``(image, target)``, or ``(image, target, index)`` with
-    ``return_index=True`` where ``index`` is the position in ``dataset``
-    (used to place each test prediction, also under a distributed sampler).
-    """
-
-    def __init__(
-        self,
-        dataset: Any,
-        indices: Tensor,
-        transform: Callable[[Tensor], Tensor],
-        return_index: bool = False,
-    ) -> None:
-        self.dataset = dataset
-        self.indices = torch.as_tensor(indices, dtype=torch.long)
-        self.transform = transform
-        self.return_index = return_index
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> tuple:
-        idx = int(self.indices[i])
-        item = (self.transform(self.dataset.get_image(idx)), int(self.dataset.targets[idx]))
-        return item + (idx,) if self.return_index else item
 
 
 def stratified_fraction(targets: Tensor, indices: Tensor, fraction: float, seed: int) -> Tensor:
