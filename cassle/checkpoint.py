@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -32,14 +33,34 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     path = str(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} {path} does not exist")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(
+            f"{what} {path} is empty (0 bytes): a write was cut off. Delete it (a rerun then restarts that task) "
+            "or pass another file."
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with foreign classes, not a torch file...
-        raise CheckpointError(
-            f"{what} {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "It is corrupt, truncated, or not a torch checkpoint: delete it (a rerun then restarts "
-            "that task) or pass another file."
-        ) from None
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):  # a pickled object that would have to run code
+            raise CheckpointError(
+                f"{what} {path} holds Python objects beyond tensors and plain containers: loading it could run "
+                "code, so it is refused (weights_only=True). Use a checkpoint written by cassle, or convert it "
+                "where you trust its origin."
+            ) from None
+        raise CheckpointError(_unreadable(what, path, e)) from None
+    except Exception as e:  # truncated zip, not a torch file...
+        raise CheckpointError(_unreadable(what, path, e)) from None
+
+
+def _unreadable(what: str, path: str, e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    detail = [ln for ln in lines if "Unsupported" in ln or "load key" in ln or "zip" in ln.lower()]
+    first = (detail or lines or [""])[0][:200]
+    return (
+        f"{what} {path} cannot be read ({type(e).__name__}{': ' + first if first else ''}). "
+        "It is corrupt, truncated, or not a torch checkpoint: delete it (a rerun then restarts "
+        "that task) or pass another file."
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -493,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``run_from_config.py``: 0 if every run finished, 1 if some failed, 2 on a bad config."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="run_from_config.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="run_from_config.py", allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="JSON sweep config (see cassle/sweep.py)")
     p.add_argument(
         "--output_dir", default=None, help="parent of the run directories (default: the config's output_dir)"

@@ -20,6 +20,7 @@ from cassle.backbones import build_backbone
 from cassle.checkpoint import FORMAT, VERSION, CheckpointError
 from cassle.data.datasets import load_dataset
 from cassle.data.splits import make_splits
+from cassle.errors import ArgumentError
 from cassle.eval.linear import (
     EvalLayout as Layout,
 )
@@ -223,6 +224,15 @@ def test_precompute_features_runs_the_backbone_once_per_image(tmp_path, monkeypa
     assert sum(seen) == n_train + n_test
     assert result.info["epochs_trained"] == 3
     assert result.metrics["val_acc1"] > 30.0  # 10 classes: well above chance
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [(["--momentum", "-5"], "--momentum"), (["--lr", "nan"], "--lr"), (["--max_epoch", "3"], "max_epoch")],
+)
+def test_bad_linear_values_refused(extra, needle):
+    with pytest.raises(ArgumentError, match=needle):
+        parse_linear_args(["--pretrained_model", "x.ckpt", *extra])
 
 
 def test_rerun_same_checkpoint_allowed_other_checkpoint_refused(trained, tmp_path, capsys):

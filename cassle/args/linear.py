@@ -38,6 +38,7 @@ def build_linear_parser() -> argparse.ArgumentParser:
     """The parser of ``main_linear.py``."""
     p = _LinearParser(
         prog="main_linear.py",
+        allow_abbrev=False,
         description=(
             "Linear evaluation of a continual SSL checkpoint: frozen backbone, a linear classifier "
             "trained on all classes, accuracy overall and per task of the pretraining split."
@@ -143,6 +144,10 @@ def validate_linear_args(args: argparse.Namespace) -> None:
     if str(args.precision) not in PRECISIONS:
         raise _choose("--precision", str(args.precision), list(PRECISIONS))
     args.precision = PRECISIONS[str(args.precision)]
+    if not (math.isfinite(args.momentum) and 0.0 <= args.momentum < 1.0):
+        raise ArgumentError(f"--momentum is SGD's momentum: give a value in [0, 1), got {args.momentum}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ArgumentError(f"--lr must be a finite value > 0, got {args.lr}")
 
     if not (math.isfinite(args.data_fraction) and 0.0 < args.data_fraction <= 1.0):
         raise ArgumentError(

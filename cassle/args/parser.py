@@ -18,7 +18,11 @@ from cassle.errors import ArgumentError  # noqa: F401  (re-exported)
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser that raises instead of exiting, so callers decide."""
+    """ArgumentParser that raises instead of exiting, so callers decide; abbreviations are typos, not flags."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ArgumentError(f"{message}\n(run `python main_continual.py --help` for the accepted arguments)")

@@ -8,6 +8,7 @@ the first training step.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS
@@ -39,6 +40,55 @@ def resolve_strategy(name: str):
 
 def default_run_name(args: argparse.Namespace) -> str:
     return f"{args.method}-{args.strategy}-{args.dataset}"
+
+
+#: integer options that must be at least 1 (None = not given / not this parser's)
+AT_LEAST_ONE = (
+    "max_epochs", "batch_size", "base_width", "output_dim", "proj_hidden_dim", "pred_hidden_dim",
+    "distill_proj_hidden_dim", "align_hidden_dim", "check_val_every_n_epoch", "num_nodes", "knn_k",
+    "eval_batch_size", "checkpoint_frequency", "num_prototypes",
+)  # fmt: skip
+#: options that must be >= 0
+NON_NEGATIVE = ("num_workers", "weight_decay", "warmup_epochs", "seed", "queue_size", "classifier_lr")
+#: float options that must be finite and > 0
+POSITIVE = ("lr", "knn_temperature", "temperature", "distill_temperature")
+
+
+def check_ranges(args: argparse.Namespace, method_cls: type | None = None) -> None:
+    """Numeric options inside their valid range (finite, sign, probabilities, crop scales), or one clear error.
+
+    A method without a projector (MAE) has no projector widths to check."""
+    no_projector = method_cls is not None and not getattr(method_cls, "has_projector", True)
+    for name in AT_LEAST_ONE:
+        if no_projector and name in ("output_dim", "proj_hidden_dim"):
+            continue
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ArgumentError(f"--{name} must be at least 1, got {value}")
+    for name in NON_NEGATIVE:
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ArgumentError(f"--{name} must be a finite value >= 0, got {value}")
+    for name in POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ArgumentError(f"--{name} must be a finite value > 0, got {value}")
+    for name in AUGMENTATION_DEFAULTS:
+        values = getattr(args, name, None) or []
+        for v in values:
+            if not math.isfinite(v):
+                raise ArgumentError(f"--{name} must be finite, got {v}")
+            if name.endswith("_prob") and not 0.0 <= v <= 1.0:
+                raise ArgumentError(f"--{name} is a probability: give values in [0, 1], got {v}")
+            if name in ("brightness", "contrast", "saturation") and v < 0:
+                raise ArgumentError(f"--{name} must be >= 0, got {v}")
+            if name == "hue" and not 0.0 <= v <= 0.5:
+                raise ArgumentError(f"--hue must be in [0, 0.5], got {v}")
+    lo, hi = list(getattr(args, "min_scale", [0.08])), list(getattr(args, "max_scale", [1.0]))
+    n = max(len(lo), len(hi))
+    for a, b in zip(lo * n if len(lo) == 1 else lo, hi * n if len(hi) == 1 else hi):
+        if not 0.0 < a <= b <= 1.0:
+            raise ArgumentError(f"need 0 < --min_scale <= --max_scale <= 1, got min_scale {a}, max_scale {b}")
 
 
 def validate_args(args: argparse.Namespace) -> None:
@@ -84,11 +134,7 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.split_strategy == "domain" and args.dataset != "domainnet":
         raise ArgumentError(f"--split_strategy domain needs a dataset with domains (domainnet), not '{args.dataset}'")
 
-    for name, value in (("max_epochs", args.max_epochs), ("batch_size", args.batch_size)):
-        if value < 1:
-            raise ArgumentError(f"--{name} must be at least 1, got {value}")
-    if args.lr <= 0:
-        raise ArgumentError(f"--lr must be positive, got {args.lr}")
+    check_ranges(args, method_cls)
     validate_online_args(args, method_cls, strategy_cls, DEFAULT_MAX_EPOCHS)
 
     views_for = getattr(method_cls, "views_for", None)
@@ -140,7 +186,15 @@ def validate_args(args: argparse.Namespace) -> None:
 
     args.devices = parse_devices(args.devices)
 
+    if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name or os.sep in args.name):
+        raise ArgumentError(
+            f"--name {args.name!r} must be a plain folder name (no '/'); use --checkpoint_dir for a path"
+        )
     if args.name is None:
         args.name = default_run_name(args)
     if args.checkpoint_dir is None:
         args.checkpoint_dir = os.path.join("experiments", args.name)
+    if os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
+        raise ArgumentError(
+            f"--checkpoint_dir {args.checkpoint_dir} is a file, not a run directory: pass a folder path (or a new --name)"
+        )

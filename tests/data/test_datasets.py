@@ -520,3 +520,20 @@ def test_custom_errors(tmp_path: Path) -> None:
         check_dataset("custom", str(tmp_path))
     with pytest.raises(DatasetError, match="not found"):
         check_dataset("custom", str(tmp_path / "missing"))
+
+
+class _Poison:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/cassle-poisoned",))
+
+
+def test_poisoned_cifar_batch_is_refused_without_running_code(tmp_path: Path) -> None:
+    folder = make_cifar100(tmp_path)
+    pickle_dump(folder / "train", {b"data": _Poison(), b"fine_labels": [0]})
+    marker = Path("/tmp/cassle-poisoned")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(DatasetError, match="refused"):
+        load_dataset("cifar100", tmp_path, train=True)
+    assert not marker.exists()

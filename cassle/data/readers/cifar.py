@@ -68,11 +68,36 @@ def _cifar_dir(root: Path, spec: _CifarSpec) -> Path:
     )
 
 
+#: the only globals a CIFAR batch may name: numpy's array reconstruction (numpy 1 and 2 module paths)
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle that names a global outside :data:`_CIFAR_GLOBALS`."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits what the CIFAR format holds (dicts, lists, bytes / str, numbers, numpy arrays) and nothing else:
+    a poisoned batch cannot run code."""
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise _RefusedGlobal(f"refused global {module}.{name}: a CIFAR batch holds only arrays and lists")
+
+
 def _unpickle(path: Path, what: str) -> dict:
-    """Load one CIFAR python pickle (only ever point --data_dir at archives you trust)."""
+    """Load one CIFAR python pickle with :class:`_CifarUnpickler` (no code runs, whatever the file holds)."""
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _CifarUnpickler(f, encoding="bytes").load()
+    except _RefusedGlobal as e:
+        _fail(f"{path} is not a plain {what} batch ({e}); it was refused unread. Re-extract the archive.")
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
         _fail(f"Could not read {path} as a {what} pickle ({type(e).__name__}: {e}). Re-extract the archive.")
     if not isinstance(obj, dict):
