@@ -49,13 +49,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cassle.data.transforms import (
-    AUGMENTATION_KEYS,
-    _check_prob,
-    default_augmentation,
-    gaussian_kernel_size,
-    per_view_values,
-)
+from cassle.data.transforms import ViewParams, gaussian_kernel_size, per_view_values
 
 #: Colour-jitter operation ids, in the order their factors are stored.
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = 0, 1, 2, 3
@@ -130,45 +124,6 @@ def _adjust(x: torch.Tensor, op: int, factor: torch.Tensor) -> torch.Tensor:
     else:
         return _shift_hue(flat, factor).view(shape)
     return out.clamp_(0.0, 1.0).view(shape)
-
-
-class ViewParams:
-    """Validated augmentation parameters of one view: the keys of
-    :data:`~cassle.data.transforms.AUGMENTATION_KEYS`, missing ones taking
-    :data:`~cassle.data.transforms.AUGMENTATION_DEFAULTS` (as the per-sample path)."""
-
-    brightness: float
-    contrast: float
-    saturation: float
-    hue: float
-    color_jitter_prob: float
-    grayscale_prob: float
-    gaussian_prob: float
-    solarization_prob: float
-    horizontal_flip_prob: float
-    min_scale: float
-    max_scale: float
-
-    def __init__(self, **params: float) -> None:
-        unknown = sorted(set(params) - set(AUGMENTATION_KEYS))
-        if unknown:
-            raise ValueError(f"unknown augmentation parameter(s) {unknown}; known: {list(AUGMENTATION_KEYS)}")
-        p = {**{k: default_augmentation(k) for k in AUGMENTATION_KEYS}, **params}
-        if not 0.0 < float(p["min_scale"]) <= float(p["max_scale"]) <= 1.0:
-            raise ValueError(
-                f"need 0 < min_scale <= max_scale <= 1, got min_scale={p['min_scale']}, max_scale={p['max_scale']}"
-            )
-        for name in ("brightness", "contrast", "saturation"):
-            if float(p[name]) < 0:
-                raise ValueError(f"{name} must be non-negative, got {p[name]}")
-        if not 0.0 <= float(p["hue"]) <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {p['hue']}")
-        for name in AUGMENTATION_KEYS:
-            value = _check_prob(name, p[name]) if name.endswith("_prob") else float(p[name])
-            setattr(self, name, value)
-
-    def __repr__(self) -> str:
-        return f"ViewParams({', '.join(f'{k}={v}' for k, v in vars(self).items())})"
 
 
 class BatchedAugment(torch.nn.Module):

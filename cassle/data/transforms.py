@@ -183,6 +183,45 @@ class TwoViewTransform(MultiViewTransform):
         super().__init__([transform1, transform2 if transform2 is not None else transform1])
 
 
+class ViewParams:
+    """Validated augmentation parameters of one view: the keys of
+    :data:`AUGMENTATION_KEYS`, missing ones taking
+    :data:`AUGMENTATION_DEFAULTS` (as the per-sample path)."""
+
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+    color_jitter_prob: float
+    grayscale_prob: float
+    gaussian_prob: float
+    solarization_prob: float
+    horizontal_flip_prob: float
+    min_scale: float
+    max_scale: float
+
+    def __init__(self, **params: float) -> None:
+        unknown = sorted(set(params) - set(AUGMENTATION_KEYS))
+        if unknown:
+            raise ValueError(f"unknown augmentation parameter(s) {unknown}; known: {list(AUGMENTATION_KEYS)}")
+        p = {**{k: default_augmentation(k) for k in AUGMENTATION_KEYS}, **params}
+        if not 0.0 < float(p["min_scale"]) <= float(p["max_scale"]) <= 1.0:
+            raise ValueError(
+                f"need 0 < min_scale <= max_scale <= 1, got min_scale={p['min_scale']}, max_scale={p['max_scale']}"
+            )
+        for name in ("brightness", "contrast", "saturation"):
+            if float(p[name]) < 0:
+                raise ValueError(f"{name} must be non-negative, got {p[name]}")
+        if not 0.0 <= float(p["hue"]) <= 0.5:
+            raise ValueError(f"hue must be in [0, 0.5], got {p['hue']}")
+        for name in AUGMENTATION_KEYS:
+            value = _check_prob(name, p[name]) if name.endswith("_prob") else float(p[name])
+            setattr(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"ViewParams({', '.join(f'{k}={v}' for k, v in vars(self).items())})"
+
+
 def per_view_values(cfg: Mapping[str, Any], num_views: int) -> list[dict[str, float]]:
     """Resolve the augmentation keys of ``cfg`` into one parameter dict per view.
 
