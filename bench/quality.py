@@ -255,7 +255,6 @@ def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int) -> list[s
         "--accelerator",
         "cpu",
         "--no_progress_bar",
-        "--precompute_features",
         "--name",
         LINEAR_NAME,
         *[x for x in a.linear_args],

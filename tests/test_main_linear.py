@@ -88,7 +88,7 @@ def trained(tmp_path_factory):
     ckpt.parent.mkdir()
     state = make_checkpoint(ckpt)
     args = parse_linear_args(
-        ["--pretrained_model", str(ckpt), "--lr", "0.5", "--seed", "7", *FAST, "--batch_size", "128"]
+        ["--pretrained_model", str(ckpt), "--lr", "0.5", "--seed", "7", *FAST, "--batch_size", "128", "--augment"]
     )
     result = run_linear(args)
     return ckpt, state, result
@@ -224,6 +224,14 @@ def test_precompute_features_runs_the_backbone_once_per_image(tmp_path, monkeypa
     assert sum(seen) == n_train + n_test
     assert result.info["epochs_trained"] == 3
     assert result.metrics["val_acc1"] > 30.0  # 10 classes: well above chance
+
+
+def test_default_is_stored_features_augment_is_the_paper_protocol():
+    base = ["--pretrained_model", "x.ckpt"]
+    assert parse_linear_args(base).precompute_features
+    assert not parse_linear_args([*base, "--augment"]).precompute_features
+    with pytest.raises(ArgumentError, match="exclude each other"):
+        parse_linear_args([*base, "--augment", "--precompute_features"])
 
 
 @pytest.mark.parametrize(

@@ -86,10 +86,16 @@ def build_linear_parser() -> argparse.ArgumentParser:
         "(MAE's linear probe; converges on every encoder); none: raw features, the CaSSLe paper's protocol",
     )
     o.add_argument(
+        "--augment",
+        action="store_true",
+        help="random-resized-crop + flip the training images every epoch, through the frozen backbone (the CaSSLe "
+        "paper's protocol, slow); default: the backbone runs once over un-augmented images and the classifier "
+        "trains on the stored features",
+    )
+    o.add_argument(
         "--precompute_features",
         action="store_true",
-        help="run the frozen backbone once over the images without augmentation and train the classifier on the "
-        "stored features (fast; the paper's protocol augments every epoch: leave it off to reproduce it)",
+        help="the default (stored un-augmented features); accepted for clarity, refused together with --augment",
     )
     o.add_argument("--max_epochs", type=int, default=100)
     o.add_argument("--batch_size", type=int, default=256, help="per device")
@@ -144,6 +150,11 @@ def validate_linear_args(args: argparse.Namespace) -> None:
     if str(args.precision) not in PRECISIONS:
         raise _choose("--precision", str(args.precision), list(PRECISIONS))
     args.precision = PRECISIONS[str(args.precision)]
+    if args.augment and args.precompute_features:
+        raise ArgumentError(
+            "--augment and --precompute_features exclude each other: augmenting needs the images every epoch"
+        )
+    args.precompute_features = not args.augment
     if not (math.isfinite(args.momentum) and 0.0 <= args.momentum < 1.0):
         raise ArgumentError(f"--momentum is SGD's momentum: give a value in [0, 1), got {args.momentum}")
     if not (math.isfinite(args.lr) and args.lr > 0):

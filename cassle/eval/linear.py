@@ -146,7 +146,7 @@ class LinearResult:
 
 
 def _feature_loaders(plan: LinearPlan) -> tuple[DataLoader, DataLoader, nn.Module]:
-    """``--precompute_features``: the frozen backbone runs once over the train and test images (the evaluation
+    """The default (no ``--augment``): the frozen backbone runs once over the train and test images (the evaluation
     transform, no augmentation), and the classifier trains on the stored features."""
     from torch.utils.data import TensorDataset
 
@@ -187,7 +187,7 @@ def run_linear(args: argparse.Namespace) -> LinearResult:
     from lightning.pytorch.loggers import CSVLogger
 
     plan = prepare_linear(args)
-    precompute = bool(getattr(args, "precompute_features", False))
+    precompute = bool(getattr(args, "precompute_features", True)) and not getattr(args, "augment", False)
     if precompute:
         t0 = time.perf_counter()
         train_loader, test_loader, backbone = _feature_loaders(plan)

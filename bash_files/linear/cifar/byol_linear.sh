@@ -8,6 +8,7 @@ python3 main_linear.py \
     --pretrained_model $PRETRAINED_PATH \
     --encoder resnet18 \
     --feature_norm none \
+    --augment \
     --max_epochs 100 \
     --batch_size 256 \
     --optimizer sgd \
