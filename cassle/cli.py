@@ -15,8 +15,15 @@ import sys
 from cassle.errors import CassleError
 
 
-def _setup_logging() -> None:
+def _entry(parse, run, argv: list[str] | None) -> int:
+    """Parse ``argv`` and run; a :class:`CassleError` becomes one ``error: ...`` line on stderr and status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(parse(argv))
+    except CassleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def continual_main(argv: list[str] | None = None) -> int:
@@ -24,13 +31,7 @@ def continual_main(argv: list[str] | None = None) -> int:
     from cassle.args import parse_args
     from cassle.continual import run
 
-    _setup_logging()
-    try:
-        run(parse_args(argv))
-    except CassleError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return _entry(parse_args, run, argv)
 
 
 def linear_main(argv: list[str] | None = None) -> int:
@@ -38,13 +39,7 @@ def linear_main(argv: list[str] | None = None) -> int:
     from cassle.args.linear import parse_linear_args
     from cassle.eval.linear import run_linear
 
-    _setup_logging()
-    try:
-        run_linear(parse_linear_args(argv))
-    except CassleError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return _entry(parse_linear_args, run_linear, argv)
 
 
 if __name__ == "__main__":  # python -m cassle.cli ARGS == main_continual.py ARGS
