@@ -41,7 +41,7 @@ from cassle.checkpoint import (
 )
 from cassle.devices import resolve_accelerator
 from cassle.errors import RunError  # noqa: F401  (re-exported)
-from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity  # noqa: F401  (RESUMABLE_CHANGES re-exported)
+from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity, run_lock  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 
 log = logging.getLogger("cassle")
 
@@ -296,13 +296,26 @@ def run(args: argparse.Namespace) -> Any:
         return plan.report
 
     main = _is_global_zero()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    model = plan.model_cls(**cfg)  # built before anything is written: a model that cannot be built leaves no trace
+    if not main:
+        return _train(plan, model, args, main)
+    with run_lock(run_dir):  # one process per run directory
+        plan = prepare_run(args)  # re-read under the lock: another process may have moved the run on
+        if plan.start_task >= args.num_tasks:
+            print(f"Run in {run_dir} already finished all {args.num_tasks} tasks; its results:")
+            print(format_table(plan.report))
+            return plan.report
         if not (run_dir / "args.json").exists():
             atomic_write_json(run_dir / "args.json", json.loads(json.dumps(cfg, default=str)))
+        return _train(plan, model, args, main)
 
-    pl.seed_everything(args.seed, workers=True, verbose=False)
-    model = plan.model_cls(**cfg)
+
+def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> Any:
+    """The task loop of :func:`run` (under the run lock on the main process)."""
+    from cassle.eval.report import format_table
+
+    run_dir, cfg = plan.run_dir, plan.cfg
     dm = plan.datamodule
 
     if main and not args.no_baseline and not all(plan.report.has_baseline(p) for p in args.probes):

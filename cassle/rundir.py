@@ -7,8 +7,19 @@ writes before the run starts) and :mod:`cassle.sweep` (a run's status).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from cassle.errors import RunError
+
+#: the lock file a running process holds in its run directory
+LOCK_FILE = ".run.lock"
 
 #: files the launcher writes into an experiment dir before the run starts
 LAUNCHER_FILES = ("command.sh", "job.sbatch", "slurm_jobs.txt")
@@ -43,9 +54,40 @@ RESUMABLE_CHANGES = {
 def is_launcher_file(name: str) -> bool:
     """True for a file job_launcher.py puts in an experiment dir (command.sh, job.sbatch, SLURM logs):
     a run directory holding only these is still a fresh one for main_continual.py."""
-    return name in LAUNCHER_FILES or bool(_LAUNCHER_FILE_RE.match(name))
+    return name in LAUNCHER_FILES or name == LOCK_FILE or bool(_LAUNCHER_FILE_RE.match(name))
 
 
 def run_identity(cfg: dict[str, Any]) -> dict[str, Any]:
     """The arguments that make a run this run (``args.json`` minus :data:`RESUMABLE_CHANGES`)."""
     return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive OS lock (``flock``) on ``run_dir`` for as long as the block runs.
+
+    The lock dies with its process (a ``kill -9`` never leaves a stale lock behind); a second
+    process on the same directory gets one :class:`RunError` naming the holder, at once.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise RunError(
+            f"{run_dir} is in use by {holder}: one process per run directory. Wait for it to finish (or stop it); "
+            "the same command then resumes the run"
+        ) from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
