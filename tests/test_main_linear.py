@@ -25,6 +25,7 @@ from cassle.eval.linear import (
     EvalLayout as Layout,
 )
 from cassle.eval.linear import (
+    LinearEvalError,
     LinearModel,
     aggregate_metrics,
     prepare_linear,
@@ -251,9 +252,13 @@ def test_rerun_same_checkpoint_allowed_other_checkpoint_refused(trained, tmp_pat
     err = capsys.readouterr().err
     assert code == 2
     assert "another checkpoint" in err and "--name" in err and "--checkpoint_dir" in err
-    # the same checkpoint may be re-evaluated into its own folder (prepare only: no training)
-    plan = prepare_linear(parse_linear_args(["--pretrained_model", str(ckpt), *FAST]))
+    # the same checkpoint with the same settings may be re-evaluated into its folder (prepare only: no training)
+    same = ["--pretrained_model", str(ckpt), "--lr", "0.5", "--seed", "7", *FAST, "--batch_size", "128", "--augment"]
+    plan = prepare_linear(parse_linear_args([*same[:-1], "--augment", "--num_workers", "0"]))
     assert plan.out_dir == result.out_dir
+    # other settings never overwrite the first evaluation: refused, naming what changed and the fix
+    with pytest.raises(LinearEvalError, match=r"other settings \(--lr\).*--name"):
+        prepare_linear(parse_linear_args([*same, "--lr", "0.01"]))
 
 
 # --------------------------------------------------------------------------- split, fraction, args.json

@@ -34,6 +34,9 @@ log = logging.getLogger("cassle")
 RESULTS_JSON = "linear_results.json"
 RESULTS_CSV = "linear_results.csv"
 
+#: main_linear.py options that may differ when an evaluation is rerun into the same folder
+RERUN_FREE = {"num_workers", "no_progress_bar", "log_every_n_steps", "accelerator", "devices", "data_dir", "precision"}
+
 #: Run arguments the split depends on (a disagreement between the checkpoint and args.json is reported).
 SPLIT_KEYS: tuple[str, ...] = ("dataset", "num_tasks", "split_strategy", "seed", "domain_order")
 
@@ -143,7 +146,9 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     results = out_dir / RESULTS_JSON
     if results.exists():
         try:
-            previous = json.loads(results.read_text()).get("pretrained_model")
+            saved = json.loads(results.read_text())
+            previous = saved.get("pretrained_model")
+            previous_args = saved.get("args") or {}
         except (OSError, json.JSONDecodeError, AttributeError) as e:
             raise LinearEvalError(
                 f"{results} exists but is unreadable ({e}); pass another --name or --checkpoint_dir"
@@ -152,6 +157,16 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
             raise LinearEvalError(
                 f"{results} holds the results of another checkpoint ({previous}); pass another --name or "
                 "--checkpoint_dir so they are not overwritten"
+            )
+        now = json.loads(json.dumps(vars(args), default=str))
+        changed = sorted(
+            k for k in set(now) | set(previous_args)
+            if k not in RERUN_FREE and now.get(k) != previous_args.get(k)
+        )  # fmt: skip
+        if previous_args and changed:
+            raise LinearEvalError(
+                f"{results} holds an evaluation of this checkpoint with other settings ({', '.join('--' + k for k in changed)}); "
+                "pass another --name (e.g. --name task4-lr0.5) so both are kept"
             )
 
     backbone = load_frozen_backbone(
