@@ -41,7 +41,7 @@ from cassle.checkpoint import (
 )
 from cassle.devices import resolve_accelerator
 from cassle.errors import RunError  # noqa: F401  (re-exported)
-from cassle.rundir import RESUMABLE_CHANGES, is_launcher_file, run_identity, run_lock  # noqa: F401  (RESUMABLE_CHANGES re-exported)
+from cassle.rundir import RESUMABLE_CHANGES, clean_temp_files, is_launcher_file, run_identity, run_lock  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 
 log = logging.getLogger("cassle")
 
@@ -302,6 +302,8 @@ def run(args: argparse.Namespace) -> Any:
         return _train(plan, model, args, main)
     with run_lock(run_dir):  # one process per run directory
         plan = prepare_run(args)  # re-read under the lock: another process may have moved the run on
+        for stale in clean_temp_files(run_dir):  # left by a process killed during an atomic write
+            log.warning("removed %s, left by an interrupted write", stale)
         if plan.start_task >= args.num_tasks:
             print(f"Run in {run_dir} already finished all {args.num_tasks} tasks; its results:")
             print(format_table(plan.report))

@@ -62,6 +62,18 @@ def run_identity(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
 
 
+def clean_temp_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the ``.<name>.<random>.tmp`` files an atomic write killed mid-way left in ``run_dir`` (and its
+    ``resume/`` and ``results/``); call it only while holding :func:`run_lock`. Returns what was removed."""
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "resume", Path(run_dir) / "results"):
+        if folder.is_dir():
+            for p in folder.glob(".*.tmp"):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 @contextmanager
 def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive OS lock (``flock``) on ``run_dir`` for as long as the block runs.

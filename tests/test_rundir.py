@@ -9,7 +9,7 @@ import pytest
 
 import main_continual
 from cassle.errors import RunError
-from cassle.rundir import LOCK_FILE, is_launcher_file, run_lock
+from cassle.rundir import LOCK_FILE, clean_temp_files, is_launcher_file, run_lock
 from tests.helpers import TINY
 
 
@@ -41,3 +41,13 @@ def test_main_continual_refuses_a_directory_in_use(tmp_path, capsys):
     assert code == 2
     assert "in use by pid" in capsys.readouterr().err
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]  # nothing of the run was written
+
+
+def test_temp_files_of_interrupted_writes_are_cleaned(tmp_path):
+    (tmp_path / "resume").mkdir()
+    stale = [tmp_path / ".task0.ckpt.abc123.tmp", tmp_path / "resume" / ".task1-last.ckpt.x.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    (tmp_path / "task0.ckpt").write_bytes(b"kept")
+    assert sorted(clean_temp_files(tmp_path)) == sorted(stale)
+    assert not any(p.exists() for p in stale) and (tmp_path / "task0.ckpt").exists()
