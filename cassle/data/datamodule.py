@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cassle.data.base import ImageDataset
+from cassle.data.input_paths import InputPathsMixin
 from cassle.data.readers.common import IMAGENET_MEAN, IMAGENET_STD
 from cassle.data.replay import OnlineBatchSampler, build_raw_transform, replay_cfg_flags
 from cassle.data.splits import TaskSplit, make_splits, subsample_train
@@ -62,7 +63,7 @@ def resolve_mean_std(cfg: Mapping[str, Any]) -> tuple[Sequence[float], Sequence[
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-class ContinualDataModule(L.LightningDataModule):
+class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
     """Dataset, task split and loaders of a continual run.
 
     Args:
@@ -284,57 +285,6 @@ class ContinualDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
 
-    def check_input_path(self) -> None:
-        """Raise a clear ``ValueError`` when ``gpu_augment`` / ``dali`` do not fit the dataset."""
-        if self.gpu_augment and self.dali:
-            raise ValueError(
-                "--gpu_augment and --dali are exclusive: use --gpu_augment for in-memory datasets, --dali for folder datasets"
-            )
-        name = self.cfg.get("dataset")
-        in_memory = bool(getattr(self.train_dataset, "in_memory", False))
-        if self.gpu_augment and not in_memory:
-            raise ValueError(
-                f"--gpu_augment needs an in-memory dataset (digits, fashion_mnist, cifar10, cifar100, stl10), "
-                f"but {name!r} decodes images from files: use --dali for folder datasets"
-            )
-        if self.dali and in_memory:
-            raise ValueError(
-                f"--dali reads image files, but {name!r} is held in memory: use --gpu_augment to augment it on the device"
-            )
-
-    @property
-    def batched_augment(self) -> Any:
-        """The :class:`~cassle.data.batched_augment.BatchedAugment` of this run (built on first use)."""
-        if self._batched_augment is None:
-            from cassle.data.batched_augment import BatchedAugment
-
-            mean, std = self._mean_std()
-            cfg = dict(self.cfg)
-            cfg["crop_size"] = self._crop_size()
-            self._batched_augment = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.seed)
-        return self._batched_augment
-
-    def augment_on_device(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The run's :class:`~cassle.data.batched_augment.BatchedAugment` applied to a ``uint8`` batch on its
-        device (the stream's batches, and the replayed buffer samples of replay strategies)."""
-        aug = self.batched_augment
-        if aug.mean.device != images.device:
-            aug.to(images.device)  # normalisation constants live with the batch
-        return aug(images)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """With ``gpu_augment``: turn a raw training batch ``(indexes, uint8 images, targets[, extras])``
-        into ``(indexes, [views], targets[, extras])`` on the batch's device; every other batch passes unchanged."""
-        if (
-            self.gpu_augment
-            and isinstance(batch, (list, tuple))
-            and len(batch) in (3, 4)
-            and isinstance(batch[1], torch.Tensor)
-            and batch[1].dtype == torch.uint8
-        ):
-            return [batch[0], self.augment_on_device(batch[1]), *batch[2:]]
-        return batch
-
     def train_dataloader(self) -> Any:
         """The current task's training samples with ``num_views`` augmented views.
 
@@ -351,26 +301,7 @@ class ContinualDataModule(L.LightningDataModule):
         if self.gpu_augment or self.dali:
             self.check_input_path()
         if self.dali:
-            from cassle.data.dali import build_pretrain_loader
-
-            mean, std = self._mean_std()
-            trainer = getattr(self, "trainer", None)
-            paths = [self.train_dataset.paths[int(i)] for i in indices]  # type: ignore[attr-defined]
-            return build_pretrain_loader(
-                paths,
-                self._train_targets[indices],
-                indices,
-                batch_size=self.batch_size,
-                crop_size=self._crop_size(),
-                mean=mean,
-                std=std,
-                view_params=self._view_params(),
-                seed=self.seed + task,
-                num_threads=max(1, self.num_workers),
-                device_id=_device_id(trainer),
-                shard_id=self._global_rank(),
-                num_shards=self._world_size(),
-            )
+            return self._dali_train_loader(task, indices)
         if self.gpu_augment:
             # one augmentation stream per task and rank, from the run's seed
             self.batched_augment.reseed(self.seed + task + 7919 * self._global_rank())
@@ -456,13 +387,3 @@ class ContinualDataModule(L.LightningDataModule):
         """Unshuffled, eval-transformed batches over the samples of all tasks (each once)."""
         dataset, per_task, targets = self._split_parts(split)
         return self._eval_loader(dataset, torch.unique(torch.cat(per_task)), targets, batch_size)
-
-
-def _device_id(trainer: Any) -> int | None:
-    """CUDA device index of the trainer's root device, ``None`` on the CPU (DALI then runs on the CPU)."""
-    if trainer is None:
-        return None
-    device = getattr(getattr(trainer, "strategy", None), "root_device", None)
-    if device is None or getattr(device, "type", "cpu") != "cuda":
-        return None
-    return int(device.index or 0)
