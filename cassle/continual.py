@@ -332,6 +332,8 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
         pl.seed_everything(args.seed + task, workers=True, verbose=False)
         dm.set_task(task)
         model.on_task_start(task)
+        if hasattr(model, "use_stream_augmentation"):
+            model.use_stream_augmentation(dm)  # replay augments its samples as the stream (handed over, not fetched)
         resume = run_dir / "resume" / f"task{task}-last.ckpt"
         ckpt_path = str(resume) if resume.exists() else None
         if ckpt_path:

@@ -84,6 +84,10 @@ class StrategyMixin:
         """Called by the task loop before the task's ``fit`` (teacher snapshots go here)."""
         self.current_task_idx = task_idx
 
+    def use_stream_augmentation(self, datamodule: Any) -> None:
+        """Called by the task loop with the run's data module; strategies that augment samples of their own
+        (replay) take the stream's augmentation from it. Default: nothing to take."""
+
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> Any:
         """Hand the method the plain ``(indexes, views, targets)`` batch (extras stripped)."""
         plain, _ = split_batch(batch)

@@ -102,18 +102,14 @@ class ReplayMixin(StrategyMixin):
     @property
     def replay_transform(self) -> Callable[[torch.Tensor], list[torch.Tensor]]:
         """The stream's multi-view augmentation (the datamodule's, else built from the config)."""
-        if self._replay_transform is None:
-            dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            if dm is not None and hasattr(dm, "train_transform"):
-                self._replay_transform = dm.train_transform()
-            else:
-                from cassle.data.datamodule import resolve_mean_std
-                from cassle.data.transforms import build_multiview_transform
+        if self._replay_transform is None:  # not handed over (used outside the task loop): build it
+            from cassle.data.datamodule import resolve_mean_std
+            from cassle.data.transforms import build_multiview_transform
 
-                mean, std = resolve_mean_std(self.cfg)
-                self._replay_transform = build_multiview_transform(
-                    {**self.cfg, "crop_size": self.crop_size}, self.num_views, mean, std
-                )
+            mean, std = resolve_mean_std(self.cfg)
+            self._replay_transform = build_multiview_transform(
+                {**self.cfg, "crop_size": self.crop_size}, self.num_views, mean, std
+            )
         return self._replay_transform
 
     @replay_transform.setter
@@ -126,20 +122,21 @@ class ReplayMixin(StrategyMixin):
         else built from the config), applied to replayed images on their device; ``None`` otherwise."""
         if not self.cfg.get("gpu_augment", False):
             return None
-        if self._replay_batched is None:
-            dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-            if dm is not None and hasattr(dm, "augment_on_device"):
-                self._replay_batched = dm.augment_on_device
-            else:
-                from cassle.data.batched_augment import BatchedAugment
-                from cassle.data.datamodule import resolve_mean_std
+        if self._replay_batched is None:  # not handed over (used outside the task loop): build it
+            from cassle.data.batched_augment import BatchedAugment
+            from cassle.data.datamodule import resolve_mean_std
 
-                mean, std = resolve_mean_std(self.cfg)
-                cfg = {**self.cfg, "crop_size": self.crop_size}
-                self._replay_batched = BatchedAugment.from_config(
-                    cfg, self.num_views, mean, std, seed=self.replay_seed + 2
-                )
+            mean, std = resolve_mean_std(self.cfg)
+            cfg = {**self.cfg, "crop_size": self.crop_size}
+            self._replay_batched = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.replay_seed + 2)
         return self._replay_batched
+
+    def use_stream_augmentation(self, datamodule: Any) -> None:
+        """Augment replayed images exactly as the stream: the task loop hands over the data module's
+        per-sample transform and, with ``--gpu_augment``, its on-device batch augmentation (same generator)."""
+        self._replay_transform = datamodule.train_transform()
+        if self.cfg.get("gpu_augment", False):
+            self._replay_batched = datamodule.augment_on_device
 
     def augment(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Fresh augmented views of raw ``uint8`` buffer images: the whole batch at once on its device

@@ -94,3 +94,25 @@ def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
     fresh = model("simclr", "er")
     fresh.load_strategy_state_dict(single)
     assert torch.equal(fresh.buffer.data["indexes"], ranks[1].buffer.data["indexes"])
+
+
+@pytest.mark.parametrize("gpu_augment", [False, True])
+def test_task_loop_hands_over_the_stream_augmentation(gpu_augment):
+    """Replayed samples are augmented by the data module's own pipeline (handed over by the task loop,
+    not fetched through the trainer): per-sample transform, and with --gpu_augment its batch augmentation."""
+    from types import SimpleNamespace
+
+    calls = []
+    per_sample = DeterministicTransform()
+
+    def on_device(images):
+        calls.append(images.shape)
+        return to_float_views(images)
+
+    dm = SimpleNamespace(train_transform=lambda: per_sample, augment_on_device=on_device)
+    m = model("simclr", "er", gpu_augment=gpu_augment)
+    m.use_stream_augmentation(dm)
+    assert m.replay_transform is per_sample
+    views = m.augment(torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8))
+    assert len(views) == 2 and views[0].shape == (3, 3, 8, 8)
+    assert calls == ([(3, 1, 8, 8)] if gpu_augment else [])
