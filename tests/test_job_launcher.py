@@ -462,7 +462,10 @@ def test_real_slurm_submission_with_requeue(script, fake_main, tmp_path, slurm, 
         assert _flag(argv, "accelerator") == ["cpu"] and _flag(argv, "devices") == ["1"]
     # one log per array task, holding the run's output
     assert slurm_cluster.wait_for(lambda: len(list(exp.glob("slurm-*_1.out"))) == 1, timeout=10)
-    assert all("fake main ran" in p.read_text() for p in exp.glob("slurm-*.out"))
+    # the log file appears before SLURM has flushed the job's output into it: wait for the text, not the file
+    assert slurm_cluster.wait_for(
+        lambda: all("fake main ran" in p.read_text() for p in exp.glob("slurm-*.out")), timeout=20
+    ), {p.name: p.read_text()[-300:] for p in exp.glob("slurm-*.out")}
 
 
 REAL_SCRIPT = r"""#!/bin/bash
