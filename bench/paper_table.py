@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cassle.fileio import atomic_write, atomic_write_text  # noqa: E402
 from cassle.scripts import LauncherError, apply_overrides, format_args, parse_args_list, parse_script  # noqa: E402
 
 #: linear top-1 (%) on CIFAR-100 after 5 class-incremental tasks: (fine-tuning, CaSSLe), the paper's Table 1
@@ -224,15 +225,14 @@ def write_table(a: argparse.Namespace) -> str:
     text, rows = table(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "paper_table.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out / "paper_table.md")
-    tmp = out / "paper_table.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
+    atomic_write_text(out / "paper_table.md", text)
+
+    def write_csv(fh) -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["method"])
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(out / "paper_table.csv")
+
+    atomic_write(out / "paper_table.csv", write_csv)
     return text
 
 

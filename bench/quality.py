@@ -50,6 +50,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cassle.fileio import atomic_write, atomic_write_text  # noqa: E402
+from cassle.sweep_results import mean_std as _sweep_mean_std  # noqa: E402
+
 METHODS = ["barlow_twins", "byol", "mocov2plus", "simclr", "swav", "vicreg"]
 
 #: method arguments scaled down to the small budget (projector widths are set for all methods by --proj_dim)
@@ -304,13 +310,10 @@ def row(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (n − 1; 0 for one value) and count of the finite ``values``."""
-    v = [x for x in values if isinstance(x, (int, float)) and math.isfinite(x)]
-    if not v:
-        return float("nan"), float("nan"), 0
-    mu = sum(v) / len(v)
-    sd = math.sqrt(sum((x - mu) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
-    return mu, sd, len(v)
+    """Mean, sample standard deviation (n − 1; 0 for one value) and count of the finite ``values``
+    (the sweep's :func:`cassle.sweep_results.mean_std`, plus the count)."""
+    n = sum(1 for x in values if isinstance(x, (int, float)) and math.isfinite(x))
+    return (*_sweep_mean_std(values), n)
 
 
 def fmt_ms(stats: tuple[float, float, int], expected: int, sign: bool = False) -> str:
@@ -372,24 +375,19 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
     )
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_tables(a: argparse.Namespace) -> list[dict]:
     rows = [r for r in (row(a, *k) for k in plan(a)) if r is not None]
     res = Path(a.results)
-    tmp = res / f"{a.tag}_results.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+
+    def write_csv(f) -> None:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
-    tmp.replace(res / f"{a.tag}_results.csv")
+
+    atomic_write(res / f"{a.tag}_results.csv", write_csv)
     text = summary(a, rows)
-    _atomic_write(res / f"{a.tag}_results.md", text)
+    atomic_write_text(res / f"{a.tag}_results.md", text)
     readme = res / "README.md"
     begin, end = f"<!-- {a.tag}:begin -->", f"<!-- {a.tag}:end -->"
     if readme.exists() and begin in readme.read_text():
@@ -400,7 +398,7 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
         )
         r = readme.read_text()
         block = f"{begin}\nCommand: `{cmd}`\n\n{text}{end}"
-        _atomic_write(readme, r[: r.index(begin)] + block + r[r.index(end) + len(end) :])
+        atomic_write_text(readme, r[: r.index(begin)] + block + r[r.index(end) + len(end) :])
     return rows
 
 
@@ -441,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[quality] {d.name}: FAILED (exit {rc}), see {log_path}", flush=True)
                 failed.append(d.name)
                 return
-            _atomic_write(d / "wall_s.txt", f"{wall:.1f}\n")
+            atomic_write_text(d / "wall_s.txt", f"{wall:.1f}\n")
             print(f"[quality] {d.name}: done in {wall:.0f} s", flush=True)
         if a.linear_epochs > 0 and linear_top1(d) is None:
             t0 = time.perf_counter()

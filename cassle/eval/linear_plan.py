@@ -14,20 +14,9 @@ from torch import Tensor, nn
 
 from cassle.checkpoint import load_task_checkpoint
 from cassle.devices import resolve_accelerator
-from cassle.errors import (
-    ArgumentError,
-    LinearEvalError,  # noqa: F401  (re-exported)
-)
-from cassle.eval.linear_metrics import EvalLayout, aggregate_metrics, sample_outcomes  # noqa: F401  (re-exported)
-from cassle.eval.linear_model import (  # noqa: F401  (re-exported)
-    IndexedSubset,
-    LinearModel,
-    PrecomputedFeatures,
-    backbone_state_dict,
-    linear_train_transform,
-    load_frozen_backbone,
-    stratified_fraction,
-)
+from cassle.errors import ArgumentError, LinearEvalError
+from cassle.eval.linear_metrics import EvalLayout
+from cassle.eval.linear_model import backbone_state_dict, load_frozen_backbone, stratified_fraction
 
 log = logging.getLogger("cassle")
 
