@@ -11,7 +11,9 @@ paper's protocol; ``--linear_epochs 0`` skips it). Each run gets its own
 directory ``<method>-<finetune|cassle|joint>-s<seed>`` under ``--out``
 (default ``bench/out/quality``, gitignored); finished runs and finished linear
 evaluations are kept (``main_continual.py`` resumes an unfinished run), so the
-command can be rerun after an interruption and the table grows run by run.
+command can be rerun after an interruption and the table grows run by run. A
+run whose directory is gone but whose row is in ``bench/<tag>_results.csv``
+keeps that row and is not rerun (delete the row to rerun it).
 
 After every run the tables are rewritten to ``bench/<tag>_results.csv`` (one
 row per run) and ``bench/<tag>_results.md`` and into ``bench/README.md``
@@ -159,14 +161,11 @@ Key = tuple  # (method, strategy, num_tasks, seed)
 
 
 def plan(a: argparse.Namespace) -> list[Key]:
-    """``(method, strategy, num_tasks, seed)`` in run order: seed-major, so a partial table covers every method."""
-    runs = []
-    for seed in a.seeds:
-        for m in a.methods:
-            runs += [(m, s, a.num_tasks, seed) for s in a.strategies]
-            if m in a.joint_methods:
-                runs.append((m, "finetune", 1, seed))
-    return runs
+    """``(method, strategy, num_tasks, seed)`` in run order: the continual pairs seed-major (a partial table covers
+    every method and its paired differences grow seed by seed), then the joint runs, seed-major too (the joint
+    run is the upper bound, not part of the CaSSLe − finetune comparison)."""
+    runs = [(m, s, a.num_tasks, seed) for seed in a.seeds for m in a.methods for s in a.strategies]
+    return runs + [(m, "finetune", 1, seed) for seed in a.seeds for m in a.methods if m in a.joint_methods]
 
 
 def kind(strategy: str, tasks: int) -> str:
@@ -284,10 +283,33 @@ def linear_top1(d: Path) -> float | None:
         return None
 
 
+def recorded(a: argparse.Namespace) -> dict[tuple, dict]:
+    """The rows of an earlier ``<tag>_results.csv``, by ``(method, strategy, seed, tasks)``: the table is the
+    record of the runs, so a run whose directory is gone (another machine, a cleaned ``--out``) keeps its row and
+    is not run again. Delete the CSV (or the row) to rerun it."""
+    path = Path(a.results) / f"{a.tag}_results.csv"
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    out = {}
+    for r in rows:
+        try:
+            conv = {c: (r[c] if c in ("method", "strategy", "run_dir") else float(r[c])) for c in COLUMNS}
+        except (KeyError, TypeError, ValueError):
+            continue  # a row from another column layout: not a record of this table
+        conv["seed"], conv["tasks"] = int(conv["seed"]), int(conv["tasks"])
+        out[(conv["method"], conv["strategy"], conv["seed"], conv["tasks"])] = conv
+    return out
+
+
 def row(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int) -> dict | None:
     d = run_dir(a, method, strategy, tasks, seed)
     m = _metrics(d, tasks)
     if m is None:
+        if not d.exists():
+            return recorded(a).get((method, kind(strategy, tasks), seed, tasks))
         return None
     p = m["probes"]
     wall = d / "wall_s.txt"
@@ -416,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(command(a, *key)))
             if a.linear_epochs > 0:
                 print(" ".join(linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3])))
+        elif not d.exists() and row(a, *key) is not None:
+            print(f"[quality] {d.name}: recorded in {a.tag}_results.csv (run directory gone), kept")
         elif row(a, *key) is not None and (a.linear_epochs == 0 or linear_top1(d) is not None):
             print(f"[quality] {d.name}: finished earlier, kept")
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,18 @@ def test_mean_std_is_the_sample_formula():
 def test_plan_covers_every_method_seed_major(tmp_path):
     a = quality.parse(["--methods", "byol", "swav", "--seeds", "1", "2", "--out", str(tmp_path)])
     keys = quality.plan(a)
-    assert keys[:3] == [("byol", "finetune", 5, 1), ("byol", "cassle", 5, 1), ("byol", "finetune", 1, 1)]
+    # the continual pairs first, seed-major, then the joint runs
+    assert keys[:4] == [
+        ("byol", "finetune", 5, 1),
+        ("byol", "cassle", 5, 1),
+        ("swav", "finetune", 5, 1),
+        ("swav", "cassle", 5, 1),
+    ]
+    assert keys[4] == ("byol", "finetune", 5, 2)
+    assert keys[8:] == [("byol", "finetune", 1, 1), ("swav", "finetune", 1, 1)] + [
+        ("byol", "finetune", 1, 2),
+        ("swav", "finetune", 1, 2),
+    ]
     assert len(keys) == 2 * 2 * 3  # methods x seeds x (finetune, cassle, joint)
     assert quality.run_dir(a, "byol", "finetune", 1, 2).name == "byol-joint-s2"
 
@@ -78,3 +90,24 @@ def test_tables_report_paired_differences(tmp_path):
         "| yes / no / yes |"
     )
     assert (tmp_path / "t_results.csv").read_text().count("\n") == 8
+
+
+def test_recorded_rows_survive_a_lost_run_directory(tmp_path, capsys):
+    args = ["--methods", "byol", "--seeds", "1", "2", "--out", str(tmp_path / "o"), "--results", str(tmp_path)]
+    a = quality.parse([*args, "--tag", "t"])
+    _fake_run(a, "byol", "finetune", 5, 1, 70.0, 69.0)
+    _fake_run(a, "byol", "cassle", 5, 1, 73.0, 72.0)
+    quality.write_tables(a)
+    shutil.rmtree(tmp_path / "o")  # the runs were made on another machine
+    rows = quality.write_tables(a)
+    assert [(r["strategy"], r["knn_joint"], r["linear"]) for r in rows] == [
+        ("finetune", 70.0, 69.0),
+        ("cassle", 73.0, 72.0),
+    ]
+    assert "| byol | finetune | 70.00 (n=1) |" in (tmp_path / "t_results.md").read_text()
+    # an unrecorded run has no row; a recorded one keeps its numbers
+    assert quality.row(a, "byol", "cassle", 5, 2) is None
+    assert quality.row(a, "byol", "cassle", 5, 1)["knn_joint"] == 73.0
+    # a run directory that exists but has not finished is not replaced by the record
+    (quality.run_dir(a, "byol", "cassle", 5, 1) / "results").mkdir(parents=True)
+    assert quality.row(a, "byol", "cassle", 5, 1) is None
