@@ -41,7 +41,14 @@ from cassle.checkpoint import (
 )
 from cassle.devices import resolve_accelerator
 from cassle.errors import RunError  # noqa: F401  (re-exported)
-from cassle.rundir import RESUMABLE_CHANGES, clean_temp_files, is_launcher_file, run_identity, run_lock  # noqa: F401  (RESUMABLE_CHANGES re-exported)
+from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
+    RESUMABLE_CHANGES,
+    changed_arguments,
+    clean_temp_files,
+    is_launcher_file,
+    run_identity,
+    run_lock,
+)
 
 log = logging.getLogger("cassle")
 
@@ -86,12 +93,10 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
             raise RunError(
                 f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name"
             ) from None
-        new = json.loads(json.dumps(run_identity(args_to_cfg(args)), default=str))
-        old = run_identity(saved)
         # args.json also stores values derived at start-up (num_classes, num_views): compare the CLI's own
-        diff = sorted(k for k in new if new[k] != old.get(k))
+        diff = changed_arguments(saved, args_to_cfg(args), build_model_class(args.method, args.strategy))
         if diff:
-            shown = ", ".join(f"--{k} {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
+            shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:5])
             raise RunError(
                 f"{run_dir} already holds a run with other arguments ({shown}). "
                 "Rerun with the same arguments to resume it, or pass a new --name / --checkpoint_dir; "

@@ -8,6 +8,7 @@ writes before the run starts) and :mod:`cassle.sweep` (a run's status).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import socket
@@ -60,6 +61,28 @@ def is_launcher_file(name: str) -> bool:
 def run_identity(cfg: dict[str, Any]) -> dict[str, Any]:
     """The arguments that make a run this run (``args.json`` minus :data:`RESUMABLE_CHANGES`)."""
     return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}
+
+
+def _json(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def changed_arguments(saved: dict[str, Any], now: dict[str, Any], model_cls: type | None = None) -> dict[str, tuple]:
+    """``--flag -> (saved value, value now)`` for the run-identifying arguments of ``now`` (a parsed command line)
+    that differ from ``saved`` (an ``args.json``). ``saved`` is read through the typed configuration first
+    (:meth:`cassle.config.RunConfig.from_flat`), so an ``args.json`` written by an earlier version (an option it
+    did not have yet, a key under its CaSSLe name, a scalar augmentation value) still matches the same command.
+    Keys only ``saved`` has (values derived at start-up: ``num_classes``, ``num_views``) are not compared."""
+    from cassle.config import RunConfig
+
+    method_args = model_cls.all_method_args() if hasattr(model_cls, "all_method_args") else None
+    strategy_args = model_cls.all_strategy_args() if hasattr(model_cls, "all_strategy_args") else None
+    try:
+        upgraded = RunConfig.from_flat(saved, method_args, strategy_args).to_flat()
+    except ValueError:  # a value today's version refuses: compare the file as it is
+        upgraded = dict(saved)
+    old, new = _json(run_identity(upgraded)), _json(run_identity(now))
+    return {k: (old.get(k), new[k]) for k in sorted(new) if new[k] != old.get(k)}
 
 
 def clean_temp_files(run_dir: str | os.PathLike) -> list[Path]:

@@ -195,7 +195,8 @@ def validate(runs: Sequence[Run]) -> None:
     """Parse every run's argv like ``main_continual`` would; the first bad one raises :class:`SweepError`."""
     from cassle.args import ArgumentError, parse_args
     from cassle.continual import args_to_cfg
-    from cassle.rundir import run_identity
+    from cassle.rundir import changed_arguments
+    from cassle.strategies import build_model_class
 
     for r in runs:
         try:
@@ -210,13 +211,12 @@ def validate(runs: Sequence[Run]) -> None:
         saved_file = r.run_dir / "args.json"
         if saved_file.exists():  # a rerun: the directory must hold this very run (else skip/resume would lie)
             try:
-                saved = run_identity(json.loads(saved_file.read_text()))
+                saved = json.loads(saved_file.read_text())
             except (OSError, json.JSONDecodeError) as e:
                 raise SweepError(f"{saved_file} is unreadable ({e}); delete {r.run_dir} to restart that run") from None
-            new = json.loads(json.dumps(run_identity(args_to_cfg(args)), default=str))
-            diff = sorted(k for k in new if new[k] != saved.get(k))
+            diff = changed_arguments(saved, args_to_cfg(args), build_model_class(args.method, args.strategy))
             if diff:
-                shown = ", ".join(f"{k}: {saved.get(k)!r} -> {new[k]!r}" for k in diff[:5])
+                shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:5])
                 raise SweepError(
                     f"{r.run_dir} holds an earlier run of {r.name!r} with other arguments ({shown}); "
                     "use another output_dir or experiment name, or delete that directory"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cassle.config import DEFAULT_MAX_EPOCHS  # noqa: F401  (its home is the typed config)
+
 #: ``--precision`` spellings accepted, mapped to Lightning's names
 PRECISIONS = {
     "32": "32-true",
@@ -11,6 +13,3 @@ PRECISIONS = {
     "bf16": "bf16-mixed",
     "bf16-mixed": "bf16-mixed",
 }
-
-#: ``--max_epochs`` of ``main_continual.py`` (CaSSLe's CIFAR-100 setting); ``--online`` runs use 1
-DEFAULT_MAX_EPOCHS = 500

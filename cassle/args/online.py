@@ -12,22 +12,29 @@ from __future__ import annotations
 import argparse
 
 from cassle.buffers import BUFFERS
+from cassle.config import ReplayConfig
 from cassle.errors import ArgumentError
 
 
 def add_online_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("replay and online learning")
+    R = ReplayConfig
+    g = p.add_argument_group(R.title)
     g.add_argument("--online", action="store_true", help="each task is a stream seen once (forces --max_epochs 1)")
-    g.add_argument("--mb_passes", type=int, default=1, help="online: training passes over each stream minibatch")
+    g.add_argument(
+        "--mb_passes", type=int, default=R.mb_passes, help="online: training passes over each stream minibatch"
+    )
     g.add_argument(
         "--buffer_type",
         choices=sorted(BUFFERS),
-        default=None,
+        default=R.buffer_type,
         help="replay memory (default: reservoir; minred for --strategy minred)",
     )
-    g.add_argument("--mem_size", type=int, default=2000, help="replay memory size (samples, per device)")
+    g.add_argument("--mem_size", type=int, default=R.mem_size, help="replay memory size (samples, per device)")
     g.add_argument(
-        "--replay_batch_size", type=int, default=None, help="replayed samples per step (default: --batch_size)"
+        "--replay_batch_size",
+        type=int,
+        default=R.replay_batch_size,
+        help="replayed samples per step (default: --batch_size)",
     )
 
 

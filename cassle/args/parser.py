@@ -4,6 +4,8 @@ The names are the ones CaSSLe and solo-learn users already type. Parsing is
 two-stage: the first pass reads ``--method`` and ``--strategy``; the second adds
 the arguments that the chosen method and strategy own (their published
 defaults live with them, in ``add_method_args`` / ``add_strategy_args``).
+Every other default is read from the typed configs of :mod:`cassle.config`,
+the one home of each default.
 """
 
 from __future__ import annotations
@@ -11,9 +13,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS  # noqa: F401  (PRECISIONS re-exported)
+from cassle.args.common import PRECISIONS  # noqa: F401  (PRECISIONS re-exported)
 from cassle.args.online import add_online_args
-from cassle.data.transforms import AUGMENTATION_DEFAULTS
+from cassle.config import (
+    AugmentationConfig,
+    DataConfig,
+    EvalConfig,
+    LoggingConfig,
+    ModelConfig,
+    OptimConfig,
+    RunDirConfig,
+    TrainerConfig,
+)
 from cassle.errors import ArgumentError  # noqa: F401  (re-exported)
 
 
@@ -29,32 +40,37 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
+    D = DataConfig
+    g = p.add_argument_group(D.title)
     g.add_argument(
         "--dataset",
-        default="digits",
+        default=D.dataset,
         help="digits (embedded), fashion_mnist, cifar10, cifar100, stl10, imagenet, imagenet100, domainnet, custom",
     )
     g.add_argument(
-        "--data_dir", default=None, help="folder holding the dataset in its standard layout (nothing is downloaded)"
+        "--data_dir",
+        default=D.data_dir,
+        help="folder holding the dataset in its standard layout (nothing is downloaded)",
     )
     g.add_argument(
         "--no_labels", action="store_true", help="custom data without labels: no online classifier, probes skipped"
     )
-    g.add_argument("--num_tasks", type=int, default=5)
-    g.add_argument("--split_strategy", choices=["class", "data", "domain"], default="class")
-    g.add_argument("--domain_order", nargs="+", default=None, help="domain names in task order (domain split)")
+    g.add_argument("--num_tasks", type=int, default=D.num_tasks, help="tasks the training set is split into")
+    g.add_argument("--split_strategy", choices=["class", "data", "domain"], default=D.split_strategy)
+    g.add_argument(
+        "--domain_order", nargs="+", default=D.domain_order, help="domain names in task order (domain split)"
+    )
     g.add_argument(
         "--train_fraction",
         type=float,
-        default=1.0,
+        default=D.train_fraction,
         help="keep this seeded, class-stratified fraction of every task's training images (quick runs, benchmarks); test sets are kept whole",
     )
-    g.add_argument("--num_workers", type=int, default=2)
+    g.add_argument("--num_workers", type=int, default=D.num_workers, help="DataLoader worker processes")
     g.add_argument(
         "--crop_size",
         type=int,
-        default=None,
+        default=D.crop_size,
         help="training resolution; default: the dataset's image size (digits: 16)",
     )
     g.add_argument(
@@ -68,66 +84,93 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="folder datasets: decode and augment with NVIDIA DALI (pip install 'cassle[dali]')",
     )
     # each takes one value (shared by every view) or one per view (asymmetric: --solarization_prob 0.0 0.2)
-    a = p.add_argument_group("augmentations (one value, or one per view)")
-    for name, default in AUGMENTATION_DEFAULTS.items():
-        a.add_argument(f"--{name}", type=float, nargs="+", default=list(default))
+    a = p.add_argument_group(AugmentationConfig.title)
+    for name, default in AugmentationConfig.defaults().items():
+        a.add_argument(f"--{name}", type=float, nargs="+", default=default)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--method", default="barlow_twins")
-    g.add_argument("--strategy", default="finetune")
-    g.add_argument("--encoder", "--backbone", dest="encoder", default="resnet18")
-    g.add_argument("--base_width", type=int, default=None, help="override the encoder's first-stage width")
-    g.add_argument("--proj_hidden_dim", type=int, default=2048)
-    g.add_argument("--output_dim", "--proj_output_dim", dest="output_dim", type=int, default=256)
+    M = ModelConfig
+    g = p.add_argument_group(M.title)
+    g.add_argument("--method", default=M.method, help="SSL method (see README); --method X --help shows its options")
+    g.add_argument("--strategy", default=M.strategy, help="continual strategy; --strategy X --help shows its options")
+    g.add_argument("--encoder", "--backbone", dest="encoder", default=M.encoder, help="backbone network")
+    g.add_argument("--base_width", type=int, default=M.base_width, help="override the encoder's first-stage width")
+    g.add_argument(
+        "--proj_hidden_dim", type=int, default=M.proj_hidden_dim, help="projector hidden width (default: the method's)"
+    )
+    g.add_argument(
+        "--output_dim",
+        "--proj_output_dim",
+        dest="output_dim",
+        type=int,
+        default=M.output_dim,
+        help="projector output width (default: the method's)",
+    )
 
 
 def _add_optim_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--max_epochs", type=int, default=DEFAULT_MAX_EPOCHS, help="epochs per task")
-    g.add_argument("--batch_size", type=int, default=256, help="per device")
-    g.add_argument("--lr", type=float, default=0.3, help="base lr, scaled by global batch size / 256")
-    g.add_argument("--classifier_lr", type=float, default=0.1)
-    g.add_argument("--optimizer", choices=["sgd", "lars", "adamw"], default="sgd")
+    O = OptimConfig
+    g = p.add_argument_group(O.title)
+    g.add_argument("--max_epochs", type=int, default=O.max_epochs, help="epochs per task")
+    g.add_argument("--batch_size", type=int, default=O.batch_size, help="per device")
+    g.add_argument("--lr", type=float, default=O.lr, help="base lr, scaled by global batch size / 256")
+    g.add_argument("--classifier_lr", type=float, default=O.classifier_lr, help="lr of the online classifier")
+    g.add_argument("--optimizer", choices=["sgd", "lars", "adamw"], default=O.optimizer)
     g.add_argument("--lars", action="store_true", help="wrap SGD in LARS (same as --optimizer lars)")
-    g.add_argument("--eta_lars", type=float, default=0.02)
+    g.add_argument("--eta_lars", type=float, default=O.eta_lars, help="LARS trust coefficient")
+    g.add_argument("--grad_clip_lars", action="store_true", help="LARS: clip the trust ratio at 1 (CaSSLe's flag)")
+    g.add_argument("--momentum", type=float, default=O.momentum, help="SGD / LARS momentum")
     g.add_argument(
         "--exclude_bias_n_norm",
         action="store_true",
         help="no LARS adaptation or weight decay on biases and norm layers",
     )
-    g.add_argument("--weight_decay", type=float, default=1e-4)
-    g.add_argument("--scheduler", choices=["warmup_cosine", "cosine", "step", "none"], default="warmup_cosine")
-    g.add_argument("--warmup_epochs", type=float, default=10)
-    g.add_argument("--warmup_start_lr", type=float, default=0.0)
-    g.add_argument("--min_lr", type=float, default=0.0)
+    g.add_argument("--weight_decay", type=float, default=O.weight_decay)
+    g.add_argument("--scheduler", choices=["warmup_cosine", "cosine", "step", "none"], default=O.scheduler)
+    g.add_argument("--warmup_epochs", type=float, default=O.warmup_epochs, help="linear warm-up (epochs)")
+    g.add_argument("--warmup_start_lr", type=float, default=O.warmup_start_lr, help="lr at the start of the warm-up")
+    g.add_argument("--min_lr", type=float, default=O.min_lr, help="lr at the end of the cosine")
+    g.add_argument(
+        "--lr_decay_steps",
+        type=int,
+        nargs="+",
+        default=O.lr_decay_steps,
+        help="--scheduler step: epochs where the lr drops 10x (default: 60%% and 80%% of --max_epochs)",
+    )
 
 
 def _add_trainer_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("trainer")
-    g.add_argument("--precision", default="32", help="32, 16 (16-mixed), bf16 (bf16-mixed)")
-    g.add_argument("--accelerator", default="auto", help="auto, cpu, gpu")
-    g.add_argument("--devices", default="1", help="number of devices, or a comma list of ids (CaSSLe's --gpus)")
+    T = TrainerConfig
+    g = p.add_argument_group(T.title)
+    g.add_argument("--precision", default=T.precision, help="32, 16 (16-mixed), bf16 (bf16-mixed)")
+    g.add_argument("--accelerator", default=T.accelerator, help="auto, cpu, gpu")
+    g.add_argument("--devices", default=T.devices, help="number of devices, or a comma list of ids (CaSSLe's --gpus)")
     g.add_argument("--gpus", dest="devices", help=argparse.SUPPRESS)
-    g.add_argument("--num_nodes", type=int, default=1)
-    g.add_argument("--sync_batchnorm", action="store_true")
-    g.add_argument("--check_val_every_n_epoch", type=int, default=1)
-    g.add_argument("--log_every_n_steps", type=int, default=10)
-    g.add_argument("--no_progress_bar", action="store_true")
-    g.add_argument("--seed", type=int, default=5)
+    g.add_argument("--num_nodes", type=int, default=T.num_nodes, help="machines (DDP)")
+    g.add_argument("--sync_batchnorm", action="store_true", help="BatchNorm statistics over all devices")
+    g.add_argument("--check_val_every_n_epoch", type=int, default=T.check_val_every_n_epoch)
+    g.add_argument("--log_every_n_steps", type=int, default=T.log_every_n_steps)
+    g.add_argument("--no_progress_bar", action="store_true", help="no progress bar (batch jobs)")
+    g.add_argument("--seed", type=int, default=T.seed, help="seeds the split, the weights and every augmentation")
 
 
 def _add_continual_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("continual run")
+    R = RunDirConfig
+    g = p.add_argument_group(R.title)
     g.add_argument(
-        "--task_idx", type=int, default=0, help="first task to train (CaSSLe workflow, with --pretrained_model)"
+        "--task_idx",
+        type=int,
+        default=R.task_idx,
+        help="first task to train (CaSSLe workflow, with --pretrained_model)",
     )
-    g.add_argument("--pretrained_model", default=None, help="task checkpoint whose weights start --task_idx")
-    g.add_argument("--name", default=None, help="run name; default <method>-<strategy>-<dataset>")
+    g.add_argument(
+        "--pretrained_model", default=R.pretrained_model, help="task checkpoint whose weights start --task_idx"
+    )
+    g.add_argument("--name", default=R.name, help="run name; default <method>-<strategy>-<dataset>")
     g.add_argument(
         "--checkpoint_dir",
-        default=None,
+        default=R.checkpoint_dir,
         help="run directory; default ./experiments/<name>. Rerunning the same command resumes it",
     )
     g.add_argument(
@@ -135,19 +178,26 @@ def _add_continual_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="accepted for CaSSLe compatibility: task checkpoints are always written",
     )
-    g.add_argument("--checkpoint_frequency", type=int, default=1, help="epochs between mid-task resume checkpoints")
-    e = p.add_argument_group("evaluation after each task")
-    e.add_argument("--probes", nargs="+", default=["knn", "ridge"], help="knn, ridge, linear; 'none' to skip")
-    e.add_argument("--knn_k", type=int, default=20)
-    e.add_argument("--knn_temperature", type=float, default=0.07)
-    e.add_argument("--eval_batch_size", type=int, default=256)
+    g.add_argument(
+        "--checkpoint_frequency",
+        type=int,
+        default=R.checkpoint_frequency,
+        help="epochs between mid-task resume checkpoints",
+    )
+    E = EvalConfig
+    e = p.add_argument_group(E.title)
+    e.add_argument("--probes", nargs="+", default=list(E.probes), help="knn, ridge, linear; 'none' to skip")
+    e.add_argument("--knn_k", type=int, default=E.knn_k, help="neighbours of the kNN probe")
+    e.add_argument("--knn_temperature", type=float, default=E.knn_temperature, help="kNN vote temperature")
+    e.add_argument("--eval_batch_size", type=int, default=E.eval_batch_size, help="batch size of feature extraction")
     e.add_argument("--no_baseline", action="store_true", help="skip the random-initialisation probes")
-    w = p.add_argument_group("logging")
-    w.add_argument("--wandb", action="store_true")
-    w.add_argument("--project", default="cassle")
-    w.add_argument("--entity", default=None)
-    w.add_argument("--offline", action="store_true")
-    w.add_argument("--tensorboard", action="store_true")
+    L = LoggingConfig
+    w = p.add_argument_group(L.title)
+    w.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
+    w.add_argument("--project", default=L.project, help="WandB project")
+    w.add_argument("--entity", default=L.entity, help="WandB entity")
+    w.add_argument("--offline", action="store_true", help="WandB offline mode")
+    w.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
 
 
 def build_parser(method_cls=None, strategy_cls=None) -> argparse.ArgumentParser:

@@ -42,20 +42,33 @@ def default_run_name(args: argparse.Namespace) -> str:
     return f"{args.method}-{args.strategy}-{args.dataset}"
 
 
-#: integer options that must be at least 1 (None = not given / not this parser's)
+#: options of the methods and strategies that must be at least 1 (the components' own options are checked by
+#: their typed configs, cassle.config; None = not given / not this method's)
 AT_LEAST_ONE = (
-    "max_epochs", "batch_size", "base_width", "output_dim", "proj_hidden_dim", "pred_hidden_dim",
-    "distill_proj_hidden_dim", "align_hidden_dim", "check_val_every_n_epoch", "num_nodes", "knn_k",
-    "eval_batch_size", "checkpoint_frequency", "num_prototypes",
+    "output_dim", "proj_hidden_dim", "pred_hidden_dim", "distill_proj_hidden_dim", "align_hidden_dim",
+    "num_prototypes",
 )  # fmt: skip
-#: options that must be >= 0
-NON_NEGATIVE = ("num_workers", "weight_decay", "warmup_epochs", "seed", "queue_size", "classifier_lr")
-#: float options that must be finite and > 0
-POSITIVE = ("lr", "knn_temperature", "temperature", "distill_temperature")
+#: method options that must be >= 0
+NON_NEGATIVE = ("queue_size",)
+#: method / strategy float options that must be finite and > 0
+POSITIVE = ("temperature", "distill_temperature")
+
+
+def check_typed(args: argparse.Namespace, method_cls: type | None = None, strategy_cls: type | None = None):
+    """Build the run's typed configuration (:class:`cassle.config.RunConfig`), which checks every component's
+    values; its first complaint becomes one :class:`ArgumentError`. Returns the configuration."""
+    from cassle.config import RunConfig
+
+    method_args = method_cls.all_method_args() if hasattr(method_cls, "all_method_args") else None
+    strategy_args = strategy_cls.all_strategy_args() if hasattr(strategy_cls, "all_strategy_args") else None
+    try:
+        return RunConfig.from_flat(vars(args), method_args, strategy_args)
+    except ValueError as e:
+        raise ArgumentError(str(e)) from None
 
 
 def check_ranges(args: argparse.Namespace, method_cls: type | None = None) -> None:
-    """Numeric options inside their valid range (finite, sign, probabilities, crop scales), or one clear error.
+    """The method's and strategy's numeric options inside their valid range, or one clear error.
 
     A method without a projector (MAE) has no projector widths to check."""
     no_projector = method_cls is not None and not getattr(method_cls, "has_projector", True)
@@ -73,22 +86,6 @@ def check_ranges(args: argparse.Namespace, method_cls: type | None = None) -> No
         value = getattr(args, name, None)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ArgumentError(f"--{name} must be a finite value > 0, got {value}")
-    for name in AUGMENTATION_DEFAULTS:
-        values = getattr(args, name, None) or []
-        for v in values:
-            if not math.isfinite(v):
-                raise ArgumentError(f"--{name} must be finite, got {v}")
-            if name.endswith("_prob") and not 0.0 <= v <= 1.0:
-                raise ArgumentError(f"--{name} is a probability: give values in [0, 1], got {v}")
-            if name in ("brightness", "contrast", "saturation") and v < 0:
-                raise ArgumentError(f"--{name} must be >= 0, got {v}")
-            if name == "hue" and not 0.0 <= v <= 0.5:
-                raise ArgumentError(f"--hue must be in [0, 0.5], got {v}")
-    lo, hi = list(getattr(args, "min_scale", [0.08])), list(getattr(args, "max_scale", [1.0]))
-    n = max(len(lo), len(hi))
-    for a, b in zip(lo * n if len(lo) == 1 else lo, hi * n if len(hi) == 1 else hi):
-        if not 0.0 < a <= b <= 1.0:
-            raise ArgumentError(f"need 0 < --min_scale <= --max_scale <= 1, got min_scale {a}, max_scale {b}")
 
 
 def validate_args(args: argparse.Namespace) -> None:
@@ -134,6 +131,7 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.split_strategy == "domain" and args.dataset != "domainnet":
         raise ArgumentError(f"--split_strategy domain needs a dataset with domains (domainnet), not '{args.dataset}'")
 
+    check_typed(args, method_cls, strategy_cls)
     check_ranges(args, method_cls)
     validate_online_args(args, method_cls, strategy_cls, DEFAULT_MAX_EPOCHS)
 

@@ -42,10 +42,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from cassle.config import AugmentationConfig, DataConfig, ReplayConfig
 from cassle.data.base import ImageDataset
 from cassle.data.input_paths import InputPathsMixin
 from cassle.data.readers.common import IMAGENET_MEAN, IMAGENET_STD
-from cassle.data.replay import OnlineBatchSampler, build_raw_transform, replay_cfg_flags
+from cassle.data.replay import OnlineBatchSampler, build_raw_transform
 from cassle.data.splits import TaskSplit, make_splits, subsample_train
 from cassle.data.subsets import AugmentedSubset, EvalSubset  # noqa: F401  (re-exported)
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
@@ -67,7 +68,11 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
     """Dataset, task split and loaders of a continual run.
 
     Args:
-        cfg: the parsed configuration. Keys read: ``dataset``, ``data_dir``,
+        cfg: the flat configuration, read through its typed views
+            :class:`~cassle.config.DataConfig` (``data_cfg``, defaults there),
+            :class:`~cassle.config.ReplayConfig` (``replay_cfg``: ``online``,
+            ``mb_passes``) and :class:`~cassle.config.AugmentationConfig`. Keys
+            read: ``dataset``, ``data_dir``,
             ``num_tasks``, ``split_strategy``, ``seed``, ``batch_size``,
             ``num_workers``, ``crop_size``, ``no_labels``, ``num_views``
             (default 2), the augmentation keys of
@@ -93,13 +98,15 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         test_dataset: ImageDataset | None = None,
     ) -> None:
         super().__init__()
-        self.cfg = dict(cfg)
-        self.batch_size = int(self.cfg.get("batch_size", 256))
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        self.num_workers = int(self.cfg.get("num_workers", 0) or 0)
-        self.seed = int(self.cfg.get("seed", 5) or 0)
-        self.num_views = int(self.cfg.get("num_views", 2) or 2)
+        self.cfg = dict(cfg)  # the flat form, for the transform builders
+        #: the typed settings (defaults: the command line's, cassle.config.DataConfig)
+        self.data_cfg: DataConfig = DataConfig.from_flat(self.cfg)
+        self.replay_cfg: ReplayConfig = ReplayConfig.from_flat(self.cfg)
+        AugmentationConfig.from_flat(self.cfg)  # bad augmentation values fail here, before any data is loaded
+        self.batch_size = self.data_cfg.batch_size
+        self.num_workers = self.data_cfg.num_workers
+        self.seed = self.data_cfg.seed
+        self.num_views = self.data_cfg.num_views
         self._train_dataset = train_dataset
         self._test_dataset = test_dataset
         self._given = train_dataset is not None
@@ -107,15 +114,15 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         self._current_task = 0
         self._train_targets: torch.Tensor | None = None
         self._test_targets: torch.Tensor | None = None
-        self.gpu_augment = bool(self.cfg.get("gpu_augment", False))
-        self.dali = bool(self.cfg.get("dali", False))
+        self.gpu_augment = self.data_cfg.gpu_augment
+        self.dali = self.data_cfg.dali
         self._batched_augment: Any | None = None
 
     # ------------------------------------------------------------------ setup
     def _dataset_info(self) -> Any:
         from cassle.data.datasets import DATASETS
 
-        return DATASETS.get(self.cfg.get("dataset"))
+        return DATASETS.get(self.data_cfg.dataset)
 
     def _ensure_setup(self) -> None:
         if self._split is not None:
@@ -123,13 +130,13 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         if self._train_dataset is None:
             from cassle.data.datasets import load_dataset
 
-            name, data_dir = self.cfg.get("dataset"), self.cfg.get("data_dir")
-            no_labels = bool(self.cfg.get("no_labels", False))
+            name, data_dir = self.data_cfg.dataset, self.data_cfg.data_dir
+            no_labels = self.data_cfg.no_labels
             self._train_dataset = load_dataset(name, data_dir, train=True, no_labels=no_labels)
             self._test_dataset = load_dataset(name, data_dir, train=False, no_labels=no_labels)
         train, test = self._train_dataset, self._test_dataset
         assert train is not None
-        unlabelled = bool(self.cfg.get("no_labels", False)) or not train.labelled
+        unlabelled = self.data_cfg.no_labels or not train.labelled
         self._labelled = not unlabelled
         self._train_targets = torch.full_like(train.targets, -1) if unlabelled else train.targets
         if test is not None:
@@ -137,27 +144,25 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         self._split = make_splits(
             self._train_targets,
             self._test_targets,
-            num_tasks=int(self.cfg.get("num_tasks", 1)),
-            strategy=str(self.cfg.get("split_strategy", "class")),
+            num_tasks=self.data_cfg.num_tasks,
+            strategy=self.data_cfg.split_strategy,
             seed=self.seed,
             train_domains=train.domains,
             test_domains=None if test is None else test.domains,
             domain_order=self._resolve_domain_order(train),
         )
-        fraction = self.cfg.get("train_fraction")
+        fraction = self.data_cfg.train_fraction
         if fraction is not None and float(fraction) != 1.0:
             self._split = subsample_train(self._split, self._train_targets, float(fraction), self.seed)
 
     def _resolve_domain_order(self, train: ImageDataset) -> list[int] | None:
-        order = self.cfg.get("domain_order")
-        if order is None or order == "" or order == []:
+        order = [o.strip() for o in self.data_cfg.domain_order or () if o.strip()]  # names or ids, as strings
+        if not order:
             return None
-        if isinstance(order, str):
-            order = [o.strip() for o in order.split(",") if o.strip()]
         out: list[int] = []
         names = train.domain_names or []
         for o in order:
-            if isinstance(o, str) and not o.lstrip("-").isdigit():
+            if not o.lstrip("-").isdigit():
                 if o not in names:
                     raise ValueError(f"domain_order names domain {o!r}, but the dataset's domains are {names}")
                 out.append(names.index(o))
@@ -237,7 +242,7 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         return None if size is None else int(size)
 
     def _crop_size(self) -> int:
-        crop = self.cfg.get("crop_size")
+        crop = self.data_cfg.crop_size
         if crop is None:
             crop = self._image_size() or 224
         return int(crop)
@@ -273,7 +278,7 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         task = self._current_task if task is None else task
         if not 0 <= task < self.num_tasks:
             raise ValueError(f"task must be in [0, {self.num_tasks - 1}], got {task}")
-        online, _, mb_passes = replay_cfg_flags(self.cfg)
+        online, mb_passes = self.replay_cfg.online, self.replay_cfg.mb_passes
         if online:
             return len(
                 OnlineBatchSampler(len(self.split.train_indices[task]), self.batch_size, mb_passes, 0, 0, world_size)
@@ -297,7 +302,7 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         task = self._current_task
         indices = self.split.train_indices[task]
         assert self._train_targets is not None
-        online, return_raw, mb_passes = replay_cfg_flags(self.cfg)
+        online, return_raw, mb_passes = self.replay_cfg.online, self.data_cfg.return_raw, self.replay_cfg.mb_passes
         if self.gpu_augment or self.dali:
             self.check_input_path()
         if self.dali:
@@ -359,7 +364,7 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         if split == "test":
             if self.test_dataset is None:
                 raise ValueError(
-                    f"dataset {self.cfg.get('dataset')!r} has no test set: evaluate on split='train', "
+                    f"dataset {self.data_cfg.dataset!r} has no test set: evaluate on split='train', "
                     "or add a test folder to the custom dataset"
                 )
             assert self._test_targets is not None

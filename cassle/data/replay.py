@@ -16,8 +16,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -96,9 +95,3 @@ class OnlineBatchSampler(Sampler[list[tuple[int, int]]]):
         if self.world_size > 1:
             n = n // self.world_size or 1
         return n * self.mb_passes
-
-
-def replay_cfg_flags(cfg: Mapping[str, Any]) -> tuple[bool, bool, int]:
-    """``(online, return_raw, mb_passes)`` of a configuration."""
-    online = bool(cfg.get("online", False))
-    return online, bool(cfg.get("return_raw", False)), int(cfg.get("mb_passes", 1) or 1)

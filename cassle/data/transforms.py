@@ -23,36 +23,17 @@ from typing import Any
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-#: Augmentation keys of the configuration; each value is a list of 1 or ``num_views`` values.
-AUGMENTATION_KEYS: tuple[str, ...] = (
-    "brightness",
-    "contrast",
-    "saturation",
-    "hue",
-    "color_jitter_prob",
-    "grayscale_prob",
-    "horizontal_flip_prob",
-    "gaussian_prob",
-    "solarization_prob",
-    "min_scale",
-    "max_scale",
-)
+from cassle.config import AugmentationConfig
 
-#: The one home of the augmentation defaults (CaSSLe's CIFAR recipe): the command line's defaults and the
-#: values a missing key takes. One value is shared by every view; a list gives one value per view
-#: (solarization only on the second view, as BYOL).
+#: Augmentation keys of the configuration; each value is a list of 1 or ``num_views`` values.
+AUGMENTATION_KEYS: tuple[str, ...] = tuple(AugmentationConfig.keys())
+
+#: The augmentation defaults (CaSSLe's CIFAR recipe), read from their home,
+#: :class:`cassle.config.AugmentationConfig`: the command line's defaults and the values a missing key
+#: takes. One value is shared by every view; a list gives one value per view (solarization only on the
+#: second view, as BYOL).
 AUGMENTATION_DEFAULTS: dict[str, tuple[float, ...]] = {
-    "brightness": (0.4,),
-    "contrast": (0.4,),
-    "saturation": (0.2,),
-    "hue": (0.1,),
-    "color_jitter_prob": (0.8,),
-    "grayscale_prob": (0.2,),
-    "horizontal_flip_prob": (0.5,),
-    "gaussian_prob": (0.0,),
-    "solarization_prob": (0.0, 0.2),
-    "min_scale": (0.08,),
-    "max_scale": (1.0,),
+    name: getattr(AugmentationConfig, name) for name in AugmentationConfig.keys()
 }
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from cassle.checkpoint import load_task_checkpoint
+from cassle.config import DataConfig, ModelConfig, upgrade_flat
 from cassle.devices import resolve_accelerator
 from cassle.errors import ArgumentError, LinearEvalError
 from cassle.eval.linear_metrics import EvalLayout
@@ -100,8 +101,13 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     ckpt_path = Path(args.pretrained_model)
     ckpt = load_task_checkpoint(ckpt_path, encoder=args.encoder)
     run_cfg = load_run_args(ckpt_path, ckpt)
+    try:  # the pretraining run's data settings, typed (defaults for what an older or foreign run did not record)
+        run_data = DataConfig.from_flat(upgrade_flat(run_cfg))
+        run_base_width = ModelConfig.from_flat(upgrade_flat(run_cfg)).base_width
+    except ValueError as e:
+        raise LinearEvalError(f"{ckpt_path}: the pretraining run's arguments are unusable ({e})") from None
 
-    dataset = args.dataset or run_cfg.get("dataset")
+    dataset = args.dataset or run_cfg.get("dataset")  # no default: a checkpoint that does not say is asked about
     if dataset is None:
         raise ArgumentError(f"{ckpt_path} does not record its dataset; pass --dataset")
     if dataset not in DATASETS:
@@ -109,14 +115,14 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
             f"unknown dataset '{dataset}' (from the checkpoint); pass --dataset, one of: {', '.join(sorted(DATASETS))}"
         )
     info = DATASETS[dataset]
-    data_dir = args.data_dir if args.data_dir is not None else run_cfg.get("data_dir")
+    data_dir = args.data_dir if args.data_dir is not None else run_data.data_dir
     encoder = str(ckpt["encoder"])
-    base_width = args.base_width if args.base_width is not None else run_cfg.get("base_width")
-    crop_size = args.crop_size if args.crop_size is not None else run_cfg.get("crop_size")
+    base_width = args.base_width if args.base_width is not None else run_base_width
+    crop_size = args.crop_size if args.crop_size is not None else run_data.crop_size
     if crop_size is None:
         crop_size = 16 if dataset == "digits" else (info.image_size or 224)
-    num_tasks = args.num_tasks if args.num_tasks is not None else int(run_cfg.get("num_tasks", 1))
-    strategy = args.split_strategy or str(run_cfg.get("split_strategy", "class"))
+    num_tasks = args.num_tasks if args.num_tasks is not None else (run_data.num_tasks if "num_tasks" in run_cfg else 1)
+    strategy = args.split_strategy or run_data.split_strategy
 
     if args.domain is not None:
         if dataset != "domainnet":
@@ -179,8 +185,8 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
         "dataset": dataset,
         "num_tasks": num_tasks,
         "split_strategy": strategy,
-        "seed": run_cfg.get("seed", 5),
-        "domain_order": run_cfg.get("domain_order"),
+        "seed": run_data.seed,
+        "domain_order": run_data.domain_order,
         "no_labels": False,
     }
     try:
@@ -205,8 +211,8 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
         domains=test.domains,
         domain_names=test.domain_names,
     )
-    mean = tuple(run_cfg["mean"]) if run_cfg.get("mean") is not None else tuple(info.mean)
-    std = tuple(run_cfg["std"]) if run_cfg.get("std") is not None else tuple(info.std)
+    mean = run_data.mean if run_data.mean is not None else tuple(info.mean)
+    std = run_data.std if run_data.std is not None else tuple(info.std)
     image_size = getattr(train, "image_size", None) or info.image_size
     plan_info = {
         "pretrained_model": str(ckpt_path.resolve()),

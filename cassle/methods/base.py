@@ -1,7 +1,11 @@
 """``BaseMethod``: what every self-supervised method shares.
 
 A method is a :class:`lightning.pytorch.LightningModule` built from the full
-configuration dict (``Method(**cfg)``, unknown keys ignored). The base owns
+configuration dict (``Method(**cfg)``, unknown keys ignored), which it reads
+through its typed views (:mod:`cassle.config`): ``model_cfg``
+(:class:`~cassle.config.ModelConfig`), ``optim_cfg``
+(:class:`~cassle.config.OptimConfig`) and ``method_cfg`` (a dataclass of the
+class's :attr:`~BaseMethod.method_args`). The base owns
 
 * the backbone (:func:`cassle.backbones.build_backbone`), the projector built
   by the subclass through :meth:`BaseMethod.build_projector`, and an optional
@@ -36,15 +40,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.backbones import build_backbone
-from cassle.methods.optim import (
-    SUPPORTED_OPTIMIZERS,
-    SUPPORTED_SCHEDULERS,
-    configure_method_optimizers,
-    schedule_lengths,
-)
+from cassle.config import ArgSpec, ModelConfig, OptimConfig, hparams_class
+from cassle.methods.optim import configure_method_optimizers, schedule_lengths
 
-# A method-specific argument: (type, default, help).
-ArgSpec = tuple[type, Any, str]
+__all__ = ["ArgSpec", "BaseMethod", "accuracy_at_k"]
 
 
 def _plain(value: Any) -> bool:
@@ -69,18 +68,10 @@ def accuracy_at_k(logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[i
 class BaseMethod(pl.LightningModule):
     """Shared machinery of every SSL method (solo-learn-style template).
 
-    Config keys read (with defaults): ``encoder='resnet18'``, ``crop_size=32``,
-    ``base_width=None``, ``num_classes=0``, ``proj_hidden_dim`` / ``output_dim``
-    (method defaults), ``optimizer='sgd'`` (``sgd|lars|adamw``; ``lars=True``
-    turns ``sgd`` into ``lars``), ``eta_lars=0.02`` (CaSSLe's CIFAR value),
-    ``grad_clip_lars=False``, ``exclude_bias_n_norm=False`` (LARS only: 0/1-D
-    tensors skip the trust ratio and weight decay), ``lr=0.3``,
-    ``classifier_lr=0.1``, ``weight_decay=1e-4``, ``momentum=0.9`` (SGD/LARS),
-    ``scheduler='warmup_cosine'`` (``warmup_cosine|cosine|step|none``),
-    ``warmup_epochs=10``, ``warmup_start_lr=0.0``, ``min_lr=0.0``,
-    ``lr_decay_steps=None`` (epochs, ``step`` only; default 60%/80% of
-    ``max_epochs``), ``batch_size=256`` (per device), ``max_epochs=100``, plus
-    the subclass's :attr:`method_args`.
+    The defaults of every key are those of :class:`cassle.config.ModelConfig` and
+    :class:`cassle.config.OptimConfig` (the command line's), plus the subclass's
+    :attr:`method_args`; ``crop_size`` ``None`` builds the encoder for 32 px, and
+    ``proj_hidden_dim`` / ``output_dim`` ``None`` take the method's published sizes.
     """
 
     #: CaSSLe distillation family (``predictive``, ``predictive_mse``,
@@ -106,46 +97,41 @@ class BaseMethod(pl.LightningModule):
         self.cfg: dict[str, Any] = dict(cfg)
         self.save_hyperparameters({k: v for k, v in cfg.items() if _plain(v)})
 
+        # typed views of the configuration (cassle.config): each default has one home there
+        self.model_cfg: ModelConfig = ModelConfig.from_flat(cfg)
+        self.optim_cfg: OptimConfig = OptimConfig.from_flat(cfg)
+        self.method_cfg = type(self).method_hparams(cfg)
+
         # ---------------- architecture ----------------
-        self.encoder_name: str = cfg.get("encoder", "resnet18")
-        self.crop_size: int = int(cfg.get("crop_size", 32))
-        self.base_width: int | None = cfg.get("base_width", None)
-        num_classes = cfg.get("num_classes", 0)
-        self.num_classes: int = int(num_classes) if num_classes else 0
-        self.proj_hidden_dim: int = int(cfg.get("proj_hidden_dim") or self.default_proj_hidden_dim)
-        self.output_dim: int = int(cfg.get("output_dim") or self.default_output_dim)
+        m = self.model_cfg
+        self.encoder_name: str = m.encoder
+        self.crop_size: int = m.crop_size if m.crop_size is not None else 32
+        self.base_width: int | None = m.base_width
+        self.num_classes: int = m.num_classes
+        self.proj_hidden_dim: int = m.proj_hidden_dim or self.default_proj_hidden_dim
+        self.output_dim: int = m.output_dim or self.default_output_dim
 
         # ---------------- optimisation ----------------
-        optimizer = str(cfg.get("optimizer", "sgd")).lower()
-        if optimizer not in SUPPORTED_OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(SUPPORTED_OPTIMIZERS)}, got {optimizer!r}")
-        if cfg.get("lars", False):
-            if optimizer == "adamw":
-                raise ValueError("lars=True wraps SGD only; it cannot be combined with adamw")
-            optimizer = "lars"
-        self.optimizer_name: str = optimizer
-        self.eta_lars: float = float(cfg.get("eta_lars", 0.02))
-        self.grad_clip_lars: bool = bool(cfg.get("grad_clip_lars", False))
-        self.exclude_bias_n_norm: bool = bool(cfg.get("exclude_bias_n_norm", False))
-        self.lr: float = float(cfg.get("lr", 0.3))
-        self.classifier_lr: float = float(cfg.get("classifier_lr", 0.1))
-        self.weight_decay: float = float(cfg.get("weight_decay", 1e-4))
-        self.sgd_momentum: float = float(cfg.get("momentum", 0.9))
-        scheduler = str(cfg.get("scheduler", "warmup_cosine")).lower()
-        if scheduler not in SUPPORTED_SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {', '.join(SUPPORTED_SCHEDULERS)}, got {scheduler!r}")
-        self.scheduler_name: str = scheduler
-        self.warmup_epochs: float = float(cfg.get("warmup_epochs", 10))
-        self.warmup_start_lr: float = float(cfg.get("warmup_start_lr", 0.0))
-        self.min_lr: float = float(cfg.get("min_lr", 0.0))
-        self.lr_decay_steps: list[int] | None = cfg.get("lr_decay_steps", None)
-        self.batch_size: int = int(cfg.get("batch_size", 256))
-        self.max_epochs: int = int(cfg.get("max_epochs", 100) or 100)
+        o = self.optim_cfg
+        self.optimizer_name: str = o.optimizer_name
+        self.eta_lars: float = o.eta_lars
+        self.grad_clip_lars: bool = o.grad_clip_lars
+        self.exclude_bias_n_norm: bool = o.exclude_bias_n_norm
+        self.lr: float = o.lr
+        self.classifier_lr: float = o.classifier_lr
+        self.weight_decay: float = o.weight_decay
+        self.sgd_momentum: float = o.momentum
+        self.scheduler_name: str = o.scheduler.lower()
+        self.warmup_epochs: float = o.warmup_epochs
+        self.warmup_start_lr: float = o.warmup_start_lr
+        self.min_lr: float = o.min_lr
+        self.lr_decay_steps: list[int] | None = list(o.lr_decay_steps) if o.lr_decay_steps is not None else None
+        self.batch_size: int = o.batch_size
+        self.max_epochs: int = o.max_epochs
 
         # ---------------- method-specific arguments ----------------
-        for name, (typ, default, _help) in self.all_method_args().items():
-            value = cfg.get(name, default)
-            setattr(self, name, typ(value) if value is not None else None)
+        for name, value in self.method_cfg.to_flat().items():
+            setattr(self, name, value)
 
         # ---------------- modules ----------------
         self.backbone: nn.Module = build_backbone(self.encoder_name, self.crop_size, base_width=self.base_width)
@@ -165,6 +151,12 @@ class BaseMethod(pl.LightningModule):
         return merged
 
     @classmethod
+    def method_hparams(cls, cfg: Mapping[str, Any]) -> Any:
+        """The typed method arguments of a flat configuration (defaults for missing keys; ``ValueError`` naming
+        the key for a value of the wrong type)."""
+        return hparams_class(f"{cls.__name__}Hparams", cls.all_method_args()).from_flat(cfg)
+
+    @classmethod
     def add_method_args(cls, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Add the method's own arguments with their published CIFAR defaults.
 
@@ -179,7 +171,10 @@ class BaseMethod(pl.LightningModule):
             if name in existing:
                 parser.set_defaults(**{name: default})
                 continue
-            group.add_argument(f"--{name}", type=typ, default=default, help=help_)
+            if typ is bool:
+                group.add_argument(f"--{name}", action="store_true", default=bool(default), help=help_)
+            else:
+                group.add_argument(f"--{name}", type=typ, default=default, help=help_)
         parser.set_defaults(proj_hidden_dim=cls.default_proj_hidden_dim, output_dim=cls.default_output_dim)
         return parser
 

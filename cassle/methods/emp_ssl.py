@@ -73,16 +73,15 @@ class EMPSSL(BaseMethod):
 
     @classmethod
     def views_for(cls, cfg: Mapping[str, Any]) -> int:
-        value = cfg.get("num_crops")
-        return int(value) if value is not None else int(cls.method_args["num_crops"][1])
+        return cls.method_hparams(cfg).num_crops
 
     @classmethod
     def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
         crops = cls.views_for(cfg)
         if crops < 2:
             raise ValueError(f"--num_crops must be at least 2 for emp_ssl (the loss compares crops), got {crops}")
-        eps = cfg.get("emp_eps")
-        if eps is not None and float(eps) <= 0:
+        eps = cls.method_hparams(cfg).emp_eps
+        if not eps > 0:
             raise ValueError(f"--emp_eps must be positive, got {eps}")
 
     @classmethod

@@ -36,6 +36,7 @@ import torch.nn as nn
 
 from cassle.backbones import BACKBONES
 from cassle.backbones.vit import Block, VisionTransformer
+from cassle.config import ModelConfig
 from cassle.losses import mae_loss_func, patchify
 from cassle.methods.base import ArgSpec, BaseMethod
 
@@ -123,6 +124,7 @@ class MAE(BaseMethod):
         "decoder_depth": (int, 4, "transformer blocks of the decoder"),
         "decoder_embed_dim": (int, 192, "token width of the decoder"),
         "decoder_num_heads": (int, 3, "attention heads of the decoder"),
+        "norm_pix_loss": (bool, False, "reconstruct per-patch normalised pixels (the MAE paper's better variant)"),
     }
 
     def __init__(self, **cfg: Any) -> None:
@@ -130,7 +132,6 @@ class MAE(BaseMethod):
         super().__init__(**cfg)
         if not isinstance(self.backbone, VisionTransformer):
             raise ValueError(f"mae needs a ViT encoder (vit_tiny or vit_small), got --encoder {self.encoder_name}")
-        self.norm_pix_loss: bool = bool(cfg.get("norm_pix_loss", False))
         self.output_dim = self.num_features
         self.decoder = MAEDecoder(
             self.num_features,
@@ -142,16 +143,15 @@ class MAE(BaseMethod):
 
     @classmethod
     def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        defaults = {k: v[1] for k, v in cls.method_args.items()}
-        get = lambda k: cfg.get(k) if cfg.get(k) is not None else defaults[k]  # noqa: E731
-        encoder = cfg.get("encoder", "resnet18")
+        hp = cls.method_hparams(cfg)
+        encoder = ModelConfig.from_flat(cfg).encoder
         if not _is_vit(encoder):
             vits = sorted(n for n in BACKBONES if _is_vit(n))
             raise ValueError(f"mae needs a ViT encoder: pass --encoder one of {vits} (got '{encoder}')")
-        ratio = float(get("mask_ratio"))
+        ratio = hp.mask_ratio
         if not 0.0 < ratio < 1.0:
             raise ValueError(f"--mask_ratio must be in (0, 1), got {ratio}")
-        dim, heads, depth = int(get("decoder_embed_dim")), int(get("decoder_num_heads")), int(get("decoder_depth"))
+        dim, heads, depth = hp.decoder_embed_dim, hp.decoder_num_heads, hp.decoder_depth
         if depth < 1 or heads < 1:
             raise ValueError(f"--decoder_depth and --decoder_num_heads must be at least 1, got {depth} and {heads}")
         if dim < 4 or dim % 4 or dim % heads:

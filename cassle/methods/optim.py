@@ -19,8 +19,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR
 
-SUPPORTED_OPTIMIZERS = ("sgd", "lars", "adamw")
-SUPPORTED_SCHEDULERS = ("warmup_cosine", "cosine", "step", "none")
+from cassle.config import OPTIMIZERS as SUPPORTED_OPTIMIZERS  # their home: the typed config
+from cassle.config import SCHEDULERS as SUPPORTED_SCHEDULERS
 
 
 class LARS(Optimizer):

@@ -33,7 +33,6 @@ Replayed Examples):
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
@@ -65,42 +64,38 @@ class AlignMixin(ReplayMixin):
     #: which rows are aligned: "all" or "replay"
     align_on: str = "all"
 
-    @classmethod
-    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_strategy_args(parser)
-        existing = {a.dest for a in parser._actions}
-        g = parser.add_argument_group("alignment")
-        if "omega" not in existing:
-            g.add_argument("--omega", type=float, default=0.1, help="weight of the alignment loss")
-            g.add_argument(
-                "--align_criterion",
-                choices=ALIGN_CRITERIA,
-                default="cosine",
-                help="cosine (-cos), mse, or ssl (the method family's CaSSLe distillation loss)",
-            )
-            g.add_argument("--align_hidden_dim", type=int, default=2048, help="hidden width of the alignment predictor")
+    strategy_args_title = "alignment"
+    strategy_args = {
+        "omega": (float, 0.1, "weight of the alignment loss"),
+        "align_criterion": (
+            str,
+            "cosine",
+            "cosine (-cos), mse, or ssl (the method family's CaSSLe distillation loss)",
+            ALIGN_CRITERIA,
+        ),
+        "align_hidden_dim": (int, 2048, "hidden width of the alignment predictor"),
+    }
 
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
         super().check_config(method_cls, cfg)
-        criterion = str(cfg.get("align_criterion", "cosine") or "cosine")
-        if criterion not in ALIGN_CRITERIA:
-            raise ValueError(f"unknown --align_criterion '{criterion}'; choose one of: {', '.join(ALIGN_CRITERIA)}")
+        hp = cls.strategy_hparams(cfg)  # refuses a criterion outside ALIGN_CRITERIA, naming them
+        criterion = hp.align_criterion
         family = getattr(method_cls, "family", None)
         if criterion == "ssl" and family not in set(DISTILL_LOSSES) - {"knowledge"}:
             raise ValueError(
                 f"--align_criterion ssl has no projection-space loss for {method_cls.__name__} "
                 f"(family '{family}'): use --align_criterion cosine or mse"
             )
-        if float(cfg.get("omega", 0.1)) < 0:
-            raise ValueError(f"--omega must be non-negative, got {cfg.get('omega')}")
+        if not hp.omega >= 0:
+            raise ValueError(f"--omega must be non-negative, got {hp.omega}")
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
-        self.omega = float(cfg.get("omega", 0.1))
-        self.align_criterion = str(cfg.get("align_criterion", "cosine") or "cosine")
-        dim = projection_dim(self)
-        self.align_predictor = _mlp(dim, int(cfg.get("align_hidden_dim", 2048) or 2048))
+        hp = self.strategy_cfg
+        self.omega = hp.omega
+        self.align_criterion = hp.align_criterion
+        self.align_predictor = _mlp(projection_dim(self), hp.align_hidden_dim)
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
@@ -153,25 +148,19 @@ class AlignMixin(ReplayMixin):
 class EMATeacherMixin(StrategyMixin):
     """An EMA copy of backbone + projector, updated after every optimizer step."""
 
-    @classmethod
-    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_strategy_args(parser)
-        existing = {a.dest for a in parser._actions}
-        if "ema_momentum" not in existing:
-            parser.add_argument_group("EMA teacher").add_argument(
-                "--ema_momentum", type=float, default=0.999, help="m in θ_ema ← m·θ_ema + (1 − m)·θ"
-            )
+    strategy_args_title = "EMA teacher"
+    strategy_args = {"ema_momentum": (float, 0.999, "m in θ_ema ← m·θ_ema + (1 − m)·θ")}
 
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
         super().check_config(method_cls, cfg)
-        m = float(cfg.get("ema_momentum", 0.999))
+        m = cls.strategy_hparams(cfg).ema_momentum
         if not 0.0 <= m <= 1.0:
             raise ValueError(f"--ema_momentum must be in [0, 1], got {m}")
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
-        self.ema_momentum = float(cfg.get("ema_momentum", 0.999))
+        self.ema_momentum = self.strategy_cfg.ema_momentum
         self.ema_backbone = teacher_copy(self.backbone)
         self.ema_projector = teacher_copy(self.projector)
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
@@ -237,26 +226,25 @@ class ARPMixin(AlignMixin):
     strategy_name = "arp"
     align_on = "replay"
 
-    @classmethod
-    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_strategy_args(parser)
-        parser.add_argument_group("ARP").add_argument(
-            "--buffer_feature_ema",
-            type=float,
-            default=0.5,
-            help="e in r ← e·r + (1 − e)·z: refresh of a replayed sample's stored representation",
+    strategy_args_title = "ARP"
+    strategy_args = {
+        "buffer_feature_ema": (
+            float,
+            0.5,
+            "e in r ← e·r + (1 − e)·z: refresh of a replayed sample's stored representation",
         )
+    }
 
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
         super().check_config(method_cls, cfg)
-        e = float(cfg.get("buffer_feature_ema", 0.5))
+        e = cls.strategy_hparams(cfg).buffer_feature_ema
         if not 0.0 <= e <= 1.0:
             raise ValueError(f"--buffer_feature_ema must be in [0, 1], got {e}")
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
-        self.buffer_feature_ema = float(cfg.get("buffer_feature_ema", 0.5))
+        self.buffer_feature_ema = self.strategy_cfg.buffer_feature_ema
 
     def insert_fields(self, stream: dict[str, Any], out: dict[str, Any] | None) -> dict[str, torch.Tensor]:
         fields = super().insert_fields(stream, out)

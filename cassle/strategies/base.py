@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch.nn as nn
+
+from cassle.config import ArgSpec, hparams_class
 
 
 def split_batch(batch: Sequence[Any]) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
@@ -59,9 +61,49 @@ class StrategyMixin:
     #: whether training batches must carry the raw ``uint8`` images (``cfg["return_raw"]``)
     needs_raw_images: bool = False
 
+    #: the strategy's own arguments ``name -> (type, default, help[, choices])``, merged along the MRO
+    #: (a composed strategy has its parts' arguments); typed as :attr:`strategy_cfg`
+    strategy_args: ClassVar[dict[str, ArgSpec]] = {}
+    #: the argument group's title in ``--help`` (per declaring class)
+    strategy_args_title: ClassVar[str] = ""
+
+    def __init__(self, **cfg: Any) -> None:
+        super().__init__(**cfg)  # type: ignore[call-arg]
+        #: the strategy's hyperparameters, typed (a dataclass of :meth:`all_strategy_args`)
+        self.strategy_cfg = type(self).strategy_hparams(cfg)
+
+    @classmethod
+    def all_strategy_args(cls) -> dict[str, ArgSpec]:
+        merged: dict[str, ArgSpec] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("strategy_args", {}))
+        return merged
+
+    @classmethod
+    def strategy_hparams(cls, cfg: Mapping[str, Any]) -> Any:
+        """The typed hyperparameters of this strategy from a flat configuration (defaults for missing keys;
+        ``ValueError`` naming the key for a value of the wrong type or outside its choices)."""
+        return hparams_class(f"{cls.__name__}Hparams", cls.all_strategy_args()).from_flat(cfg)
+
     @classmethod
     def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
-        """Add the strategy's own arguments with their defaults."""
+        """Add the strategy's own arguments (:attr:`strategy_args` along the MRO) with their defaults,
+        one group per declaring class."""
+        existing = {a.dest for a in parser._actions}
+        for klass in reversed(cls.__mro__):
+            specs = klass.__dict__.get("strategy_args", {})
+            todo = {k: v for k, v in specs.items() if k not in existing}
+            if not todo:
+                continue
+            group = parser.add_argument_group(klass.__dict__.get("strategy_args_title") or klass.__name__)
+            for name, spec in todo.items():
+                typ, default, help_ = spec[:3]
+                choices = spec[3] if len(spec) > 3 else None
+                if typ is bool:
+                    group.add_argument(f"--{name}", action="store_true", default=bool(default), help=help_)
+                else:
+                    group.add_argument(f"--{name}", type=typ, default=default, help=help_, choices=choices)
+                existing.add(name)
 
     @classmethod
     def check_compatible(cls, method_cls: type) -> None:

@@ -36,7 +36,6 @@ at ``lr / λ`` when ``λ = --distill_lamb < 1``.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
@@ -74,22 +73,15 @@ class CaSSLeMixin(StrategyMixin):
 
     strategy_name = "cassle"
 
-    @classmethod
-    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
-        g = parser.add_argument_group("CaSSLe distillation")
-        g.add_argument(
-            "--distiller", default=None, help="family (default: the method's): " + ", ".join(sorted(DISTILLER_ALIASES))
-        )
-        g.add_argument(
-            "--distill_lamb",
-            type=float,
-            default=None,
-            help="weight of the distillation loss (default 1; 25 for predictive_mse)",
-        )
-        g.add_argument("--distill_proj_hidden_dim", type=int, default=2048)
-        g.add_argument("--distill_temperature", type=float, default=None, help="contrastive: 0.2, knowledge: 0.1")
-        g.add_argument("--distill_barlow_lamb", type=float, default=5e-3)
-        g.add_argument("--distill_scale_loss", type=float, default=0.1)
+    strategy_args_title = "CaSSLe distillation"
+    strategy_args = {
+        "distiller": (str, None, "family (default: the method's): " + ", ".join(sorted(DISTILLER_ALIASES))),
+        "distill_lamb": (float, None, "weight of the distillation loss (default 1; 25 for predictive_mse)"),
+        "distill_proj_hidden_dim": (int, 2048, "hidden width of the distillation predictor"),
+        "distill_temperature": (float, None, "contrastive: 0.2, knowledge: 0.1"),
+        "distill_barlow_lamb": (float, 5e-3, "decorrelative: weight of the off-diagonal terms"),
+        "distill_scale_loss": (float, 0.1, "decorrelative: scale of the distillation loss"),
+    }
 
     @classmethod
     def check_compatible(cls, method_cls: type) -> None:
@@ -102,18 +94,20 @@ class CaSSLeMixin(StrategyMixin):
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
-        self.distiller = resolve_distiller(cfg.get("distiller"), getattr(self, "family", None))
+        hp = self.strategy_cfg
+        self.distiller = resolve_distiller(hp.distiller, getattr(self, "family", None))
         if self.distiller == "knowledge" and not isinstance(getattr(self, "prototypes", None), nn.Module):
-            raise ValueError(f"--distiller knowledge needs a method with prototypes (swav), not {cfg.get('method')}")
-        lamb = cfg.get("distill_lamb")
-        self.distill_lamb = float(DEFAULT_LAMB.get(self.distiller, 1.0) if lamb is None else lamb)
-        temp = cfg.get("distill_temperature")
-        self.distill_temperature = float((0.1 if self.distiller == "knowledge" else 0.2) if temp is None else temp)
-        self.distill_barlow_lamb = float(cfg.get("distill_barlow_lamb", 5e-3))
-        self.distill_scale_loss = float(cfg.get("distill_scale_loss", 0.1))
+            raise ValueError(
+                f"--distiller knowledge needs a method with prototypes (swav), not {self.model_cfg.method}"
+            )
+        self.distill_lamb = float(DEFAULT_LAMB.get(self.distiller, 1.0) if hp.distill_lamb is None else hp.distill_lamb)
+        default_temp = 0.1 if self.distiller == "knowledge" else 0.2
+        self.distill_temperature = default_temp if hp.distill_temperature is None else hp.distill_temperature
+        self.distill_barlow_lamb = hp.distill_barlow_lamb
+        self.distill_scale_loss = hp.distill_scale_loss
 
         dim = self._projection_dim()
-        self.distill_predictor = _mlp(dim, int(cfg.get("distill_proj_hidden_dim", 2048)))
+        self.distill_predictor = _mlp(dim, hp.distill_proj_hidden_dim)
         if self.distiller == "knowledge":
             num_prototypes = self.prototypes.weight.shape[0]
             # weight-normalised like SwAV's prototypes in the reference: magnitude g and direction v both learn

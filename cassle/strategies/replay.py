@@ -32,7 +32,6 @@ later hooks which rows are which.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 
 from cassle.buffers import build_buffer
+from cassle.config import DataConfig, ReplayConfig
 from cassle.data.replay import augment_batch, plain_views
 from cassle.strategies.base import StrategyMixin, split_batch
 
@@ -67,30 +67,31 @@ class ReplayMixin(StrategyMixin):
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
         super().check_config(method_cls, cfg)
-        kind = cfg.get("buffer_type") or cls.required_buffer_type or cls.default_buffer_type
+        rc = ReplayConfig.from_flat(cfg)
+        kind = rc.buffer_type or cls.required_buffer_type or cls.default_buffer_type
         if cls.required_buffer_type is not None and kind != cls.required_buffer_type:
             raise ValueError(
                 f"--strategy {cls.strategy_name} needs --buffer_type {cls.required_buffer_type} (got {kind}); "
                 f"drop --buffer_type or pass {cls.required_buffer_type}"
             )
-        mem_size = cfg.get("mem_size", 2000)
-        if mem_size is None or int(mem_size) < 1:
+        if rc.mem_size < 1:
             raise ValueError(
                 f"--strategy {cls.strategy_name} replays from a buffer: --mem_size must be at least 1 "
-                f"(got {mem_size}; the default is 2000)"
+                f"(got {rc.mem_size}; the default is {ReplayConfig.mem_size})"
             )
-        rbs = cfg.get("replay_batch_size")
-        if rbs is not None and int(rbs) < 1:
-            raise ValueError(f"--replay_batch_size must be at least 1, got {rbs}")
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
         type(self).check_config(type(self), cfg)
-        kind = cfg.get("buffer_type") or self.required_buffer_type or self.default_buffer_type
-        self.replay_seed = int(cfg.get("seed", 5) or 0)
-        self.buffer = build_buffer(kind, int(cfg.get("mem_size", 2000)), seed=self.replay_seed)
-        self.replay_batch_size = int(cfg.get("replay_batch_size") or self.batch_size)
-        self.mb_passes = int(cfg.get("mb_passes", 1) or 1)
+        #: the replay memory's settings, typed
+        self.replay_cfg = rc = ReplayConfig.from_flat(cfg)
+        kind = rc.buffer_type or self.required_buffer_type or self.default_buffer_type
+        self.replay_seed = rc.seed
+        self.buffer = build_buffer(kind, rc.mem_size, seed=self.replay_seed)
+        self.replay_batch_size = rc.replay_batch_size or self.batch_size
+        self.mb_passes = rc.mb_passes
+        #: whether the stream is augmented batch-at-once on the device (``--gpu_augment``)
+        self.stream_gpu_augment = DataConfig.from_flat(cfg).gpu_augment
         #: generator of the strategy's own random choices (e.g. LUMP's λ)
         self.replay_generator = torch.Generator().manual_seed(self.replay_seed + 1)
         self._replay_transform: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
@@ -120,7 +121,7 @@ class ReplayMixin(StrategyMixin):
     def replay_batched_augment(self) -> Callable[[torch.Tensor], list[torch.Tensor]] | None:
         """With ``--gpu_augment``: the batch-at-once augmentation of the stream (the datamodule's,
         else built from the config), applied to replayed images on their device; ``None`` otherwise."""
-        if not self.cfg.get("gpu_augment", False):
+        if not self.stream_gpu_augment:
             return None
         if self._replay_batched is None:  # not handed over (used outside the task loop): build it
             from cassle.data.batched_augment import BatchedAugment
@@ -135,7 +136,7 @@ class ReplayMixin(StrategyMixin):
         """Augment replayed images exactly as the stream: the task loop hands over the data module's
         per-sample transform and, with ``--gpu_augment``, its on-device batch augmentation (same generator)."""
         self._replay_transform = datamodule.train_transform()
-        if self.cfg.get("gpu_augment", False):
+        if self.stream_gpu_augment:
             self._replay_batched = datamodule.augment_on_device
 
     def augment(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -306,20 +307,19 @@ class LUMPMixin(ReplayMixin):
 
     strategy_name = "lump"
 
-    @classmethod
-    def add_strategy_args(cls, parser: argparse.ArgumentParser) -> None:
-        g = parser.add_argument_group("LUMP")
-        g.add_argument("--lump_alpha", type=float, default=0.4, help="λ ~ Beta(alpha, alpha)")
+    strategy_args_title = "LUMP"
+    strategy_args = {"lump_alpha": (float, 0.4, "λ ~ Beta(alpha, alpha)")}
 
     @classmethod
     def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
         super().check_config(method_cls, cfg)
-        if float(cfg.get("lump_alpha", 0.4)) <= 0:
-            raise ValueError(f"--lump_alpha must be positive (Beta(alpha, alpha)), got {cfg.get('lump_alpha')}")
+        alpha = cls.strategy_hparams(cfg).lump_alpha
+        if not alpha > 0:
+            raise ValueError(f"--lump_alpha must be positive (Beta(alpha, alpha)), got {alpha}")
 
     def __init__(self, **cfg: Any) -> None:
         super().__init__(**cfg)
-        self.lump_alpha = float(cfg.get("lump_alpha", 0.4))
+        self.lump_alpha = self.strategy_cfg.lump_alpha
 
     def sample_lambda(self) -> float:
         """``λ ~ Beta(alpha, alpha)`` from the strategy's seeded generator."""
