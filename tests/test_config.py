@@ -141,6 +141,7 @@ def test_an_old_args_json_is_upgraded():
     assert cfg.data.train_fraction == 1.0  # an option that version did not have takes today's default
 
 
+@pytest.mark.slow
 def test_a_run_written_by_an_earlier_version_still_resumes(tmp_path, capsys):
     """args.json of an earlier version (CaSSLe key names, scalar augmentations, no newer options) matches the
     same command: the rerun resumes (here: finds the run finished) instead of refusing other arguments."""

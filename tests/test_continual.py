@@ -19,6 +19,7 @@ def _args(tmp_path: Path, *extra: str) -> list[str]:
     return TINY + ["--checkpoint_dir", str(tmp_path / "run")] + list(extra)
 
 
+@pytest.mark.slow
 def test_three_tasks_end_to_end(tmp_path, capsys):
     argv = _args(tmp_path, "--num_tasks", "3", "--max_epochs", "1")
     assert main_continual.main(argv) == 0
@@ -55,6 +56,7 @@ def test_three_tasks_end_to_end(tmp_path, capsys):
     assert json.loads((run / "run_state.json").read_text())["report"] == R
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path):
     a = continual.run(
         parse_args(TINY + ["--checkpoint_dir", str(tmp_path / "a"), "--num_tasks", "2", "--max_epochs", "1"])
@@ -72,6 +74,7 @@ class _Boom(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 def test_interrupted_task_resumes_mid_task(tmp_path, monkeypatch):
     argv = _args(tmp_path, "--num_tasks", "2", "--max_epochs", "2")
     original = continual._EpochCheckpoint.on_train_epoch_end
@@ -113,6 +116,7 @@ def test_interrupted_task_resumes_mid_task(tmp_path, monkeypatch):
     assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
 
 
+@pytest.mark.slow
 def test_pretrained_model_starts_at_task_idx(tmp_path):
     first = tmp_path / "first"
     assert main_continual.main(TINY + ["--checkpoint_dir", str(first), "--num_tasks", "2", "--max_epochs", "1"]) == 0
@@ -167,6 +171,7 @@ def test_missing_dataset_dir(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_and_foreign_checkpoints(tmp_path, capsys):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint at all")
@@ -185,6 +190,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_existing_run_with_other_arguments_is_not_overwritten(tmp_path, capsys):
     argv = _args(tmp_path, "--num_tasks", "2", "--max_epochs", "1")
     assert main_continual.main(argv) == 0
@@ -209,6 +215,7 @@ def test_non_run_directory_is_not_used(tmp_path, capsys):
     assert os.listdir(run) == ["precious.txt"]
 
 
+@pytest.mark.slow
 def test_directory_prepared_by_job_launcher_is_a_fresh_run(tmp_path):
     """job_launcher.py writes command.sh / job.sbatch / SLURM logs before the run starts: still a new run."""
     run = tmp_path / "run"
@@ -222,6 +229,7 @@ def test_directory_prepared_by_job_launcher_is_a_fresh_run(tmp_path):
 PAPER_METHODS = ["byol", "barlow_twins", "mocov2plus", "simclr", "swav", "vicreg"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["finetune", "cassle"])
 @pytest.mark.parametrize("method", PAPER_METHODS)
 def test_paper_methods_run_end_to_end(tmp_path, method, strategy):

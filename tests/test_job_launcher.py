@@ -418,6 +418,7 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(180)
 def test_real_slurm_submission_with_requeue(script, fake_main, tmp_path, slurm, monkeypatch):
@@ -477,6 +478,7 @@ python3 main_continual.py \
 """
 
 
+@pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.timeout(240)
 def test_real_slurm_runs_main_continual_and_requeue_finds_it_done(tmp_path, slurm, monkeypatch):

@@ -447,6 +447,7 @@ def test_unreadable_results_file_refused(ckpt_path, tmp_path, capsys):
 # --------------------------------------------------------------------------- with a real pretraining run
 
 
+@pytest.mark.slow
 def test_real_checkpoint_from_main_continual(tmp_path, capsys):
     import main_continual
 

@@ -165,6 +165,7 @@ class _Boom(RuntimeError):
     pass
 
 
+@pytest.mark.slow
 def test_end_to_end_online(tmp_path):
     argv = (
         TINY
@@ -179,6 +180,7 @@ def test_end_to_end_online(tmp_path):
     assert state["data"]["images"].dtype == torch.uint8
 
 
+@pytest.mark.slow
 def test_end_to_end_replay_with_mid_task_resume_keeps_the_buffer(tmp_path, monkeypatch):
     argv = TINY + REPLAY_ARGS + ["--checkpoint_dir", str(tmp_path / "run"), "--max_epochs", "2"]
     original = continual._EpochCheckpoint.on_train_epoch_end
@@ -258,6 +260,7 @@ def test_replayed_samples_are_augmented_by_the_batched_augmentation(monkeypatch)
     assert len(out["z"][0]) == 6 + 4
 
 
+@pytest.mark.slow
 def test_end_to_end_online_replay_with_batched_augment(tmp_path):
     argv = (
         TINY

@@ -113,6 +113,7 @@ def in_process(cmd: list[str], log: Path) -> int:
     return int(entry(cmd[2:]) or 0)
 
 
+@pytest.mark.slow
 def test_runs_collects_and_prints_next_to_the_paper(tmp_path, capsys):
     make_cifar100(tmp_path / "data")
     out = tmp_path / "table"

@@ -141,6 +141,7 @@ def test_dry_run_prints_commands_only(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_seeds_run_skip_resume_and_mean_std(tmp_path, capsys):
     cfg = _cfg(tmp_path, [{"name": "bt", "seeds": [1, 2]}])
     path = _write(tmp_path, cfg)
@@ -219,6 +220,7 @@ def test_mean_std_helper():
     assert all(math.isnan(v) for v in sweep.mean_std([]))
 
 
+@pytest.mark.slow
 def test_parallel_subprocesses(tmp_path):
     cfg = _cfg(tmp_path, [{"name": "p", "seeds": [1, 2]}])
     assert run_from_config.main(["--config", _write(tmp_path, cfg), "--parallel", "2"]) == 0

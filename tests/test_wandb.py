@@ -13,6 +13,7 @@ wandb = pytest.importorskip("wandb", reason="pip install 'cassle[wandb]'")
 from tests.helpers import TINY  # noqa: E402
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_writes_its_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch.nn as nn
 
 from cassle.losses import barlow_loss_func
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 
 
 def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -29,6 +29,7 @@ def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     )
 
 
+@METHODS.register("barlow_twins")
 class BarlowTwins(BaseMethod):
     """Barlow Twins with CaSSLe's CIFAR defaults (projector 2048 -> 2048)."""
 

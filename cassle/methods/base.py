@@ -42,8 +42,12 @@ import torch.nn.functional as F
 from cassle.backbones import build_backbone
 from cassle.config import ArgSpec, ModelConfig, OptimConfig, hparams_class
 from cassle.methods.optim import configure_method_optimizers, schedule_lengths
+from cassle.registry import Registry
 
-__all__ = ["ArgSpec", "BaseMethod", "accuracy_at_k"]
+__all__ = ["METHODS", "ArgSpec", "BaseMethod", "accuracy_at_k"]
+
+#: command-line name -> method class; a method registers itself with ``@METHODS.register("name")``
+METHODS: Registry = Registry("method", attribute="method_name")
 
 
 def _plain(value: Any) -> bool:
@@ -74,6 +78,8 @@ class BaseMethod(pl.LightningModule):
     ``proj_hidden_dim`` / ``output_dim`` ``None`` take the method's published sizes.
     """
 
+    #: the registry name (set by ``@METHODS.register``)
+    method_name: ClassVar[str] = ""
     #: CaSSLe distillation family (``predictive``, ``predictive_mse``,
     #: ``contrastive``, ``decorrelative``, ``knowledge``).
     family: ClassVar[str] = ""

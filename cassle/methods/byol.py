@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from cassle.losses import byol_loss_func
-from cassle.methods.base import ArgSpec
+from cassle.methods.base import METHODS, ArgSpec
 from cassle.methods.momentum import BaseMomentumMethod
 
 
@@ -28,6 +28,7 @@ def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     )
 
 
+@METHODS.register("byol")
 class BYOL(BaseMomentumMethod):
     """BYOL with CaSSLe's CIFAR defaults (projector 4096 -> 256, predictor 4096)."""
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from cassle.losses import emp_ssl_loss_func
 from cassle.methods.barlow_twins import mlp3
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 
 #: paper's crop augmentation (CIFAR); one value shared by every crop.
 EMP_AUGMENTATION_DEFAULTS: dict[str, list] = {
@@ -47,6 +47,7 @@ EMP_AUGMENTATION_DEFAULTS: dict[str, list] = {
 }
 
 
+@METHODS.register("emp_ssl")
 class EMPSSL(BaseMethod):
     """EMP-SSL with the paper's CIFAR sizes (projector 4096 -> 1024, 20 crops).
 

@@ -38,7 +38,7 @@ from cassle.backbones import BACKBONES
 from cassle.backbones.vit import Block, VisionTransformer
 from cassle.config import ModelConfig
 from cassle.losses import mae_loss_func, patchify
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 
 #: MAE's augmentation: random resized crop (scale 0.2-1) and flip only.
 MAE_AUGMENTATION_DEFAULTS: dict[str, list] = {
@@ -111,6 +111,7 @@ def _is_vit(encoder: str) -> bool:
     return getattr(fn, "__module__", "") == "cassle.backbones.vit"
 
 
+@METHODS.register("mae")
 class MAE(BaseMethod):
     """Masked autoencoder on a ViT backbone (``vit_tiny`` / ``vit_small``)."""
 

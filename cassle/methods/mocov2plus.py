@@ -18,11 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses import mocov2plus_loss_func
-from cassle.methods.base import ArgSpec
+from cassle.methods.base import METHODS, ArgSpec
 from cassle.methods.momentum import BaseMomentumMethod
 from cassle.methods.simclr import mlp2_nobn
 
 
+@METHODS.register("mocov2plus")
 class MoCoV2Plus(BaseMomentumMethod):
     """MoCo v2+ with CaSSLe's defaults (2048 -> 256, T=0.2, queue 65536, tau 0.99 -> 0.999).
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from cassle.losses import simclr_loss_func
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 
 
 def mlp2_nobn(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
@@ -22,6 +22,7 @@ def mlp2_nobn(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
 
 
+@METHODS.register("simclr")
 class SimCLR(BaseMethod):
     """SimCLR with CaSSLe's CIFAR defaults (projector 2048 -> 256, temperature 0.2)."""
 

@@ -14,9 +14,10 @@ import torch
 import torch.nn as nn
 
 from cassle.losses import simsiam_loss_func
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 
 
+@METHODS.register("simsiam")
 class SimSiam(BaseMethod):
     """SimSiam with the paper's CIFAR head sizes (2048 -> 2048, predictor bottleneck 512).
 

@@ -12,9 +12,11 @@ from typing import ClassVar
 
 import torch
 
+from cassle.methods.base import METHODS
 from cassle.methods.simclr import SimCLR
 
 
+@METHODS.register("supcon")
 class SupCon(SimCLR):
     """Supervised contrastive learning (projector 2048 -> 256, temperature 0.2)."""
 

@@ -18,10 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses import sinkhorn, swav_loss_func
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 from cassle.methods.byol import mlp2
 
 
+@METHODS.register("swav")
 class SwAV(BaseMethod):
     """SwAV with CaSSLe's CIFAR defaults (2048 -> 128, 3000 prototypes, queue 3840).
 

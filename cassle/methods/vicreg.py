@@ -12,9 +12,10 @@ import torch.nn as nn
 
 from cassle.losses import vicreg_loss_func
 from cassle.methods.barlow_twins import mlp3
-from cassle.methods.base import ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 
 
+@METHODS.register("vicreg")
 class VICReg(BaseMethod):
     """VICReg with CaSSLe's CIFAR defaults (projector 2048 -> 2048, weights 25/25/1)."""
 

@@ -1,28 +1,17 @@
 """Continual-learning strategies as mixins over any SSL method.
 
 ``build_model_class(method, strategy)`` composes ``STRATEGIES[strategy]`` with
-``METHODS[method]``; a method never imports a strategy.
+``METHODS[method]``; a method never imports a strategy. A strategy registers
+itself (``@STRATEGIES.register("name")`` in its own module); importing this
+package imports every module here.
 """
 
 from __future__ import annotations
 
-from cassle.strategies.alignment import AEPMixin, APREMixin, ARPMixin, CaSSLeReplayMixin
-from cassle.strategies.base import StrategyMixin
-from cassle.strategies.cassle import CaSSLeMixin
-from cassle.strategies.finetune import FinetuneMixin
-from cassle.strategies.replay import ERMixin, LUMPMixin, MinRedMixin
+from cassle.registry import import_submodules
+from cassle.strategies.base import STRATEGIES, StrategyMixin
 
-STRATEGIES: dict[str, type[StrategyMixin]] = {
-    "finetune": FinetuneMixin,
-    "cassle": CaSSLeMixin,
-    "er": ERMixin,
-    "lump": LUMPMixin,
-    "minred": MinRedMixin,
-    "aep": AEPMixin,
-    "arp": ARPMixin,
-    "apre": APREMixin,
-    "cassle_r": CaSSLeReplayMixin,
-}
+import_submodules(__name__, __path__)
 
 
 def get_strategy(name: str) -> type[StrategyMixin]:

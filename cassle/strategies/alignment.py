@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
 from cassle.methods.momentum import ema_update
-from cassle.strategies.base import StrategyMixin, teacher_copy
+from cassle.strategies.base import STRATEGIES, StrategyMixin, teacher_copy
 from cassle.strategies.cassle import CaSSLeMixin, _mlp
 from cassle.strategies.replay import Batch, ReplayMixin
 
@@ -203,27 +203,27 @@ class EMATeacherMixin(StrategyMixin):
         self.update_ema_teacher()
 
 
+@STRATEGIES.register("aep")
 class AEPMixin(EMATeacherMixin, AlignMixin):
     """AEP: replay + an EMA teacher aligned through a predictor on every row."""
 
-    strategy_name = "aep"
     align_on = "all"
 
     def teacher_targets(self, batch: Batch, rows: slice, out: dict[str, Any]) -> list[torch.Tensor]:
         return [self.ema_forward(v[rows]) for v in batch[1]]
 
 
+@STRATEGIES.register("apre")
 class APREMixin(AEPMixin):
     """APRE: AEP's EMA teacher applied to replayed rows only."""
 
-    strategy_name = "apre"
     align_on = "replay"
 
 
+@STRATEGIES.register("arp")
 class ARPMixin(AlignMixin):
     """ARP: each replayed sample's teacher is its stored representation, refreshed by an EMA on replay."""
 
-    strategy_name = "arp"
     align_on = "replay"
 
     strategy_args_title = "ARP"
@@ -268,10 +268,9 @@ class ARPMixin(AlignMixin):
         return loss
 
 
+@STRATEGIES.register("cassle_r")
 class CaSSLeReplayMixin(ReplayMixin, CaSSLeMixin):
     """cassle_r: replay + CaSSLe's frozen previous-task teacher distilled on replayed rows only."""
-
-    strategy_name = "cassle_r"
 
     def distill_rows(self) -> slice | None:
         rows = self.replay_rows()

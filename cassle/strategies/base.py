@@ -16,6 +16,10 @@ from typing import Any, ClassVar
 import torch.nn as nn
 
 from cassle.config import ArgSpec, hparams_class
+from cassle.registry import Registry
+
+#: command-line name -> strategy mixin; a strategy registers itself with ``@STRATEGIES.register("name")``
+STRATEGIES: Registry = Registry("strategy", attribute="strategy_name")
 
 
 def split_batch(batch: Sequence[Any]) -> tuple[tuple[Any, Any, Any], dict[str, Any]]:
@@ -52,7 +56,7 @@ def teacher_copy(module: nn.Module) -> nn.Module:
 class StrategyMixin:
     """Base of all strategy mixins: hooks the task loop calls, with no-op defaults."""
 
-    #: registry name, set by each strategy
+    #: registry name (set by ``@STRATEGIES.register``; unregistered bases keep a descriptive one)
     strategy_name: str = "base"
     #: method families this strategy can wrap (None: every method)
     supported_families: tuple[str, ...] | None = None

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
-from cassle.strategies.base import StrategyMixin, teacher_copy
+from cassle.strategies.base import STRATEGIES, StrategyMixin, teacher_copy
 
 #: CaSSLe's own distiller names (``*_distill``) and the short names both work.
 DISTILLER_ALIASES = {f"{name}_distill": name for name in DISTILL_LOSSES} | {n: n for n in DISTILL_LOSSES}
@@ -68,10 +68,9 @@ def _mlp(dim: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
 
 
+@STRATEGIES.register("cassle")
 class CaSSLeMixin(StrategyMixin):
     """Frozen past network + predictor, with the method family's distillation loss."""
-
-    strategy_name = "cassle"
 
     strategy_args_title = "CaSSLe distillation"
     strategy_args = {

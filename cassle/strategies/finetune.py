@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from cassle.strategies.base import StrategyMixin
+from cassle.strategies.base import STRATEGIES, StrategyMixin
 
 
+@STRATEGIES.register("finetune")
 class FinetuneMixin(StrategyMixin):
     """Adds nothing: the method's loss alone, task after task."""
-
-    strategy_name = "finetune"

@@ -42,7 +42,7 @@ import torch
 from cassle.buffers import build_buffer
 from cassle.config import DataConfig, ReplayConfig
 from cassle.data.replay import augment_batch, plain_views
-from cassle.strategies.base import StrategyMixin, split_batch
+from cassle.strategies.base import STRATEGIES, StrategyMixin, split_batch
 
 Batch = tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]
 
@@ -55,7 +55,7 @@ class ReplayMixin(StrategyMixin):
     ``seed``, ``online``, ``mb_passes``, ``crop_size`` and the augmentation keys.
     """
 
-    strategy_name = "er"
+    strategy_name = "replay"
     uses_buffer = True
     needs_raw_images = True
     default_buffer_type: str = "reservoir"
@@ -296,16 +296,14 @@ class ReplayMixin(StrategyMixin):
             self.replay_generator.set_state(state["replay_generator"].cpu())
 
 
+@STRATEGIES.register("er")
 class ERMixin(ReplayMixin):
     """Experience Replay: train on the stream batch plus ``--replay_batch_size`` buffer samples."""
 
-    strategy_name = "er"
 
-
+@STRATEGIES.register("lump")
 class LUMPMixin(ReplayMixin):
     """LUMP (Madaan et al., ICLR 2022): train on mixup of stream and replayed views."""
-
-    strategy_name = "lump"
 
     strategy_args_title = "LUMP"
     strategy_args = {"lump_alpha": (float, 0.4, "λ ~ Beta(alpha, alpha)")}
@@ -340,10 +338,10 @@ class LUMPMixin(ReplayMixin):
         return (stream["indexes"], views, stream["targets"]), ctx
 
 
+@STRATEGIES.register("minred")
 class MinRedMixin(ReplayMixin):
     """MinRed (Purushwalkam et al., ECCV 2022): insert into a MinRed buffer, train on buffer samples only."""
 
-    strategy_name = "minred"
     default_buffer_type = "minred"
     required_buffer_type = "minred"
     insert_after_step = False

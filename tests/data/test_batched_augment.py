@@ -260,6 +260,7 @@ def test_gpu_augment_refuses_folder_datasets(tmp_path: Path) -> None:
         dm.train_dataloader()
 
 
+@pytest.mark.slow
 def test_main_continual_runs_with_gpu_augment(tmp_path: Path) -> None:
     from tests.helpers import TINY
 

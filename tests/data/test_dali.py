@@ -261,6 +261,7 @@ def test_dali_refuses_in_memory_datasets() -> None:
         dm.setup("fit")
 
 
+@pytest.mark.slow
 @needs_dali
 def test_main_continual_runs_with_dali(tmp_path: Path) -> None:
     import csv

@@ -144,6 +144,7 @@ def test_strategies_train(strategy):
         assert all(not p.requires_grad for p in model.frozen_backbone.parameters())
 
 
+@pytest.mark.slow
 def test_end_to_end_two_tasks_with_cassle(tmp_path: Path):
     run = tmp_path / "run"
     argv = TINY + [

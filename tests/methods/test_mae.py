@@ -171,6 +171,7 @@ def test_vit_existing_forward_unchanged_by_forward_tokens():
     assert mask.sum() == 0 and torch.equal(ids_restore[0], torch.arange(16))
 
 
+@pytest.mark.slow
 def test_end_to_end_two_tasks(tmp_path: Path):
     run = tmp_path / "run"
     argv = TINY + ["--num_tasks", "2", "--max_epochs", "1", "--checkpoint_dir", str(run)]
