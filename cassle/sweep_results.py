@@ -1,4 +1,5 @@
-"""Sweep results: each run's final metrics, mean ± std over seeds per setting, ``results.csv`` / ``summary.csv``."""
+"""Sweep results: each run's final metrics, mean ± std over seeds per setting, ``results.csv`` / ``summary.csv``
+and the comparison figure ``summary_joint_accuracy.png|pdf`` (:func:`cassle.eval.sweep_figure.sweep_figure`)."""
 
 from __future__ import annotations
 
@@ -120,11 +121,22 @@ def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _write_figure(summary_csv: Path) -> list[Path]:
+    """The sweep's comparison figure next to ``summary_csv`` (none when matplotlib is missing)."""
+    try:
+        from cassle.eval.sweep_figure import write_sweep_figure
+
+        return write_sweep_figure(summary_csv)
+    except ImportError:
+        return []
+
+
 def write_results(runs: Sequence[Run], output_dir: Path) -> str:
-    """Write ``results.csv`` and ``summary.csv`` into ``output_dir``; return the printed text."""
+    """Write ``results.csv``, ``summary.csv`` and the comparison figure into ``output_dir``; return the printed text."""
     header, rows, s_header, s_rows = results_tables(runs)
     atomic_write_text(output_dir / "results.csv", _csv(header, rows))
     atomic_write_text(output_dir / "summary.csv", _csv(s_header, s_rows))
+    figures = _write_figure(output_dir / "summary.csv")
     metric_keys = header[header.index("status") + 1 :]
     n_params = len(s_header) - 2 - 2 * len(metric_keys)
     pretty_rows = []
@@ -140,6 +152,7 @@ def write_results(runs: Sequence[Run], output_dir: Path) -> str:
         + _text_table(header, [[_cell(v) for v in r] for r in rows])
         + "\n\nSummary (mean ± sample std over seeds; a single run shows its value):\n"
         + _text_table(s_header[: n_params + 2] + metric_keys, pretty_rows)
-        + f"\n\nWritten: {output_dir / 'results.csv'}, {output_dir / 'summary.csv'}"
+        + "\n\nWritten: "
+        + ", ".join(str(p) for p in [output_dir / "results.csv", output_dir / "summary.csv", *figures])
     )
     return text

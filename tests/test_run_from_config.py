@@ -213,6 +213,35 @@ def test_failed_run_is_reported_and_others_continue(tmp_path, capsys, monkeypatc
     assert "failed" in text and (tmp_path / "out" / "results.csv").exists()
 
 
+def test_results_write_the_comparison_figure(tmp_path):
+    """No training: fake results/metrics.json files; summary.csv -> grouped bars, one group per method."""
+    pytest.importorskip("matplotlib")
+    from cassle.eval.sweep_figure import sweep_figure
+
+    exps = [
+        {"name": f"{m}-{s}", "params": {"method": m, "strategy": s}, "seeds": [1, 2]}
+        for m in ("barlow_twins", "simclr")
+        for s in ("finetune", "cassle")
+    ]
+    runs = sweep.expand(_cfg(tmp_path, exps))
+    for i, r in enumerate(runs):
+        (r.run_dir / "results").mkdir(parents=True)
+        knn = {"joint_accuracy": 60.0 + i, "average_accuracy": 90.0}
+        (r.run_dir / "results" / "metrics.json").write_text(json.dumps({"probes": {"knn": knn}}))
+        r.status = "done"
+    text = sweep.write_results(runs, tmp_path / "out")
+    out = tmp_path / "out"
+    for ext in ("png", "pdf"):
+        assert (out / f"summary_joint_accuracy.{ext}").stat().st_size > 0
+        assert str(out / f"summary_joint_accuracy.{ext}") in text
+    fig = sweep_figure(out / "summary.csv")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["barlow_twins", "simclr"]
+    assert len(ax.patches) == 4  # 2 methods × 2 strategies, seeds averaged
+    assert sorted(round(p.get_height(), 6) for p in ax.patches) == [60.5, 62.5, 64.5, 66.5]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["finetune", "cassle"]
+
+
 def test_mean_std_helper():
     assert sweep.mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
     assert sweep.mean_std([5.0]) == (5.0, 0.0)

@@ -10,7 +10,7 @@ from .metrics import (
 )
 from .probes import PROBES, knn_accuracy, linear_accuracy, ridge_accuracy
 from .protocol import evaluate_after_task
-from .report import ContinualReport, format_table
+from .report import ContinualReport, format_table, run_title
 
 __all__ = [
     "extract_features",
@@ -26,4 +26,5 @@ __all__ = [
     "evaluate_after_task",
     "ContinualReport",
     "format_table",
+    "run_title",
 ]

@@ -12,8 +12,12 @@ writes, into a results folder, each file atomically:
 * ``metrics.json``: per probe, the metrics of :mod:`cassle.eval.metrics`,
   the joint accuracy, the baseline and the full matrix (NaN written as
   ``null``);
-* ``accuracy_matrix_<probe>.png``: a heatmap (skipped if matplotlib is
-  missing).
+* the figures of :mod:`cassle.eval.figures`, each as PNG and PDF:
+  ``accuracy_matrix_<probe>`` (heat map with a joint column),
+  ``accuracy_curves`` (joint and average accuracy per task seen) and
+  ``forgetting`` (per task, from the second evaluated task on); skipped if
+  matplotlib is missing. Their title is :attr:`ContinualReport.title`
+  (see :func:`run_title`).
 
 While training is still running, metrics cover the tasks seen so far: the
 leading ``(t+1)×(t+1)`` block of the matrix, ``t`` the last evaluated task.
@@ -36,7 +40,7 @@ from cassle.fileio import atomic_write  # noqa: F401  (re-exported: __all__)
 
 from . import metrics as M
 
-__all__ = ["ContinualReport", "format_table", "atomic_write"]
+__all__ = ["ContinualReport", "format_table", "run_title", "atomic_write"]
 
 PathLike = str | os.PathLike
 
@@ -59,6 +63,14 @@ def _fmt(x: float, width: int = 8) -> str:
     return f"{'-':>{width}}" if not math.isfinite(x) else f"{x:>{width}.2f}"
 
 
+def run_title(method: str, strategy: str, dataset: str, split_strategy: str, num_tasks: int | None = None) -> str:
+    """The figure title of a run, e.g. ``barlow_twins + cassle · cifar100 · class split · 5 tasks``."""
+    parts = [f"{method} + {strategy}", str(dataset), f"{split_strategy} split"]
+    if num_tasks is not None:
+        parts.append(f"{int(num_tasks)} task{'s' if int(num_tasks) != 1 else ''}")
+    return " · ".join(parts)
+
+
 class ContinualReport:
     """Accuracy matrices, joint accuracies and baselines of a continual run, per probe.
 
@@ -66,12 +78,15 @@ class ContinualReport:
         num_tasks: number of tasks ``T``.
         probes: probe names known up front; probes first seen in a result
             passed to :meth:`update` / :meth:`set_baseline` are added then.
+        title: what the run is (method, strategy, dataset, split; see :func:`run_title`),
+            shown on top of every figure; ``None``: no run line.
     """
 
-    def __init__(self, num_tasks: int, probes: Iterable[str] = ()) -> None:
+    def __init__(self, num_tasks: int, probes: Iterable[str] = (), title: str | None = None) -> None:
         if int(num_tasks) < 1:
             raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
         self.num_tasks = int(num_tasks)
+        self.title = title
         self.matrix: dict[str, list[list[float]]] = {}
         self.joint: dict[str, list[float]] = {}
         self.baseline: dict[str, list[float]] = {}
@@ -171,6 +186,7 @@ class ContinualReport:
         return {
             "num_tasks": self.num_tasks,
             "tasks_done": list(self.tasks_done),
+            "title": self.title,
             "probes": {
                 p: {
                     "matrix": [[_to_json(v) for v in row] for row in self.matrix[p]],
@@ -186,7 +202,8 @@ class ContinualReport:
     def from_dict(cls, d: dict[str, Any]) -> ContinualReport:
         """Rebuild a report from :meth:`to_dict` output (raises ``ValueError`` if malformed)."""
         try:
-            rep = cls(int(d["num_tasks"]))
+            title = d.get("title")  # absent from reports saved before titles existed
+            rep = cls(int(d["num_tasks"]), title=None if title is None else str(title))
             T = rep.num_tasks
             for p, s in d["probes"].items():
                 rep._add_probe(p)
@@ -218,17 +235,13 @@ class ContinualReport:
 
     # ----------------------------------------------------------------- files
     def write(self, results_dir: PathLike) -> list[Path]:
-        """Write the CSV, the JSON and one heatmap per probe into ``results_dir``; returns the paths."""
+        """Write the CSV, the JSON and the figures (PNG + PDF) into ``results_dir``; returns the paths."""
         results_dir = Path(results_dir)
         results_dir.mkdir(parents=True, exist_ok=True)
         written = [results_dir / "accuracy_matrix.csv", results_dir / "metrics.json"]
         atomic_write(written[0], lambda fh: fh.write(self._csv()))
         atomic_write(written[1], lambda fh: fh.write(self._metrics_json()))
-        for p in self.probes:
-            path = results_dir / f"accuracy_matrix_{p}.png"
-            if self._plot(p, path):
-                written.append(path)
-        return written
+        return written + self._figures(results_dir)
 
     def _csv(self) -> str:
         T = self.num_tasks
@@ -254,38 +267,14 @@ class ContinualReport:
             out["probes"][p] = m
         return json.dumps(out, indent=2, allow_nan=False) + "\n"
 
-    def _plot(self, probe: str, path: Path) -> bool:
-        """Heatmap of the matrix (random-init row on top when set); False if matplotlib is missing."""
-        try:  # the object API with the Agg canvas: no pyplot, no global backend change
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
+    def _figures(self, results_dir: Path) -> list[Path]:
+        """The figures of :mod:`cassle.eval.figures`; none when matplotlib is missing."""
+        try:
+            from . import figures
+
+            return figures.write_report_figures(self, results_dir)
         except ImportError:
-            return False
-        T = self.num_tasks
-        rows = [self.matrix[probe][t] for t in range(T)]
-        labels = [f"after task {t}" for t in range(T)]
-        if self.has_baseline(probe):
-            rows = [self.baseline[probe]] + rows
-            labels = ["random init"] + labels
-        data = np.ma.masked_invalid(np.asarray(rows, dtype=np.float64))
-        fig = Figure(figsize=(1.6 + 1.0 * T, 1.0 + 0.5 * len(rows)))
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        im = ax.imshow(data, cmap="viridis", vmin=0.0, vmax=100.0, aspect="auto")
-        for r, row in enumerate(rows):
-            for c, v in enumerate(row):
-                if math.isfinite(v):
-                    ax.text(
-                        c, r, f"{v:.1f}", ha="center", va="center", color="white" if v < 60 else "black", fontsize=8
-                    )
-        ax.set_xticks(range(T), [f"task {i}" for i in range(T)])
-        ax.set_yticks(range(len(rows)), labels)
-        ax.set_xlabel("evaluated on")
-        ax.set_title(f"accuracy (%) — {probe} probe")
-        fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100), binary=True)
-        return True
+            return []
 
 
 def format_table(report: ContinualReport) -> str:

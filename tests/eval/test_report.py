@@ -4,11 +4,11 @@ import csv
 import json
 import math
 import os
+import sys
 
 import pytest
 
-from cassle.eval import report as report_mod
-from cassle.eval.report import ContinualReport, atomic_write, format_table
+from cassle.eval.report import ContinualReport, atomic_write, format_table, run_title
 
 R = [[80.0, 10.0, 5.0], [60.0, 85.0, 20.0], [50.0, 70.0, 90.0]]
 JOINT = [40.0, 55.0, 65.0]
@@ -59,11 +59,26 @@ def test_roundtrip_through_json():
         ContinualReport.from_dict({"probes": {}})
 
 
+def test_title_roundtrip_and_old_dicts_without_title():
+    title = run_title("barlow_twins", "cassle", "cifar100", "class", 5)
+    assert title == "barlow_twins + cassle · cifar100 · class split · 5 tasks"
+    rep = ContinualReport(2, ["knn"], title=title)
+    d = json.loads(json.dumps(rep.to_dict(), allow_nan=False))
+    assert ContinualReport.from_dict(d).title == title
+    old = dict(d)
+    del old["title"]  # run_state.json written before reports had a title
+    assert ContinualReport.from_dict(old).title is None
+    assert ContinualReport(2).title is None
+
+
 def test_write_all_files_atomically(tmp_path):
     out = tmp_path / "results"
     paths = _full_report().write(out)
-    assert sorted(os.listdir(out)) == ["accuracy_matrix.csv", "accuracy_matrix_knn.png", "metrics.json"]
-    assert {p.name for p in paths} == set(os.listdir(out))
+    figures = [
+        f"{stem}.{ext}" for stem in ("accuracy_curves", "accuracy_matrix_knn", "forgetting") for ext in ("pdf", "png")
+    ]
+    assert sorted(os.listdir(out)) == sorted(["accuracy_matrix.csv", "metrics.json", *figures])
+    assert {p.name for p in paths} == set(os.listdir(out)) and len(paths) == len(set(paths))
 
     rows = list(csv.reader(open(out / "accuracy_matrix.csv")))
     assert rows[0] == ["probe", "after_task", "task_0", "task_1", "task_2", "joint"]
@@ -106,9 +121,11 @@ def test_atomic_write_failure_keeps_old_file_and_leaves_no_temp(tmp_path):
 
 
 def test_write_without_matplotlib(tmp_path, monkeypatch):
-    monkeypatch.setattr(report_mod.ContinualReport, "_plot", lambda self, p, path: False)
-    _full_report().write(tmp_path)
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")] + ["matplotlib"]:
+        monkeypatch.setitem(sys.modules, name, None)  # import matplotlib... raises ImportError
+    paths = _full_report().write(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["accuracy_matrix.csv", "metrics.json"]
+    assert [p.name for p in paths] == ["accuracy_matrix.csv", "metrics.json"]
 
 
 def test_format_table_contains_numbers():
