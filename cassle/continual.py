@@ -165,6 +165,10 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         if "report" in state
         else ContinualReport(args.num_tasks, args.probes)
     )
+    from cassle.eval.report import run_title
+
+    # the figures' title (also for a run_state.json written before titles existed)
+    report.title = run_title(args.method, args.strategy, args.dataset, args.split_strategy, args.num_tasks)
     return RunPlan(args, cfg, run_dir, dm, model_cls, completed, start, report, pretrained)
 
 
@@ -220,6 +224,33 @@ class _EpochCheckpoint(pl.Callback):
             trainer.save_checkpoint(str(self.path))
 
 
+def _resume_epoch(path: Path) -> int:
+    """The epoch a mid-task checkpoint resumes at (it is written at the end of epoch ``ckpt["epoch"]``); read
+    through a memory map, so the weights are not loaded twice."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+    except Exception:  # unreadable: Lightning's own load reports it; the epoch order then starts at 0
+        return 0
+
+
+class _EpochSeeds(pl.Callback):
+    """Before every epoch: the global RNGs and the data module's batched augmentation restart from
+    ``(seed, task, epoch, rank)``, so an epoch's draws never depend on the epochs before it and a run resumed
+    from a mid-task checkpoint repeats the uninterrupted one exactly (see :mod:`cassle.data.sampling`)."""
+
+    def __init__(self, seed: int, task: int) -> None:
+        self.seed, self.task = seed, task
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from cassle.data.sampling import mix_seed, seed_global_rngs
+
+        epoch, rank = trainer.current_epoch, trainer.global_rank
+        seed_global_rngs(mix_seed(self.seed, self.task, epoch, rank, 1))
+        dm = getattr(trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "start_epoch"):
+            dm.start_epoch(epoch)
+
+
 def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
     args = plan.args
     devices = args.devices
@@ -235,7 +266,10 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
         precision=args.precision,
         sync_batchnorm=args.sync_batchnorm,
         logger=_loggers(plan, task),
-        callbacks=[_EpochCheckpoint(plan.run_dir / "resume" / f"task{task}-last.ckpt", args.checkpoint_frequency)],
+        callbacks=[
+            _EpochSeeds(args.seed, task),
+            _EpochCheckpoint(plan.run_dir / "resume" / f"task{task}-last.ckpt", args.checkpoint_frequency),
+        ],
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         enable_progress_bar=not args.no_progress_bar,
@@ -341,6 +375,7 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
             model.use_stream_augmentation(dm)  # replay augments its samples as the stream (handed over, not fetched)
         resume = run_dir / "resume" / f"task{task}-last.ckpt"
         ckpt_path = str(resume) if resume.exists() else None
+        dm.resume_at(_resume_epoch(resume) if ckpt_path else 0)
         if ckpt_path:
             log.warning("resuming task %d from %s", task, ckpt_path)
         print(

@@ -261,3 +261,84 @@ def test_paper_methods_run_end_to_end(tmp_path, method, strategy):
     header = (run / "logs" / "task1" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert ("train_distill_loss_epoch" in header) == (strategy == "cassle")
     assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
+
+
+def _crash_at(monkeypatch, task: int, epoch: int):
+    """Make the run die (like a kill) right after the mid-task checkpoint of ``task`` at ``epoch``."""
+    original = continual._EpochCheckpoint.on_train_epoch_end
+
+    def crash(self, trainer, pl_module):
+        original(self, trainer, pl_module)
+        if self.path.name == f"task{task}-last.ckpt" and trainer.current_epoch == epoch:
+            raise _Boom("simulated kill")
+
+    monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", crash)
+    return original
+
+
+def _final_state(run: Path) -> tuple[dict, str]:
+    sd = torch.load(run / "task1.ckpt", weights_only=True)["state_dict"]
+    return sd, (run / "results" / "accuracy_matrix.csv").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--num_workers", "0"],
+        ["--num_workers", "2"],
+        ["--num_workers", "0", "--gpu_augment"],
+        ["--num_workers", "0", "--strategy", "lump", "--mem_size", "64"],
+    ],
+    ids=["workers0", "workers2", "gpu_augment", "lump"],
+)
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, extra):
+    """Every random draw of an epoch (shuffle order, per-sample and batched augmentations, the global RNG,
+    the replay generators) is a function of (seed, task, epoch), so a run killed mid-task and resumed from
+    its last mid-task checkpoint ends bit for bit where the uninterrupted run ends."""
+    argv = [*TINY, "--num_tasks", "2", "--max_epochs", "3", "--probes", "knn", "--no_baseline", *extra]
+    assert main_continual.main([*argv, "--checkpoint_dir", str(tmp_path / "whole")]) == 0
+    original = _crash_at(monkeypatch, task=0, epoch=0)
+    with pytest.raises(_Boom):
+        main_continual.main([*argv, "--checkpoint_dir", str(tmp_path / "killed")])
+    assert (tmp_path / "killed" / "resume" / "task0-last.ckpt").exists()
+    monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", original)
+    assert main_continual.main([*argv, "--checkpoint_dir", str(tmp_path / "killed")]) == 0
+    whole, killed = _final_state(tmp_path / "whole"), _final_state(tmp_path / "killed")
+    assert killed[1] == whole[1]  # the accuracy matrix, as written
+    assert whole[0].keys() == killed[0].keys()
+    for k in whole[0]:
+        assert torch.equal(whole[0][k], killed[0][k]), k
+
+
+@pytest.mark.slow
+def test_kill_9_mid_task_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
+    """The real thing: a main_continual.py process with two DataLoader workers is killed with SIGKILL as soon
+    as its first mid-task checkpoint exists; the same command, rerun, ends with the uninterrupted run's
+    accuracy matrix and weights."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    argv = [*TINY, "--num_tasks", "2", "--max_epochs", "3", "--probes", "knn", "--no_baseline"]
+    argv += ["--num_workers", "2"]
+    cmd = [sys.executable, str(root / "main_continual.py"), *argv]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*cmd, "--checkpoint_dir", str(whole)], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, "--checkpoint_dir", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (killed / "resume" / "task0-last.ckpt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no mid-task checkpoint appeared"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the process and its DataLoader workers
+    proc.wait()
+    assert not (killed / "task1.ckpt").exists()
+    subprocess.run([*cmd, "--checkpoint_dir", str(killed)], env=env, check=True, capture_output=True)
+    a, b = _final_state(whole), _final_state(killed)
+    assert b[1] == a[1]
+    for k in a[0]:
+        assert torch.equal(a[0][k], b[0][k]), k

@@ -47,6 +47,7 @@ from cassle.data.base import ImageDataset
 from cassle.data.input_paths import InputPathsMixin
 from cassle.data.readers.common import IMAGENET_MEAN, IMAGENET_STD
 from cassle.data.replay import OnlineBatchSampler, build_raw_transform
+from cassle.data.sampling import EpochShuffleSampler, mix_seed
 from cassle.data.splits import TaskSplit, make_splits, subsample_train
 from cassle.data.subsets import AugmentedSubset, EvalSubset  # noqa: F401  (re-exported)
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
@@ -290,6 +291,26 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
 
+    def resume_at(self, epoch: int) -> None:
+        """The next fit starts at ``epoch`` (a resumed task; 0 otherwise): Lightning builds the first loader
+        iterator of a fit before it restores its epoch counter, so the first epoch's order is keyed on this."""
+        self._first_epoch = int(epoch)
+
+    def _fit_epoch(self) -> int:
+        """The epoch the attached trainer is about to train: its fit loop's counter, at least the epoch the
+        fit resumes at (:meth:`resume_at`)."""
+        trainer = getattr(self, "trainer", None)
+        loop = getattr(trainer, "fit_loop", None) if trainer is not None else None
+        processed = int(loop.epoch_progress.current.processed) if loop is not None else 0
+        return max(processed, getattr(self, "_first_epoch", 0))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the task loop before every training epoch: the batched augmentation (``--gpu_augment``)
+        restarts from ``(seed, task, rank, epoch)``, so an epoch's draws do not depend on the epochs before
+        (a resumed run repeats them exactly)."""
+        if self.gpu_augment:
+            self.batched_augment.reseed(mix_seed(self.seed, self._current_task, self._global_rank(), epoch))
+
     def train_dataloader(self) -> Any:
         """The current task's training samples with ``num_views`` augmented views.
 
@@ -308,8 +329,7 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
         if self.dali:
             return self._dali_train_loader(task, indices)
         if self.gpu_augment:
-            # one augmentation stream per task and rank, from the run's seed
-            self.batched_augment.reseed(self.seed + task + 7919 * self._global_rank())
+            self.start_epoch(0)
         raw_transform = build_raw_transform(self._crop_size(), self._image_size()) if return_raw else None
         ds = AugmentedSubset(
             self.train_dataset,
@@ -318,8 +338,8 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
             self._train_targets,
             raw_transform=raw_transform,
             extras=online,
+            seed=mix_seed(self.seed, task, self._global_rank()),
         )
-        generator = torch.Generator().manual_seed(self.seed + task)
         if online:
             trainer = getattr(self, "trainer", None)
             rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
@@ -329,15 +349,24 @@ class ContinualDataModule(InputPathsMixin, L.LightningDataModule):
             return DataLoader(
                 ds,
                 batch_sampler=sampler,
+                generator=torch.Generator().manual_seed(mix_seed(self.seed, task, 2)),  # workers' base seed
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
                 pin_memory=torch.cuda.is_available(),
             )
+        if self._world_size() > 1:  # Lightning shards with a DistributedSampler (seeded, set_epoch per epoch)
+            order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(self.seed + task)}
+        else:  # the order of each epoch drawn from (seed, task, epoch) alone
+            order = {
+                "sampler": EpochShuffleSampler(len(ds), mix_seed(self.seed, task), self._fit_epoch),
+                # the loader draws its workers' base seed from here, not from the global RNG (whose draws
+                # would then depend on when Lightning creates the iterator: earlier in a resumed fit)
+                "generator": torch.Generator().manual_seed(mix_seed(self.seed, task, 2)),
+            }
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=generator,
+            **order,
             drop_last=self._drop_last(len(ds), self._world_size()),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

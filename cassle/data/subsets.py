@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cassle.data.base import ImageDataset
+from cassle.data.sampling import mix_seed, seeded_sample
 
 
 class AugmentedSubset(Dataset):
@@ -20,8 +21,12 @@ class AugmentedSubset(Dataset):
     ``transform=None`` (``--gpu_augment``) keeps the un-augmented ``uint8`` image in
     the place of the views: the whole batch is augmented later, on its device.
     With ``extras`` true the item has a fourth element, ``{"raw": raw_transform(image),
-    "mb_pass": p}`` (``raw`` only with a ``raw_transform``); ``i`` may then be an
-    ``(i, p)`` pair (online stream).
+    "mb_pass": p}`` (``raw`` only with a ``raw_transform``).
+
+    ``i`` is a position, an ``(i, p)`` pair (online stream: pass ``p``) or an ``(i, p, epoch)`` triple
+    (:class:`~cassle.data.sampling.EpochShuffleSampler`). With a ``seed``, the sample's augmentation
+    draws from the global RNG seeded by ``(seed, epoch, p, index)``, so it is the same whichever worker
+    runs it and however many samples came before (exact resume, any ``--num_workers``).
     """
 
     def __init__(
@@ -32,6 +37,7 @@ class AugmentedSubset(Dataset):
         targets: torch.Tensor,
         raw_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         extras: bool = False,
+        seed: int | None = None,
     ) -> None:
         self.dataset = dataset
         self.indices = torch.as_tensor(indices, dtype=torch.long)
@@ -39,15 +45,22 @@ class AugmentedSubset(Dataset):
         self.targets = targets
         self.raw_transform = raw_transform
         self.extras = extras or raw_transform is not None
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int | tuple[int, int]) -> tuple:
-        i, mb_pass = i if isinstance(i, tuple) else (i, 0)
+    def __getitem__(self, i: int | tuple[int, ...]) -> tuple:
+        i, mb_pass, epoch = (tuple(i) + (0, 0))[:3] if isinstance(i, tuple) else (i, 0, 0)
         idx = int(self.indices[i])
         image = self.dataset.get_image(idx)
-        views = image if self.transform is None else self.transform(image)
+        if self.transform is None:
+            views = image
+        elif self.seed is None:
+            views = self.transform(image)
+        else:
+            with seeded_sample(mix_seed(self.seed, epoch, mb_pass, idx)):
+                views = self.transform(image)
         item = (idx, views, int(self.targets[idx]))
         if not self.extras:
             return item

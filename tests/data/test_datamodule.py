@@ -144,11 +144,34 @@ def test_shuffle_seeded_by_seed_and_task() -> None:
     assert torch.equal(first(a), first(b))
     orders = {tuple(first(_dm(seed=s)).tolist()) for s in range(4)}
     assert len(orders) > 1
-    # two epochs of the same loader differ (the generator advances); 20 samples, 2 full batches each
+    # each epoch's order is a function of the epoch alone (Lightning calls set_epoch): epochs differ, and an
+    # epoch drawn again (a resumed run) repeats; 20 samples, 2 full batches each
     loader = a.train_dataloader()
     e1 = torch.cat([b[0] for b in loader])
+    loader.sampler.set_epoch(1)
     e2 = torch.cat([b[0] for b in loader])
     assert len(e1) == len(e2) == 16 and not torch.equal(e1, e2)
+    loader.sampler.set_epoch(0)
+    assert torch.equal(torch.cat([b[0] for b in loader]), e1)
+    fresh = _dm(seed=3).train_dataloader()
+    fresh.sampler.set_epoch(1)
+    assert torch.equal(torch.cat([b[0] for b in fresh]), e2)
+
+
+def test_a_samples_augmentation_depends_on_seed_epoch_and_index_only() -> None:
+    """Whatever position a sample has in the epoch, whichever worker loads it and however many random draws
+    came before, its views are the same: a resumed epoch and any --num_workers give the same batches."""
+    ds = _dm(seed=3).train_dataloader().dataset
+    pos = 5
+    torch.manual_seed(0)
+    a = ds[(pos, 0, 1)][1]
+    torch.rand(1000)  # other draws in between change nothing
+    b = ds[(pos, 0, 1)][1]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    state = torch.random.get_rng_state()
+    c = ds[(pos, 0, 2)][1]  # another epoch: other views
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the training process' own RNG is left as it was
 
 
 def test_val_loader_covers_seen_tasks_only() -> None:
