@@ -29,6 +29,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from cassle.callbacks import EpochCheckpoint as _EpochCheckpoint  # noqa: F401  (tests patch it here)
+from cassle.callbacks import EpochSeeds, FiniteLoss, resume_epoch
 from cassle.checkpoint import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -40,8 +42,10 @@ from cassle.checkpoint import (
     task_checkpoint,
 )
 from cassle.devices import resolve_accelerator
-from cassle.errors import RunError  # noqa: F401  (re-exported)
+from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
+from cassle.logs import build_loggers, log_results
 from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
+    DIVERGENCE_FIXES,
     RESUMABLE_CHANGES,
     changed_arguments,
     clean_temp_files,
@@ -66,6 +70,10 @@ class RunPlan:
     start_task: int
     report: Any
     pretrained: dict[str, Any] | None
+    #: ``{"task": t}`` while the run's last attempt stopped on a non-finite loss in task ``t``
+    diverged: dict[str, Any] | None = None
+    #: arguments changed since args.json (allowed after a divergence: :data:`cassle.rundir.DIVERGENCE_FIXES`)
+    changed: dict[str, Any] | None = None
 
 
 def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,6 +94,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     run_dir = Path(args.checkpoint_dir)
     state_file = run_dir / "run_state.json"
     state: dict[str, Any] = {}
+    fixes: dict[str, Any] = {}
     if (run_dir / "args.json").exists():
         try:
             saved = json.loads((run_dir / "args.json").read_text())
@@ -93,8 +102,15 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
             raise RunError(
                 f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name"
             ) from None
+        if state_file.exists():
+            try:
+                state = json.loads(state_file.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise RunError(f"{state_file} is unreadable ({e}); delete the run directory to restart") from None
         # args.json also stores values derived at start-up (num_classes, num_views): compare the CLI's own
         diff = changed_arguments(saved, args_to_cfg(args), build_model_class(args.method, args.strategy))
+        fixes = {k: v for k, v in diff.items() if k in DIVERGENCE_FIXES} if state.get("diverged") else {}
+        diff = {k: v for k, v in diff.items() if k not in fixes}
         if diff:
             shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:5])
             raise RunError(
@@ -102,11 +118,6 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
                 "Rerun with the same arguments to resume it, or pass a new --name / --checkpoint_dir; "
                 "nothing was overwritten."
             )
-        if state_file.exists():
-            try:
-                state = json.loads(state_file.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise RunError(f"{state_file} is unreadable ({e}); delete the run directory to restart") from None
     elif run_dir.exists() and any(not is_launcher_file(p.name) for p in run_dir.iterdir()):
         raise RunError(
             f"{run_dir} exists, is not empty and holds no cassle run (no args.json); "
@@ -137,22 +148,26 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     else:
         cfg["num_classes"] = dm.num_classes
 
-    completed = [int(t) for t in state.get("completed_tasks", [])]
-    for t in completed:
-        if not (run_dir / f"task{t}.ckpt").exists():
-            raise RunError(
-                f"{run_dir}/run_state.json lists task {t} as done but task{t}.ckpt is missing; restore it or start a new run"
-            )
-    start = max([args.task_idx] + [t + 1 for t in completed])
-
+    completed = sorted(int(t) for t in state.get("completed_tasks", []))
     pretrained = None
-    try:
-        if completed and start > 0:
-            pretrained = load_task_checkpoint(run_dir / f"task{max(completed)}.ckpt", args.method, args.encoder)
-        elif args.pretrained_model is not None:
+    # the run continues from its newest readable task checkpoint: a missing or truncated one (a kill during a
+    # copy, a deleted file) makes the rerun train that task again, from the task before it
+    while completed:
+        t = completed[-1]
+        path = run_dir / f"task{t}.ckpt"
+        try:
+            pretrained = load_task_checkpoint(path, args.method, args.encoder)
+            break
+        except CheckpointError as e:
+            why = "is missing" if not path.exists() else f"is unreadable ({str(e).splitlines()[0]})"
+            print(f"{path} {why}: task {t} will be trained again" + (f" from task{t - 1}.ckpt" if t else ""))
+            completed.pop()
+    start = max([args.task_idx] + [t + 1 for t in completed])
+    if pretrained is None and args.pretrained_model is not None:
+        try:
             pretrained = load_task_checkpoint(args.pretrained_model, args.method, args.encoder)
-    except CheckpointError as e:
-        raise RunError(str(e)) from None
+        except CheckpointError as e:
+            raise RunError(str(e)) from None
     resume_ckpt = run_dir / "resume" / f"task{start}-last.ckpt"
     if start < args.num_tasks and resume_ckpt.exists():
         try:
@@ -169,86 +184,9 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
 
     # the figures' title (also for a run_state.json written before titles existed)
     report.title = run_title(args.method, args.strategy, args.dataset, args.split_strategy, args.num_tasks)
-    return RunPlan(args, cfg, run_dir, dm, model_cls, completed, start, report, pretrained)
-
-
-def _loggers(plan: RunPlan, task: int) -> list:
-    from lightning.pytorch.loggers import CSVLogger
-
-    args = plan.args
-    loggers: list = [CSVLogger(save_dir=str(plan.run_dir), name="logs", version=f"task{task}")]
-    if args.tensorboard:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(plan.run_dir), name="tensorboard", version=f"task{task}"))
-    if args.wandb:
-        loggers.append(_wandb_logger(plan))
-    return loggers
-
-
-def _wandb_logger(plan: RunPlan):
-    try:
-        import wandb  # noqa: F401
-        from lightning.pytorch.loggers import WandbLogger
-    except ImportError:
-        raise RunError("--wandb needs the wandb package: pip install 'cassle[wandb]' (or drop --wandb)") from None
-    run_id_file = plan.run_dir / "wandb_id.txt"
-    if run_id_file.exists():
-        run_id = run_id_file.read_text().strip()
-    else:
-        import uuid
-
-        run_id = uuid.uuid4().hex[:12]
-        atomic_write_text(run_id_file, run_id)
-    args = plan.args
-    return WandbLogger(
-        name=args.name,
-        project=args.project,
-        entity=args.entity,
-        offline=args.offline,
-        save_dir=str(plan.run_dir),
-        id=run_id,
-        resume="allow",
-        config=plan.cfg,
+    return RunPlan(
+        args, cfg, run_dir, dm, model_cls, completed, start, report, pretrained, state.get("diverged"), fixes or None
     )
-
-
-class _EpochCheckpoint(pl.Callback):
-    """Writes ``resume/task{t}-last.ckpt`` every ``every`` epochs (atomically, via the trainer's IO)."""
-
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, max(1, every)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every == 0 or trainer.current_epoch + 1 == trainer.max_epochs:
-            trainer.save_checkpoint(str(self.path))
-
-
-def _resume_epoch(path: Path) -> int:
-    """The epoch a mid-task checkpoint resumes at (it is written at the end of epoch ``ckpt["epoch"]``); read
-    through a memory map, so the weights are not loaded twice."""
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
-    except Exception:  # unreadable: Lightning's own load reports it; the epoch order then starts at 0
-        return 0
-
-
-class _EpochSeeds(pl.Callback):
-    """Before every epoch: the global RNGs and the data module's batched augmentation restart from
-    ``(seed, task, epoch, rank)``, so an epoch's draws never depend on the epochs before it and a run resumed
-    from a mid-task checkpoint repeats the uninterrupted one exactly (see :mod:`cassle.data.sampling`)."""
-
-    def __init__(self, seed: int, task: int) -> None:
-        self.seed, self.task = seed, task
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from cassle.data.sampling import mix_seed, seed_global_rngs
-
-        epoch, rank = trainer.current_epoch, trainer.global_rank
-        seed_global_rngs(mix_seed(self.seed, self.task, epoch, rank, 1))
-        dm = getattr(trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "start_epoch"):
-            dm.start_epoch(epoch)
 
 
 def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
@@ -265,9 +203,10 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
         use_distributed_sampler=not getattr(args, "online", False),  # the online stream shards itself by rank
         precision=args.precision,
         sync_batchnorm=args.sync_batchnorm,
-        logger=_loggers(plan, task),
+        logger=build_loggers(plan.run_dir, plan.args, plan.cfg, task),
         callbacks=[
-            _EpochSeeds(args.seed, task),
+            EpochSeeds(args.seed, task),
+            FiniteLoss(task, args.lr, _resolve_accelerator(args) == "cpu"),  # before the checkpoint: NaN never saved
             _EpochCheckpoint(plan.run_dir / "resume" / f"task{task}-last.ckpt", args.checkpoint_frequency),
         ],
         plugins=[AtomicCheckpointIO()],
@@ -316,10 +255,10 @@ def _is_global_zero() -> bool:
 
 
 def _save_state(plan: RunPlan) -> None:
-    atomic_write_json(
-        plan.run_dir / "run_state.json",
-        {"completed_tasks": sorted(plan.completed), "report": plan.report.to_dict()},
-    )
+    state = {"completed_tasks": sorted(plan.completed), "report": plan.report.to_dict()}
+    if plan.diverged:
+        state["diverged"] = plan.diverged
+    atomic_write_json(plan.run_dir / "run_state.json", state)
     plan.report.write(plan.run_dir / "results")
 
 
@@ -329,7 +268,7 @@ def run(args: argparse.Namespace) -> Any:
 
     plan = prepare_run(args)
     run_dir, cfg = plan.run_dir, plan.cfg
-    if plan.start_task >= args.num_tasks:
+    if plan.start_task >= args.num_tasks and plan.report.is_written(run_dir / "results"):
         print(f"Run in {run_dir} already finished all {args.num_tasks} tasks; its results:")
         print(format_table(plan.report))
         return plan.report
@@ -343,11 +282,17 @@ def run(args: argparse.Namespace) -> Any:
         plan = prepare_run(args)  # re-read under the lock: another process may have moved the run on
         for stale in clean_temp_files(run_dir):  # left by a process killed during an atomic write
             log.warning("removed %s, left by an interrupted write", stale)
+        if (run_dir / "run_state.json").exists() and not plan.report.is_written(run_dir / "results"):
+            print(f"rebuilding {run_dir}/results/ from run_state.json (missing or out of date)")
+            plan.report.write(run_dir / "results")
         if plan.start_task >= args.num_tasks:
             print(f"Run in {run_dir} already finished all {args.num_tasks} tasks; its results:")
             print(format_table(plan.report))
             return plan.report
-        if not (run_dir / "args.json").exists():
+        if plan.changed:  # after a divergence: the new optimisation settings become the run's
+            shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in plan.changed.items())
+            print(f"the last attempt diverged in task {plan.diverged['task']}; continuing with {shown}")
+        if not (run_dir / "args.json").exists() or plan.changed:
             atomic_write_json(run_dir / "args.json", json.loads(json.dumps(cfg, default=str)))
         return _train(plan, model, args, main)
 
@@ -375,7 +320,7 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
             model.use_stream_augmentation(dm)  # replay augments its samples as the stream (handed over, not fetched)
         resume = run_dir / "resume" / f"task{task}-last.ckpt"
         ckpt_path = str(resume) if resume.exists() else None
-        dm.resume_at(_resume_epoch(resume) if ckpt_path else 0)
+        dm.resume_at(resume_epoch(resume) if ckpt_path else 0)
         if ckpt_path:
             log.warning("resuming task %d from %s", task, ckpt_path)
         print(
@@ -383,7 +328,14 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
             f" ({len(dm.split.train_indices[task])} training images)"
         )
         trainer = _make_trainer(plan, task)
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+        except DivergedError:
+            if trainer.is_global_zero:  # keep nothing of the task; the rerun trains it again from the last task
+                resume.unlink(missing_ok=True)
+                plan.diverged = {"task": task}
+                _save_state(plan)
+            raise
         if trainer.interrupted:
             raise KeyboardInterrupt
         if not trainer.is_global_zero:
@@ -395,8 +347,9 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
         result = _probe(plan, model.backbone)
         if result is not None:
             plan.report.update(task, result)
-            _log_results(trainer.loggers, plan.report, result, task, trainer.global_step)
+            log_results(trainer.loggers, plan.report, result, task, trainer.global_step)
         plan.completed.append(task)
+        plan.diverged = None
         _save_state(plan)
         if resume.exists():
             resume.unlink()
@@ -410,29 +363,3 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
         shutil.rmtree(run_dir / "resume", ignore_errors=True)
         print(f"\nDone. Checkpoints and results in {run_dir}/ (results/accuracy_matrix.csv, results/metrics.json)")
     return plan.report
-
-
-def _flat_metrics(result: dict, task: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for probe, accs in result.get("per_task", {}).items():
-        for i, a in enumerate(accs):
-            out[f"{probe}_acc_after_task{task}_on_task{i}"] = float(a)
-    for probe, a in result.get("joint", {}).items():
-        out[f"{probe}_joint_acc"] = float(a)
-    return out
-
-
-def _log_results(loggers: list, report: Any, result: dict, task: int, step: int) -> None:
-    """Send the probes of ``task`` and the continual metrics so far to every logger; WandB also
-    gets each probe's accuracy matrix (random-init row first) as a table."""
-    flat = _flat_metrics(result, task)
-    for probe in report.probes:
-        for k, v in report.metrics(probe).items():
-            if isinstance(v, (int, float)) and v == v:  # skip NaN (not defined yet, e.g. forgetting after task 0)
-                flat[f"{probe}_{k}"] = float(v)
-    for lg in loggers:
-        lg.log_metrics(flat, step=step)
-        if hasattr(lg, "log_table"):  # WandbLogger
-            for probe in report.probes:
-                columns, rows = report.table_rows(probe)
-                lg.log_table(key=f"accuracy_matrix_{probe}", columns=columns, data=rows)

@@ -33,6 +33,10 @@ class RunError(CassleError):
     """A run that cannot start; the message names the problem and the fix."""
 
 
+class DivergedError(RunError):
+    """The training loss became non-finite; the message says what was kept and how to rerun."""
+
+
 class LinearEvalError(CassleError):
     """A linear evaluation that cannot start; the message names the problem and the fix."""
 
@@ -48,6 +52,7 @@ class LauncherError(CassleError):
 __all__ = [
     "ArgumentError",
     "CassleError",
+    "DivergedError",
     "CheckpointError",
     "DaliUnavailableError",
     "DatasetError",

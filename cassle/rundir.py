@@ -58,6 +58,14 @@ def is_launcher_file(name: str) -> bool:
     return name in LAUNCHER_FILES or name == LOCK_FILE or bool(_LAUNCHER_FILE_RE.match(name))
 
 
+#: arguments that may change when a run resumes after its loss diverged (run_state.json records it): the
+#: optimisation settings that tame a divergence; args.json is then rewritten with the new values
+DIVERGENCE_FIXES = {
+    "lr", "min_lr", "warmup_start_lr", "warmup_epochs", "scheduler", "optimizer", "lars", "eta_lars",
+    "grad_clip_lars", "exclude_bias_n_norm", "weight_decay", "classifier_lr", "momentum", "precision",
+}  # fmt: skip
+
+
 def run_identity(cfg: dict[str, Any]) -> dict[str, Any]:
     """The arguments that make a run this run (``args.json`` minus :data:`RESUMABLE_CHANGES`)."""
     return {k: v for k, v in cfg.items() if k not in RESUMABLE_CHANGES}

@@ -342,3 +342,63 @@ def test_kill_9_mid_task_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     assert b[1] == a[1]
     for k in a[0]:
         assert torch.equal(a[0][k], b[0][k]), k
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_saves_nothing_and_reruns_with_a_lower_lr(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = [*TINY, "--checkpoint_dir", str(run), "--num_tasks", "2", "--max_epochs", "2", "--probes", "knn"]
+    argv += ["--no_baseline", "--scheduler", "none"]
+    assert main_continual.main([*argv, "--lr", "1e30"]) == 2
+    err = capsys.readouterr().err
+    assert "the training loss became" in err and "in task 0 (epoch 0" in err and "--lr 1e+29" in err
+    assert not (run / "task0.ckpt").exists() and not (run / "resume" / "task0-last.ckpt").exists()
+    assert json.loads((run / "run_state.json").read_text())["diverged"] == {"task": 0}
+    # a still-different setting is refused; the lower lr is accepted and becomes the run's
+    assert main_continual.main([*argv, "--lr", "0.01", "--seed", "4"]) == 2
+    assert "--seed 3 -> 4" in capsys.readouterr().err
+    assert main_continual.main([*argv, "--lr", "0.01"]) == 0
+    assert "continuing with --lr 1e+30 -> 0.01" in capsys.readouterr().out
+    assert json.loads((run / "args.json").read_text())["lr"] == 0.01
+    state = json.loads((run / "run_state.json").read_text())
+    assert state["completed_tasks"] == [0, 1] and "diverged" not in state
+    for t in range(2):
+        sd = torch.load(run / f"task{t}.ckpt", weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_a_missing_or_truncated_task_checkpoint_is_trained_again(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = [*TINY, "--checkpoint_dir", str(run), "--num_tasks", "3", "--max_epochs", "1", "--probes", "knn"]
+    argv += ["--no_baseline"]
+    assert main_continual.main(argv) == 0
+    matrix = (run / "results" / "accuracy_matrix.csv").read_text()
+    data = (run / "task2.ckpt").read_bytes()
+    (run / "task2.ckpt").write_bytes(data[: len(data) // 3])  # truncated
+    (run / "task1.ckpt").unlink()  # and the one before it is gone
+    capsys.readouterr()
+    assert main_continual.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "task2.ckpt is unreadable" in out and "task 2 will be trained again" in out
+    assert "task1.ckpt is missing: task 1 will be trained again from task0.ckpt" in out
+    assert "=== task 1/2" in out and "=== task 2/2" in out and "=== task 0/2" not in out
+    torch.load(run / "task2.ckpt", weights_only=True)
+    # same seed, same numbers: the retrained tasks give the same matrix (exact resume)
+    assert (run / "results" / "accuracy_matrix.csv").read_text() == matrix
+
+
+@pytest.mark.slow
+def test_stale_or_missing_results_are_rebuilt_from_the_run_state(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = [*TINY, "--checkpoint_dir", str(run), "--num_tasks", "2", "--max_epochs", "1", "--probes", "knn"]
+    assert main_continual.main(argv) == 0
+    good = {f: (run / "results" / f).read_text() for f in ("accuracy_matrix.csv", "metrics.json")}
+    # a kill between run_state.json and results/: an empty last row, a stale metrics.json
+    (run / "results" / "accuracy_matrix.csv").write_text(good["accuracy_matrix.csv"].rsplit("\n", 2)[0] + "\n")
+    (run / "results" / "metrics.json").unlink()
+    capsys.readouterr()
+    assert main_continual.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "rebuilding" in out and "already finished" in out
+    assert {f: (run / "results" / f).read_text() for f in good} == good

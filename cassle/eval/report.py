@@ -243,6 +243,17 @@ class ContinualReport:
         atomic_write(written[1], lambda fh: fh.write(self._metrics_json()))
         return written + self._figures(results_dir)
 
+    def is_written(self, results_dir: PathLike) -> bool:
+        """Whether ``results_dir`` holds this report's CSV and JSON as :meth:`write` would write them now
+        (false when a kill came between the run state and the result files, or they were deleted)."""
+        results_dir = Path(results_dir)
+        try:
+            return (results_dir / "accuracy_matrix.csv").read_text() == self._csv() and (
+                results_dir / "metrics.json"
+            ).read_text() == self._metrics_json()
+        except (OSError, UnicodeDecodeError):
+            return False
+
     def _csv(self) -> str:
         T = self.num_tasks
         buf = io.StringIO()

@@ -1,0 +1,76 @@
+"""What the run's loggers get: the loggers of each task's fit, and the probes and continual metrics after it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cassle.errors import RunError
+from cassle.fileio import atomic_write_text
+
+
+def build_loggers(run_dir: Path, args: Any, cfg: dict[str, Any], task: int) -> list:
+    """The loggers of one task's fit: CSV always (``logs/task<t>``), TensorBoard and WandB when asked for."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version=f"task{task}")]
+    if args.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=f"task{task}"))
+    if args.wandb:
+        loggers.append(wandb_logger(run_dir, args, cfg))
+    return loggers
+
+
+def wandb_logger(run_dir: Path, args: Any, cfg: dict[str, Any]) -> Any:
+    """One WandB run for the whole continual run: its id is kept in ``wandb_id.txt`` and resumed."""
+    try:
+        import wandb  # noqa: F401
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:
+        raise RunError("--wandb needs the wandb package: pip install 'cassle[wandb]' (or drop --wandb)") from None
+    run_id_file = run_dir / "wandb_id.txt"
+    if run_id_file.exists():
+        run_id = run_id_file.read_text().strip()
+    else:
+        import uuid
+
+        run_id = uuid.uuid4().hex[:12]
+        atomic_write_text(run_id_file, run_id)
+    return WandbLogger(
+        name=args.name,
+        project=args.project,
+        entity=args.entity,
+        offline=args.offline,
+        save_dir=str(run_dir),
+        id=run_id,
+        resume="allow",
+        config=cfg,
+    )
+
+
+def flat_metrics(result: dict, task: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for probe, accs in result.get("per_task", {}).items():
+        for i, a in enumerate(accs):
+            out[f"{probe}_acc_after_task{task}_on_task{i}"] = float(a)
+    for probe, a in result.get("joint", {}).items():
+        out[f"{probe}_joint_acc"] = float(a)
+    return out
+
+
+def log_results(loggers: list, report: Any, result: dict, task: int, step: int) -> None:
+    """Send the probes of ``task`` and the continual metrics so far to every logger; WandB also
+    gets each probe's accuracy matrix (random-init row first) as a table."""
+    flat = flat_metrics(result, task)
+    for probe in report.probes:
+        for k, v in report.metrics(probe).items():
+            if isinstance(v, (int, float)) and v == v:  # skip NaN (not defined yet, e.g. forgetting after task 0)
+                flat[f"{probe}_{k}"] = float(v)
+    for lg in loggers:
+        lg.log_metrics(flat, step=step)
+        if hasattr(lg, "log_table"):  # WandbLogger
+            for probe in report.probes:
+                columns, rows = report.table_rows(probe)
+                lg.log_table(key=f"accuracy_matrix_{probe}", columns=columns, data=rows)
