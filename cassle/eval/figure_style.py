@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,7 +19,25 @@ from cassle.fileio import atomic_write
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .report import ContinualReport
+
+class ContinualReport(Protocol):
+    """What a figure reads from a run's report (:class:`cassle.eval.report.ContinualReport` has it).
+
+    Declared here, not imported, so the figure modules never import the report module that calls them.
+    """
+
+    title: str | None
+    probes: Sequence[str]
+    num_tasks: int
+    tasks_done: int
+    last_task: int | None
+    matrix: Any
+    joint: Any
+    baseline: Any
+    baseline_joint: Any
+    metrics: Any
+    has_baseline: Any
+
 
 DPI = 200
 #: point size of the numbers printed in cells and on bars

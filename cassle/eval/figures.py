@@ -34,6 +34,7 @@ from .figure_style import (
     NEUTRAL,
     NUMBER_PT,
     STYLE,
+    ContinualReport,
     colour_limits,
     figure_title,
     finite_values,
@@ -47,8 +48,6 @@ from .figure_style import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
-
-    from .report import ContinualReport
 
 __all__ = ["curves_figure", "forgetting_figure", "heatmap_figure", "per_task_forgetting", "write_report_figures"]
 
