@@ -14,19 +14,7 @@ import torch.nn as nn
 
 from cassle.losses import barlow_loss_func
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
-
-
-def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """``(Linear -> BatchNorm1d -> ReLU) x 2 -> Linear`` (Barlow Twins / VICReg heads)."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim),
-        nn.BatchNorm1d(hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, hidden_dim),
-        nn.BatchNorm1d(hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, out_dim),
-    )
+from cassle.methods.heads import mlp3
 
 
 @METHODS.register("barlow_twins")

@@ -15,17 +15,8 @@ import torch.nn as nn
 
 from cassle.losses import byol_loss_func
 from cassle.methods.base import METHODS, ArgSpec
+from cassle.methods.heads import mlp2
 from cassle.methods.momentum import BaseMomentumMethod
-
-
-def mlp2(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """``Linear -> BatchNorm1d -> ReLU -> Linear`` (BYOL / SwAV heads)."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim),
-        nn.BatchNorm1d(hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, out_dim),
-    )
 
 
 @METHODS.register("byol")

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses import emp_ssl_loss_func
-from cassle.methods.barlow_twins import mlp3
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
+from cassle.methods.heads import mlp3
 
 #: paper's crop augmentation (CIFAR); one value shared by every crop.
 EMP_AUGMENTATION_DEFAULTS: dict[str, list] = {

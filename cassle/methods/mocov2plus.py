@@ -19,16 +19,17 @@ import torch.nn.functional as F
 
 from cassle.losses import mocov2plus_loss_func
 from cassle.methods.base import METHODS, ArgSpec
+from cassle.methods.heads import mlp2_nobn
 from cassle.methods.momentum import BaseMomentumMethod
-from cassle.methods.simclr import mlp2_nobn
+from cassle.methods.queue import FeatureQueue, upgrade_legacy_queue
 
 
 @METHODS.register("mocov2plus")
 class MoCoV2Plus(BaseMomentumMethod):
     """MoCo v2+ with CaSSLe's defaults (2048 -> 256, T=0.2, queue 65536, tau 0.99 -> 0.999).
 
-    ``queue`` is a ``queue_size x output_dim`` buffer of l2-normalised keys
-    (random unit vectors at start) and ``queue_ptr`` the next write position.
+    ``queue`` is a :class:`~cassle.methods.queue.FeatureQueue` of ``queue_size`` l2-normalised keys
+    (random unit vectors at start).
     Keys of both views, gathered from every process, are enqueued after the loss.
     """
 
@@ -47,8 +48,8 @@ class MoCoV2Plus(BaseMomentumMethod):
         super().__init__(**cfg)
         if self.queue_size < 1:
             raise ValueError(f"mocov2plus needs queue_size >= 1, got {self.queue_size}")
-        self.register_buffer("queue", F.normalize(torch.randn(self.queue_size, self.output_dim), dim=1))
-        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.queue = FeatureQueue(self.queue_size, self.output_dim, init="random")
+        self.register_load_state_dict_pre_hook(upgrade_legacy_queue)
 
     def build_projector(self) -> nn.Module:
         return mlp2_nobn(self.num_features, self.proj_hidden_dim, self.output_dim)
@@ -57,17 +58,13 @@ class MoCoV2Plus(BaseMomentumMethod):
     def enqueue(self, keys: torch.Tensor) -> None:
         """Write l2-normalised ``keys`` at ``queue_ptr`` (wrapping around); keeps the last
         ``queue_size`` when more keys than slots arrive."""
-        keys = F.normalize(keys.detach(), dim=1)[-self.queue_size :]
-        n = keys.shape[0]
-        pos = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.queue_size
-        self.queue[pos] = keys.to(self.queue.dtype)
-        self.queue_ptr.fill_(int((self.queue_ptr + n) % self.queue_size))
+        self.queue.push(F.normalize(keys.detach(), dim=1))
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
         k1, k2 = out["momentum_z"]
-        queue = self.queue.clone().detach()
+        queue = self.queue.rows().clone()
         loss = (
             mocov2plus_loss_func(z[0], k2, queue, temperature=self.temperature)
             + mocov2plus_loss_func(z[1], k1, queue, temperature=self.temperature)

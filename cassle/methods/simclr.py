@@ -15,11 +15,7 @@ import torch.nn as nn
 
 from cassle.losses import simclr_loss_func
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
-
-
-def mlp2_nobn(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """``Linear -> ReLU -> Linear`` (SimCLR / MoCo v2 heads)."""
-    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
+from cassle.methods.heads import mlp2_nobn
 
 
 @METHODS.register("simclr")

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from cassle.losses import sinkhorn, swav_loss_func
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
-from cassle.methods.byol import mlp2
+from cassle.methods.heads import mlp2
+from cassle.methods.queue import FeatureQueue, upgrade_legacy_queue
 
 
 @METHODS.register("swav")
@@ -29,8 +30,8 @@ class SwAV(BaseMethod):
     ``prototypes`` is an ``nn.Linear(output_dim, num_prototypes, bias=False)``
     whose rows are re-normalised to unit length before every training step.
     ``training_step`` returns ``logits`` (prototype scores of the normalised
-    projections, one per view). ``queue`` (``2 x queue_size x output_dim``,
-    zeros = empty) holds this process's past normalised projections.
+    projections, one per view). ``queue`` (a :class:`~cassle.methods.queue.FeatureQueue`, one slot per view,
+    starting empty) holds this process's past normalised projections.
     """
 
     family: ClassVar[str] = "knowledge"
@@ -51,7 +52,8 @@ class SwAV(BaseMethod):
         self.prototypes: nn.Linear = nn.Linear(self.output_dim, self.num_prototypes, bias=False)
         self.normalize_prototypes()
         if self.queue_size > 0:
-            self.register_buffer("queue", torch.zeros(2, self.queue_size, self.output_dim))
+            self.queue = FeatureQueue(self.queue_size, self.output_dim, slots=2, init="zeros")
+            self.register_load_state_dict_pre_hook(upgrade_legacy_queue)
         else:
             self.queue = None
 
@@ -84,8 +86,7 @@ class SwAV(BaseMethod):
         for i, scores in enumerate(logits):
             scores = scores.detach()
             if self.use_queue():
-                q = self.queue[i]
-                q = q[q.norm(dim=1) > 0]
+                q = self.queue.rows(i)
                 if q.numel():
                     scores = torch.cat([scores, self.prototypes(q)])
             codes.append(sinkhorn(scores, self.sk_iters, self.sk_epsilon, world_size=self.world_size())[:bs])
@@ -93,13 +94,9 @@ class SwAV(BaseMethod):
 
     @torch.no_grad()
     def enqueue(self, z_norm: list[torch.Tensor]) -> None:
-        """Push the newest normalised projections at the front of the queue (FIFO)."""
-        if self.queue is None:
-            return
-        new = torch.stack([z.detach() for z in z_norm]).to(self.queue.dtype)[:, : self.queue_size]
-        n = new.shape[1]
-        self.queue[:, n:] = self.queue[:, :-n].clone()
-        self.queue[:, :n] = new
+        """Push the newest normalised projections (one slot per view) into the queue (FIFO)."""
+        if self.queue is not None:
+            self.queue.push(torch.stack([z.detach() for z in z_norm]))
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         self.normalize_prototypes()

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import torch.nn as nn
 
 from cassle.losses import vicreg_loss_func
-from cassle.methods.barlow_twins import mlp3
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
+from cassle.methods.heads import mlp3
 
 
 @METHODS.register("vicreg")

@@ -39,9 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
+from cassle.methods.heads import mlp2
 from cassle.methods.momentum import ema_update
 from cassle.strategies.base import STRATEGIES, StrategyMixin, teacher_copy
-from cassle.strategies.cassle import CaSSLeMixin, _mlp
+from cassle.strategies.cassle import CaSSLeMixin
 from cassle.strategies.replay import Batch, ReplayMixin
 
 ALIGN_CRITERIA = ("cosine", "mse", "ssl")
@@ -95,7 +96,7 @@ class AlignMixin(ReplayMixin):
         hp = self.strategy_cfg
         self.omega = hp.omega
         self.align_criterion = hp.align_criterion
-        self.align_predictor = _mlp(projection_dim(self), hp.align_hidden_dim)
+        self.align_predictor = mlp2(projection_dim(self), hp.align_hidden_dim, projection_dim(self))
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:

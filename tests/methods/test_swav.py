@@ -43,11 +43,14 @@ def test_queue_filled_with_normalised_projections_and_used_after_start() -> None
     model = SwAV(**tiny_cfg(queue_size=24, epoch_queue_starts=0))
     out = model.training_step(make_batch(), 0)
     for v in range(2):
-        assert torch.allclose(model.queue[v, :B], F.normalize(out["z"][v], dim=1).detach())
-    assert model.queue[:, B:].abs().sum() == 0
+        assert torch.allclose(model.queue.rows(v), F.normalize(out["z"][v], dim=1).detach())
+    assert model.queue.queue[:, B:].abs().sum() == 0
     assert model.use_queue()
-    model.training_step(make_batch(seed=1), 1)  # now runs Sinkhorn with 8 queued rows
-    assert torch.allclose(model.queue[:, B : 2 * B], torch.stack([F.normalize(z, dim=1) for z in out["z"]]).detach())
+    out2 = model.training_step(make_batch(seed=1), 1)  # now runs Sinkhorn with 8 queued rows
+    # FIFO: the first step's rows stay, the second step's follow them
+    assert torch.allclose(model.queue.queue[:, :B], torch.stack([F.normalize(z, dim=1) for z in out["z"]]).detach())
+    second = torch.stack([F.normalize(z, dim=1) for z in out2["z"]]).detach()
+    assert torch.allclose(model.queue.queue[:, B : 2 * B], second)
     assert not SwAV(**tiny_cfg(epoch_queue_starts=5)).use_queue()
 
 
