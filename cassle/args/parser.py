@@ -92,7 +92,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     M = ModelConfig
     g = p.add_argument_group(M.title)
-    g.add_argument("--method", default=M.method, help="SSL method (see README); --method X --help shows its options")
+    g.add_argument(
+        "--method", default=M.method, help="SSL method (--list_methods lists them); --method X --help shows its options"
+    )
+    g.add_argument(
+        "--list_methods", action="store_true", help="print every method with its CaSSLe distillation family and exit"
+    )
     g.add_argument("--strategy", default=M.strategy, help="continual strategy; --strategy X --help shows its options")
     g.add_argument("--encoder", "--backbone", dest="encoder", default=M.encoder, help="backbone network")
     g.add_argument("--base_width", type=int, default=M.base_width, help="override the encoder's first-stage width")
@@ -227,7 +232,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pre = _Parser(add_help=False)
     pre.add_argument("--method", default="barlow_twins")
     pre.add_argument("--strategy", default="finetune")
+    pre.add_argument("--list_methods", action="store_true")
     known, _ = pre.parse_known_args(argv)
+    if known.list_methods:
+        from cassle.methods.catalog import format_catalog
+
+        print(format_catalog())
+        raise SystemExit(0)
     method_cls = resolve_method(known.method)
     strategy_cls = resolve_strategy(known.strategy)
     args = build_parser(method_cls, strategy_cls).parse_args(argv)

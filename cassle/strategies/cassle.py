@@ -10,18 +10,19 @@ implementations keep it in training mode; an eval-mode teacher disagrees with
 the student from the first step, and measured worse: ``docs/fidelity.md``),
 and its BatchNorm buffers never move (:func:`~cassle.strategies.base.teacher_copy`).
 A predictor MLP maps the current projection ``z`` onto the frozen one, and ``distill_lamb`` × the
-distillation loss of the method's family is added to the SSL loss:
+distillation loss of the method's family is added to the SSL loss. Each method declares its family on its
+class (``family``; ``main_continual.py --list_methods`` prints them all); the losses per family
+(:data:`~cassle.losses.distill.DISTILL_LOSSES`):
 
-===============  ==========================================  ===================
-family           methods                                     loss
-===============  ==========================================  ===================
-predictive       byol, simsiam                               2 − 2·cos
-predictive_mse   vicreg                                      MSE (λ 25)
-contrastive      simclr, supcon, mocov2plus                  cross InfoNCE (T 0.2)
-decorrelative    barlow_twins                                Barlow (λ 5e-3, ×0.1)
-knowledge        swav                                        CE of prototype
-                                                             assignments (T 0.1)
-===============  ==========================================  ===================
+===============  ==========================================
+family           loss (default weight / temperature)
+===============  ==========================================
+predictive       2 − 2·cos
+predictive_mse   MSE (λ 25)
+contrastive      cross InfoNCE (T 0.2)
+decorrelative    Barlow (λ 5e-3, ×0.1)
+knowledge        CE of prototype assignments (T 0.1)
+===============  ==========================================
 
 The frozen network and the predictor are ordinary submodules, so they are in
 ``state_dict()`` and every checkpoint: a mid-task resume continues against the
@@ -43,6 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.losses.distill import DISTILL_LOSSES
+from cassle.methods.heads import mlp2
 from cassle.strategies.base import STRATEGIES, StrategyMixin, teacher_copy
 
 #: CaSSLe's own distiller names (``*_distill``) and the short names both work.
@@ -62,10 +64,6 @@ def resolve_distiller(name: str | None, family: str | None) -> str:
     if name not in DISTILLER_ALIASES:
         raise ValueError(f"unknown --distiller '{name}'; choose one of: {', '.join(sorted(DISTILLER_ALIASES))}")
     return DISTILLER_ALIASES[name]
-
-
-def _mlp(dim: int, hidden: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, dim))
 
 
 @STRATEGIES.register("cassle")
@@ -97,7 +95,7 @@ class CaSSLeMixin(StrategyMixin):
         self.distiller = resolve_distiller(hp.distiller, getattr(self, "family", None))
         if self.distiller == "knowledge" and not isinstance(getattr(self, "prototypes", None), nn.Module):
             raise ValueError(
-                f"--distiller knowledge needs a method with prototypes (swav), not {self.model_cfg.method}"
+                f"--distiller knowledge needs a method with prototypes (family 'knowledge'), not {self.model_cfg.method}"
             )
         self.distill_lamb = float(DEFAULT_LAMB.get(self.distiller, 1.0) if hp.distill_lamb is None else hp.distill_lamb)
         default_temp = 0.1 if self.distiller == "knowledge" else 0.2
@@ -106,7 +104,7 @@ class CaSSLeMixin(StrategyMixin):
         self.distill_scale_loss = hp.distill_scale_loss
 
         dim = self._projection_dim()
-        self.distill_predictor = _mlp(dim, hp.distill_proj_hidden_dim)
+        self.distill_predictor = mlp2(dim, hp.distill_proj_hidden_dim, dim)
         if self.distiller == "knowledge":
             num_prototypes = self.prototypes.weight.shape[0]
             # weight-normalised like SwAV's prototypes in the reference: magnitude g and direction v both learn
