@@ -14,6 +14,14 @@ import sys
 
 from cassle.errors import CassleError
 
+#: what ``main_continual.py`` with no arguments at all runs: the README's first command, the embedded digits demo
+#: (5 class-incremental tasks, about 2.5 minutes on 2 CPU cores); every bash file gives its own settings explicitly
+DEMO_ARGS: tuple[str, ...] = (
+    "--dataset", "digits", "--encoder", "slim_resnet9", "--method", "barlow_twins", "--num_tasks", "5",
+    "--max_epochs", "25", "--batch_size", "64", "--lr", "0.1", "--proj_hidden_dim", "512", "--output_dim", "512",
+    "--gpu_augment", "--num_workers", "0",
+)  # fmt: skip
+
 
 def _entry(parse, run, argv: list[str] | None) -> int:
     """Parse ``argv`` and run; a :class:`CassleError` becomes one ``error: ...`` line on stderr and status 2."""
@@ -27,10 +35,22 @@ def _entry(parse, run, argv: list[str] | None) -> int:
 
 
 def continual_main(argv: list[str] | None = None) -> int:
-    """Continual self-supervised pretraining, all tasks in one process; rerunning resumes the run."""
+    """Continual self-supervised pretraining, all tasks in one process; rerunning resumes the run.
+
+    No arguments at all (``argv`` empty, or ``None`` with an empty command line) run :data:`DEMO_ARGS`.
+    """
     from cassle.args import parse_args
     from cassle.continual import run
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        print(
+            "main_continual.py without arguments: running the embedded digits demo (the README's first command):\n"
+            f"  main_continual.py {' '.join(DEMO_ARGS)}\n"
+            "  (main_continual.py --help lists every option)",
+            flush=True,
+        )
+        argv = list(DEMO_ARGS)
     return _entry(parse_args, run, argv)
 
 

@@ -18,7 +18,7 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from cassle.args.common import PRECISIONS
+from cassle.args.common import PRECISIONS, HelpFormatter
 from cassle.devices import parse_devices
 from cassle.errors import ArgumentError
 
@@ -43,7 +43,7 @@ def build_linear_parser() -> argparse.ArgumentParser:
             "Linear evaluation of a continual SSL checkpoint: frozen backbone, a linear classifier "
             "trained on all classes, accuracy overall and per task of the pretraining split."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     m = p.add_argument_group("pretrained model")
     m.add_argument(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from cassle.args.common import PRECISIONS  # noqa: F401  (PRECISIONS re-exported)
+from cassle.args.common import PRECISIONS, HelpFormatter  # noqa: F401  (PRECISIONS re-exported)
 from cassle.args.online import add_online_args
 from cassle.config import (
     AugmentationConfig,
@@ -56,7 +56,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--no_labels", action="store_true", help="custom data without labels: no online classifier, probes skipped"
     )
     g.add_argument("--num_tasks", type=int, default=D.num_tasks, help="tasks the training set is split into")
-    g.add_argument("--split_strategy", choices=["class", "data", "domain"], default=D.split_strategy)
+    g.add_argument(
+        "--split_strategy",
+        choices=["class", "data", "domain"],
+        default=D.split_strategy,
+        help="class-incremental (disjoint classes), data-incremental (disjoint images) or domain-incremental",
+    )
     g.add_argument(
         "--domain_order", nargs="+", default=D.domain_order, help="domain names in task order (domain split)"
     )
@@ -86,7 +91,23 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     # each takes one value (shared by every view) or one per view (asymmetric: --solarization_prob 0.0 0.2)
     a = p.add_argument_group(AugmentationConfig.title)
     for name, default in AugmentationConfig.defaults().items():
-        a.add_argument(f"--{name}", type=float, nargs="+", default=default)
+        a.add_argument(f"--{name}", type=float, nargs="+", default=default, help=AUGMENTATION_HELP[name])
+
+
+#: one line per augmentation option (each takes one value for every view or one per view)
+AUGMENTATION_HELP = {
+    "brightness": "colour jitter: brightness strength",
+    "contrast": "colour jitter: contrast strength",
+    "saturation": "colour jitter: saturation strength",
+    "hue": "colour jitter: hue strength",
+    "color_jitter_prob": "probability of the colour jitter",
+    "grayscale_prob": "probability of converting to grayscale",
+    "horizontal_flip_prob": "probability of a horizontal flip",
+    "gaussian_prob": "probability of a Gaussian blur",
+    "solarization_prob": "probability of solarisation",
+    "min_scale": "smallest area fraction of the random resized crop",
+    "max_scale": "largest area fraction of the random resized crop",
+}
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -121,7 +142,7 @@ def _add_optim_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch_size", type=int, default=O.batch_size, help="per device")
     g.add_argument("--lr", type=float, default=O.lr, help="base lr, scaled by global batch size / 256")
     g.add_argument("--classifier_lr", type=float, default=O.classifier_lr, help="lr of the online classifier")
-    g.add_argument("--optimizer", choices=["sgd", "lars", "adamw"], default=O.optimizer)
+    g.add_argument("--optimizer", choices=["sgd", "lars", "adamw"], default=O.optimizer, help="optimizer")
     g.add_argument("--lars", action="store_true", help="wrap SGD in LARS (same as --optimizer lars)")
     g.add_argument("--eta_lars", type=float, default=O.eta_lars, help="LARS trust coefficient")
     g.add_argument("--grad_clip_lars", action="store_true", help="LARS: clip the trust ratio at 1 (CaSSLe's flag)")
@@ -131,8 +152,13 @@ def _add_optim_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="no LARS adaptation or weight decay on biases and norm layers",
     )
-    g.add_argument("--weight_decay", type=float, default=O.weight_decay)
-    g.add_argument("--scheduler", choices=["warmup_cosine", "cosine", "step", "none"], default=O.scheduler)
+    g.add_argument("--weight_decay", type=float, default=O.weight_decay, help="weight decay")
+    g.add_argument(
+        "--scheduler",
+        choices=["warmup_cosine", "cosine", "step", "none"],
+        default=O.scheduler,
+        help="learning-rate schedule, per optimizer step, restarted every task",
+    )
     g.add_argument("--warmup_epochs", type=float, default=O.warmup_epochs, help="linear warm-up (epochs)")
     g.add_argument("--warmup_start_lr", type=float, default=O.warmup_start_lr, help="lr at the start of the warm-up")
     g.add_argument("--min_lr", type=float, default=O.min_lr, help="lr at the end of the cosine")
@@ -154,8 +180,10 @@ def _add_trainer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus", dest="devices", help=argparse.SUPPRESS)
     g.add_argument("--num_nodes", type=int, default=T.num_nodes, help="machines (DDP)")
     g.add_argument("--sync_batchnorm", action="store_true", help="BatchNorm statistics over all devices")
-    g.add_argument("--check_val_every_n_epoch", type=int, default=T.check_val_every_n_epoch)
-    g.add_argument("--log_every_n_steps", type=int, default=T.log_every_n_steps)
+    g.add_argument(
+        "--check_val_every_n_epoch", type=int, default=T.check_val_every_n_epoch, help="online-classifier validation"
+    )
+    g.add_argument("--log_every_n_steps", type=int, default=T.log_every_n_steps, help="logging interval in steps")
     g.add_argument("--no_progress_bar", action="store_true", help="no progress bar (batch jobs)")
     g.add_argument("--seed", type=int, default=T.seed, help="seeds the split, the weights and every augmentation")
 
@@ -210,7 +238,13 @@ def build_parser(method_cls=None, strategy_cls=None) -> argparse.ArgumentParser:
     p = _Parser(
         prog="main_continual.py",
         description="Continual self-supervised pretraining: every task in one process, a checkpoint and probes after each.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=(
+            "A method's or strategy's own options are listed only when it is named: "
+            "main_continual.py --method X --strategy Y --help. --list_methods prints every method with its CaSSLe "
+            "distillation family. With no arguments at all, main_continual.py runs the embedded demo (the README's "
+            "first command)."
+        ),
+        formatter_class=HelpFormatter,
     )
     _add_data_args(p)
     _add_model_args(p)
