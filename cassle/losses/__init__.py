@@ -2,6 +2,7 @@
 
 from cassle.losses.barlow import barlow_loss_func
 from cassle.losses.byol import byol_loss_func
+from cassle.losses.dino import dino_center_update, dino_loss_func, dino_teacher_temperature
 from cassle.losses.distill import (
     DISTILL_LOSSES,
     contrastive_distill,
@@ -30,6 +31,9 @@ __all__ = [
     "contrastive_distill",
     "covariance_loss",
     "decorrelative_distill",
+    "dino_center_update",
+    "dino_loss_func",
+    "dino_teacher_temperature",
     "emp_ssl_loss_func",
     "invariance_loss",
     "mae_loss_func",

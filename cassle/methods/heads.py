@@ -12,11 +12,11 @@ import torch.nn as nn
 __all__ = ["mlp2", "mlp2_nobn", "mlp3", "mlp3_bnout"]
 
 
-def _hidden(in_dim: int, out_dim: int, bn: bool, bias: bool = True) -> list[nn.Module]:
+def _hidden(in_dim: int, out_dim: int, bn: bool, bias: bool = True, act: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Linear(in_dim, out_dim, bias=bias)]
     if bn:
         layers.append(nn.BatchNorm1d(out_dim))
-    layers.append(nn.ReLU(inplace=True))
+    layers.append(nn.ReLU(inplace=True) if act is nn.ReLU else act())
     return layers
 
 
@@ -30,11 +30,12 @@ def mlp2_nobn(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(*_hidden(in_dim, hidden_dim, bn=False), nn.Linear(hidden_dim, out_dim))
 
 
-def mlp3(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
-    """``(Linear -> BatchNorm1d -> ReLU) x 2 -> Linear``."""
+def mlp3(in_dim: int, hidden_dim: int, out_dim: int, act: type[nn.Module] = nn.ReLU, bn: bool = True) -> nn.Sequential:
+    """``(Linear -> BatchNorm1d -> act) x 2 -> Linear`` (``act``: ReLU; DINO's head uses GELU; ``bn=False`` drops the
+    BatchNorms)."""
     return nn.Sequential(
-        *_hidden(in_dim, hidden_dim, bn=True),
-        *_hidden(hidden_dim, hidden_dim, bn=True),
+        *_hidden(in_dim, hidden_dim, bn=bn, act=act),
+        *_hidden(hidden_dim, hidden_dim, bn=bn, act=act),
         nn.Linear(hidden_dim, out_dim),
     )
 
