@@ -18,8 +18,10 @@ calls :meth:`ContinualDataModule.set_task` before each ``trainer.fit``.
   :meth:`~ContinualDataModule.joint_eval_dataloader` — unshuffled eval-transformed
   loaders for probes.
 
-Under DDP Lightning replaces the sampler with a ``DistributedSampler`` itself;
-no sampler is added here.
+Under DDP the training loader shards itself: its
+:class:`~cassle.data.sampling.EpochShuffleSampler` gives each rank a disjoint,
+equal-size share of the epoch's permutation (and, being a ``DistributedSampler``,
+is left alone by Lightning); the evaluation loaders are sharded by Lightning.
 
 Faster inputs (the batch reaching ``training_step`` keeps the same structure):
 
@@ -271,9 +273,14 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
         trainer = getattr(self, "trainer", None)
         return max(1, int(getattr(trainer, "world_size", 1) or 1)) if trainer is not None else 1
 
+    @staticmethod
+    def _per_rank(num_samples: int, world_size: int) -> int:
+        """Samples each of ``world_size`` ranks trains on per epoch (:class:`EpochShuffleSampler`'s shards)."""
+        return max(1, num_samples // world_size) if num_samples else 0
+
     def _drop_last(self, num_samples: int, world_size: int = 1) -> bool:
         """Drop the last partial batch only when a full batch remains (never an empty epoch)."""
-        return math.ceil(num_samples / world_size) > self.batch_size
+        return self._per_rank(num_samples, world_size) > self.batch_size
 
     def steps_per_epoch(self, task: int | None = None, world_size: int = 1) -> int:
         """Number of training batches per epoch of ``task`` (default: current) on each of ``world_size`` devices."""
@@ -285,7 +292,7 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
             return len(
                 OnlineBatchSampler(len(self.split.train_indices[task]), self.batch_size, mb_passes, 0, 0, world_size)
             )
-        n = math.ceil(len(self.split.train_indices[task]) / world_size)
+        n = self._per_rank(len(self.split.train_indices[task]), world_size)
         return n // self.batch_size if self._drop_last(n) else max(1, math.ceil(n / self.batch_size))
 
     def _global_rank(self) -> int:
@@ -355,19 +362,18 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
                 persistent_workers=self.num_workers > 0,
                 pin_memory=torch.cuda.is_available(),
             )
-        if self._world_size() > 1:  # Lightning shards with a DistributedSampler (seeded, set_epoch per epoch)
-            order: dict[str, Any] = {"shuffle": True, "generator": torch.Generator().manual_seed(self.seed + task)}
-        else:  # the order of each epoch drawn from (seed, task, epoch) alone
-            order = {
-                "sampler": EpochShuffleSampler(len(ds), mix_seed(self.seed, task), self._fit_epoch),
-                # the loader draws its workers' base seed from here, not from the global RNG (whose draws
-                # would then depend on when Lightning creates the iterator: earlier in a resumed fit)
-                "generator": torch.Generator().manual_seed(mix_seed(self.seed, task, 2)),
-            }
+        # the order of each epoch drawn from (seed, task, epoch) alone, this rank's shard of it under DDP
+        # (a DistributedSampler: Lightning keeps it)
+        sampler = EpochShuffleSampler(
+            len(ds), mix_seed(self.seed, task), self._fit_epoch, self._global_rank(), self._world_size()
+        )
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            **order,
+            sampler=sampler,
+            # the loader draws its workers' base seed from here, not from the global RNG (whose draws
+            # would then depend on when Lightning creates the iterator: earlier in a resumed fit)
+            generator=torch.Generator().manual_seed(mix_seed(self.seed, task, 2)),
             drop_last=self._drop_last(len(ds), self._world_size()),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

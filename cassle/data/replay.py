@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -63,10 +62,16 @@ def plain_views(images: torch.Tensor, crop_size: int, mean: Sequence[float], std
 class OnlineBatchSampler(Sampler[list[tuple[int, int]]]):
     """The online stream of one task: seen once, each minibatch repeated ``mb_passes`` times.
 
-    The order is a permutation drawn from ``seed``; under DDP each rank takes
-    every ``world_size``-th minibatch of the stream (ranks see disjoint data).
-    Items are ``(position, pass)`` pairs for :class:`~cassle.data.datamodule.AugmentedSubset`.
-    The last partial minibatch is kept (a stream drops nothing).
+    The order is a permutation drawn from ``seed``. Items are ``(position, pass)`` pairs for
+    :class:`~cassle.data.datamodule.AugmentedSubset`. On one device the last partial minibatch is
+    kept (a stream drops nothing).
+
+    Under DDP the stream is cut into global minibatches of ``world_size · batch_size`` and rank ``r``
+    takes the ``r``-th equal share of each: ranks see disjoint data and, at every step, minibatches of
+    the same size (a batch-wide loss gathers equal shapes, and a rank with a step more would hang the
+    others). Only the last global minibatch can be smaller: its ``len // world_size`` samples per rank
+    are kept, the fewer than ``world_size`` left over are dropped (a stream smaller than the world gives
+    every rank one sample, shared).
     """
 
     def __init__(
@@ -79,10 +84,15 @@ class OnlineBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def _minibatches(self) -> list[list[int]]:
         order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed)).tolist()
-        mbs = [order[i : i + self.batch_size] for i in range(0, self.num_samples, self.batch_size)]
-        if self.world_size > 1:
-            per_rank = len(mbs) // self.world_size or 1  # equal step counts on every rank
-            mbs = [mbs[(self.rank + k * self.world_size) % len(mbs)] for k in range(per_rank)]
+        w, step = self.world_size, self.world_size * self.batch_size
+        mbs: list[list[int]] = []
+        for start in range(0, self.num_samples, step):
+            chunk = order[start : start + step]  # one global minibatch
+            share = len(chunk) // w
+            if share == 0 and mbs:
+                break  # fewer samples left than ranks
+            share = max(share, 1)
+            mbs.append([chunk[(self.rank * share + j) % len(chunk)] for j in range(share)])
         return mbs
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
@@ -91,7 +101,8 @@ class OnlineBatchSampler(Sampler[list[tuple[int, int]]]):
                 yield [(i, p) for i in mb]
 
     def __len__(self) -> int:
-        n = math.ceil(self.num_samples / self.batch_size)
-        if self.world_size > 1:
-            n = n // self.world_size or 1
+        step = self.world_size * self.batch_size
+        n = self.num_samples // step + (self.num_samples % step >= self.world_size)
+        if self.num_samples and not n:
+            n = 1  # a stream smaller than the world
         return n * self.mb_passes

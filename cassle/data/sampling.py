@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler, get_worker_info
+from torch.utils.data import DistributedSampler, get_worker_info
 
 _MASK = (1 << 63) - 1
 
@@ -32,13 +32,43 @@ def mix_seed(*parts: int) -> int:
     return x & _MASK
 
 
-class EpochShuffleSampler(Sampler[tuple[int, int, int]]):
-    """A random order of ``num_samples`` positions drawn from ``(seed, epoch)`` only; Lightning calls
-    :meth:`set_epoch` before every epoch. Items are ``(position, 0, epoch)`` so that the dataset
-    (:class:`~cassle.data.subsets.AugmentedSubset`) can key each sample's augmentation on the epoch."""
+class EpochShuffleSampler(DistributedSampler):
+    """A random order of ``num_samples`` positions drawn from ``(seed, epoch)`` only, sharded by rank.
 
-    def __init__(self, num_samples: int, seed: int, epoch_source: Callable[[], int] | None = None) -> None:
-        self.num_samples, self.seed, self.epoch = int(num_samples), int(seed), 0
+    Lightning calls :meth:`set_epoch` before every epoch. Items are ``(position, 0, epoch)`` so that the
+    dataset (:class:`~cassle.data.subsets.AugmentedSubset`) can key each sample's augmentation on the epoch.
+
+    Under DDP (``world_size > 1``) every rank draws the same permutation and keeps every ``world_size``-th
+    position of it, starting at its ``rank``: the ranks' shards are disjoint and have the same length,
+    ``num_samples // world_size`` (every rank must take the same number of steps, and a batch-wide loss
+    gathers equal-size batches); the ``num_samples mod world_size`` positions left over are different ones
+    each epoch. A task smaller than the world gives every rank one position (shared). It is a
+    ``DistributedSampler`` so that Lightning keeps it instead of sharding it again; the parent's
+    ``__init__`` is not called (it wants the dataset and an initialised process group), its attributes
+    (``num_replicas``, ``rank``, ``num_samples`` per rank, ``total_size``, ``shuffle``, ``seed``,
+    ``drop_last``) are set here.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int,
+        epoch_source: Callable[[], int] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(
+                f"EpochShuffleSampler: need 0 <= rank < world_size, got rank {rank}, world_size {world_size}"
+            )
+        #: samples in the whole task (every rank's shard together)
+        self.dataset_size = int(num_samples)
+        self.num_replicas, self.rank = int(world_size), int(rank)
+        self.seed, self.epoch, self.shuffle, self.drop_last = int(seed), 0, True, True
+        per_rank = self.dataset_size // self.num_replicas
+        #: this rank's samples per epoch
+        self.num_samples = max(1, per_rank) if self.dataset_size else 0
+        self.total_size = self.num_samples * self.num_replicas
         #: asked for the epoch when an iteration starts (the larger of it and set_epoch's counts: the trainer's
         #: epoch, at least the epoch a resumed fit starts at): Lightning creates the
         #: first iterator of a fit, and with workers starts prefetching, before it calls set_epoch (and before
@@ -49,10 +79,17 @@ class EpochShuffleSampler(Sampler[tuple[int, int, int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def positions(self, epoch: int) -> list[int]:
+        """This rank's positions in ``epoch``, in order."""
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+        order = torch.randperm(self.dataset_size, generator=g).tolist()
+        if self.num_replicas == 1:
+            return order
+        return [order[(self.rank + k * self.num_replicas) % self.dataset_size] for k in range(self.num_samples)]
+
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         epoch = self.epoch if self.epoch_source is None else max(self.epoch, int(self.epoch_source()))
-        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
-        for i in torch.randperm(self.num_samples, generator=g).tolist():
+        for i in self.positions(epoch):
             yield (i, 0, epoch)
 
     def __len__(self) -> int:

@@ -167,8 +167,11 @@ class LinearModel(pl.LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, targets)
         acc1 = (logits.argmax(1) == targets).float().mean() * 100.0
-        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets))
-        self.log("train_acc1", acc1, on_step=False, on_epoch=True, batch_size=len(targets))
+        # averaged over the ranks under DDP (each trains on its shard): the logged numbers are the whole set's
+        self.log(
+            "train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True
+        )
+        self.log("train_acc1", acc1, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:

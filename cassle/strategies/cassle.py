@@ -171,6 +171,12 @@ class CaSSLeMixin(StrategyMixin):
         if getattr(self, "normalized_projection", False):  # MoCo v2+: the reference's z is the unit-norm query
             z = [F.normalize(zv, dim=-1) for zv in z]
         preds = [self.distill_predictor(zv) for zv in z]
+        if self.distiller in ("contrastive", "decorrelative"):
+            # batch-wide losses: over the global batch under DDP (one process on the concatenated batch gives the
+            # same loss and, after DDP's gradient averaging, the same gradients; tests/distributed). The reference
+            # computes them per process, which under DDP is a different (smaller-batch) loss.
+            preds = [self.gather(p) for p in preds]
+            frozen_z = [self.gather(fz) for fz in frozen_z]
         if self.distiller == "contrastive":
             # CaSSLe's form: all views stacked, so negatives include the other view's frozen projections
             return DISTILL_LOSSES["contrastive"](
