@@ -40,7 +40,8 @@ def teacher_copy(module: nn.Module) -> nn.Module:
     network) are used in training mode, as in both reference implementations
     (the CaSSLe repository's distillers and ocl-self-supervised's strategies):
     on the first step of a task the teacher's targets equal the student's
-    projections. Its BatchNorm layers stop tracking, so a forward pass neither
+    projections. Its normalisation layers stop tracking (BatchNorm and any layer with a
+    ``track_running_stats`` switch, e.g. VIbCReg's IterNorm), so a forward pass neither
     reads nor moves the running statistics it was copied with (nothing else
     reads them while training; a checkpoint therefore resumes exactly). It
     follows the module's ``train()`` / ``eval()`` like any submodule.
@@ -48,7 +49,7 @@ def teacher_copy(module: nn.Module) -> nn.Module:
     teacher = copy.deepcopy(module)
     teacher.requires_grad_(False)
     for m in teacher.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) or hasattr(m, "track_running_stats"):
             m.track_running_stats = False
     return teacher
 

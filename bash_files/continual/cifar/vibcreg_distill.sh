@@ -1,0 +1,47 @@
+#!/bin/bash
+# Paper setting (CaSSLe, Fini et al., CVPR 2022): CaSSLe predictive_mse distillation for vibcreg on cifar100, class-incremental, 5 tasks.
+# Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/cifar/vibcreg_distill.sh [--mode slurm] [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+# Published setting: 1 GPU(s) x batch 256; lr is scaled by global batch / 256.
+# VIbCReg hyper-parameters: solo-learn scripts/pretrain/cifar/vibcreg.yaml (IterNorm on, 64 groups).
+python3 main_continual.py \
+    --dataset cifar100 \
+    --data_dir $DATA_DIR \
+    --split_strategy class \
+    --num_tasks 5 \
+    --encoder resnet18 \
+    --method vibcreg \
+    --strategy cassle \
+    --distiller predictive_mse \
+    --distill_lamb 25.0 \
+    --distill_proj_hidden_dim 2048 \
+    --max_epochs 500 \
+    --batch_size 256 \
+    --optimizer sgd \
+    --lars \
+    --eta_lars 0.02 \
+    --exclude_bias_n_norm \
+    --scheduler warmup_cosine \
+    --lr 0.3 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-4 \
+    --crop_size 32 \
+    --min_scale 0.2 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --gaussian_prob 0.0 0.0 \
+    --solarization_prob 0.1 \
+    --proj_hidden_dim 2048 \
+    --output_dim 2048 \
+    --sim_loss_weight 25.0 \
+    --var_loss_weight 25.0 \
+    --cov_loss_weight 200.0 \
+    --iternorm_groups 64 \
+    --accelerator gpu \
+    --devices 1 \
+    --precision 16-mixed \
+    --num_workers 4 \
+    --name vibcreg-cifar100-5T-predictive_mse \
+    --save_checkpoint
