@@ -1,0 +1,44 @@
+#!/bin/bash
+# Hyper-parameters of solo-learn's scripts/pretrain/cifar/all4one.yaml (All4One, Estepa et al., ICCV 2023; augmentations: its asymmetric.yaml), 500 epochs per task as in CaSSLe's scripts: fine-tuning baseline for all4one on cifar100, class-incremental, 5 tasks.
+# Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/cifar/all4one.sh [--mode slurm] [-- --max_epochs 1]
+# Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
+# Published setting: 1 GPU(s) x batch 256; lr is scaled by global batch / 256.
+python3 main_continual.py \
+    --dataset cifar100 \
+    --data_dir $DATA_DIR \
+    --split_strategy class \
+    --num_tasks 5 \
+    --encoder resnet18 \
+    --method all4one \
+    --strategy finetune \
+    --max_epochs 500 \
+    --batch_size 256 \
+    --optimizer sgd \
+    --lars \
+    --eta_lars 0.02 \
+    --grad_clip_lars \
+    --exclude_bias_n_norm \
+    --scheduler warmup_cosine \
+    --lr 1.0 \
+    --classifier_lr 0.1 \
+    --weight_decay 1e-5 \
+    --crop_size 32 \
+    --brightness 0.4 \
+    --contrast 0.4 \
+    --saturation 0.2 \
+    --hue 0.1 \
+    --gaussian_prob 0.0 0.0 \
+    --solarization_prob 0.0 0.2 \
+    --proj_hidden_dim 2048 \
+    --output_dim 256 \
+    --pred_hidden_dim 4096 \
+    --temperature 0.2 \
+    --queue_size 98304 \
+    --base_tau_momentum 0.99 \
+    --final_tau_momentum 1.0 \
+    --accelerator gpu \
+    --devices 1 \
+    --precision 16-mixed \
+    --num_workers 4 \
+    --name all4one-cifar100-5T \
+    --save_checkpoint
