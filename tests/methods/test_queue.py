@@ -99,7 +99,7 @@ def test_nearest_on_a_hand_made_support_set_returns_the_stored_row_and_its_label
     support = F.normalize(torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]]), dim=1)
     q.push(support, labels=torch.tensor([0, 1, 2, 3]))
     # cosine, not dot product: [5, 4.9, 0] is closest to [1, 1, 0] in angle
-    z = torch.tensor([[5.0, 4.9, 0.0], [0.1, 0.0, -2.0], [0.0, 3.0, 0.5], [0.2, 0.0, 0.0]])
+    z = torch.tensor([[5.0, 4.9, 0.0], [0.1, 0.0, 2.0], [0.0, 3.0, 0.5], [0.2, 0.0, 0.0]])
     nn_, idx = q.nearest(z)
     assert idx.tolist() == [3, 2, 1, 0]
     assert torch.equal(nn_, support[[3, 2, 1, 0]])

@@ -1,0 +1,103 @@
+"""NNSiam: SimSiam against support-set neighbours: loss on the step's own tensors, lookup, FIFO filling with the
+normalised projections, the lookup as the stop-gradient, constant-lr predictor, CaSSLe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cassle.losses.distill import DISTILL_LOSSES
+from cassle.losses.simsiam import simsiam_loss_func
+from cassle.methods.nnsiam import NNSiam
+from cassle.methods.simsiam import SimSiam
+from cassle.strategies import build_model_class
+from tests.methods.helpers import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
+
+
+def _brute_force_nearest(z: torch.Tensor, support: torch.Tensor) -> list[int]:
+    """Index of the highest cosine similarity, one query at a time."""
+    out = []
+    for q in z:
+        cos = [float(q @ s / (q.norm() * s.norm())) for s in support]
+        out.append(max(range(len(cos)), key=cos.__getitem__))
+    return out
+
+
+def test_contract_and_defaults() -> None:
+    out = check_contract(NNSiam)
+    assert [p.shape for p in out["p"]] == [(B, 16), (B, 16)]
+    assert all(torch.allclose(z.norm(dim=1), torch.ones(B)) for z in out["z"])
+    assert not any(n.requires_grad for n in out["nn"])
+    assert issubclass(NNSiam, SimSiam) and (NNSiam.family, NNSiam.normalized_projection) == ("predictive", True)
+    assert (NNSiam.default_proj_hidden_dim, NNSiam.default_output_dim) == (2048, 2048)
+    assert {k: v[1] for k, v in NNSiam.all_method_args().items()} == {"pred_hidden_dim": 4096, "queue_size": 65536}
+    model = NNSiam(**tiny_cfg(pred_hidden_dim=24))
+    assert model.predictor[0].out_features == 24 and model.momentum_pairs == []
+    groups = {g["name"]: g for g in model.learnable_params}
+    assert groups["predictor"].get("static_lr") is True
+    with pytest.raises(ValueError, match="queue_size >= 1"):
+        NNSiam(**tiny_cfg(queue_size=0))
+
+
+def test_loss_is_simsiam_against_neighbours_of_the_other_view() -> None:
+    model = NNSiam(**tiny_cfg(num_classes=0))
+    support = model.queue.rows().clone()
+    out = model.training_step(make_batch(), 0)
+    z1, z2 = (z.detach() for z in out["z"])
+    nn1, nn2 = out["nn"]
+    assert torch.equal(nn1, support[_brute_force_nearest(z1, support)])
+    assert torch.equal(nn2, support[_brute_force_nearest(z2, support)])
+    p1, p2 = out["p"]
+    ref = simsiam_loss_func(p1, nn2) / 2 + simsiam_loss_func(p2, nn1) / 2
+    assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def test_support_set_is_filled_fifo_with_normalised_view1_projections() -> None:
+    model = NNSiam(**tiny_cfg(queue_size=12))
+    batches = [make_batch(seed=s) for s in range(2)]
+    written = []
+    for step, batch in enumerate(batches):
+        written.append(F.normalize(model.training_step(batch, step)["z"][0].detach(), dim=1))
+    rows = model.queue.rows()
+    assert torch.allclose(rows[8:], written[1][:4]) and torch.allclose(rows[:4], written[1][4:])
+    assert torch.allclose(rows[4:8], written[0][4:])
+    assert model.queue.row_labels()[:4].tolist() == batches[1][2][4:].tolist()
+    assert int(model.queue.ptr) == 4
+
+
+def test_the_lookup_is_the_stop_gradient() -> None:
+    model = NNSiam(**tiny_cfg(num_classes=0))
+    out = model.training_step(make_batch(), 0)
+    # the normalised projections reach the loss only through the (non-differentiable) neighbour lookup
+    assert torch.autograd.grad(out["loss"], out["z"], retain_graph=True, allow_unused=True) == (None, None)
+    out["loss"].backward()
+    assert model.queue.queue.grad is None
+    assert all(p.grad is not None for p in model.predictor.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+
+
+def test_loss_decreases() -> None:
+    check_loss_decreases(NNSiam, steps=10)
+
+
+def test_fit() -> None:
+    model = check_fit(NNSiam)
+    assert 0.0 <= float(model.trainer.callback_metrics["train_nn_acc"]) <= 1.0
+
+
+def test_cassle_predictive_distillation_on_the_normalised_projection() -> None:
+    torch.manual_seed(0)
+    cls = build_model_class("nnsiam", "cassle")
+    model = cls(**tiny_cfg(method="nnsiam", distill_proj_hidden_dim=16))
+    assert model.distiller == "predictive"
+    model.on_task_start(1)
+    model.eval()
+    batch = make_batch()
+    out = model.training_step(batch, 0)
+    frozen = [model.frozen_forward(v) for v in batch[1]]
+    expected = sum(DISTILL_LOSSES["predictive"](model.distill_predictor(z), f) for z, f in zip(out["z"], frozen)) / 2
+    assert out["distill_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.frozen_backbone.parameters())
+    assert any(p.grad is not None for p in model.distill_predictor.parameters())
