@@ -18,6 +18,7 @@ from cassle.losses.mae import mae_loss_func, patchify
 from cassle.losses.mocov2plus import mocov2plus_loss_func
 from cassle.losses.mocov3 import mocov3_loss_func
 from cassle.losses.nnclr import nnclr_loss_func
+from cassle.losses.ressl import ressl_loss_func
 from cassle.losses.simclr import simclr_loss_func
 from cassle.losses.simsiam import simsiam_loss_func
 from cassle.losses.swav import sinkhorn, swav_loss_func
@@ -28,6 +29,7 @@ from cassle.losses.vicreg import (
     variance_loss,
     vicreg_loss_func,
 )
+from cassle.losses.wmse import whiten, wmse_loss_func
 
 __all__ = [
     "all4one_loss_func",
@@ -55,6 +57,7 @@ __all__ = [
     "patchify",
     "predictive_distill",
     "predictive_mse_distill",
+    "ressl_loss_func",
     "simclr_loss_func",
     "simsiam_loss_func",
     "sinkhorn",
@@ -64,4 +67,6 @@ __all__ = [
     "variance_loss",
     "vibcreg_loss_func",
     "vicreg_loss_func",
+    "whiten",
+    "wmse_loss_func",
 ]
