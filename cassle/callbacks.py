@@ -1,9 +1,10 @@
 """The Lightning callbacks of the task loop (:mod:`cassle.continual`): per-epoch seeds, the stop at the first
-non-finite loss, and the mid-task resume checkpoint."""
+non-finite loss, the mid-task resume checkpoint, and one printed line per epoch when there is no progress bar."""
 
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ class EpochCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every == 0 or trainer.current_epoch + 1 == trainer.max_epochs:
-            trainer.save_checkpoint(str(self.path))
+            trainer.save_checkpoint(str(self.path), weights_only=False)  # the full state: a resume needs it
 
 
 def resume_epoch(path: Path) -> int:
@@ -88,3 +89,39 @@ class FiniteLoss(pl.Callback):
                 f"directory: it trains task {self.task} again"
                 + (f" from task{self.task - 1}.ckpt" if self.task > 0 else "")
             )
+
+
+class EpochLine(pl.Callback):
+    """One line per epoch on stdout (for ``--no_progress_bar``, i.e. SLURM logs): task, epoch, mean training loss,
+    learning rate and images per second (every process's images)."""
+
+    def __init__(self, task: int) -> None:
+        self.task = task
+        self._start, self._images, self._loss, self._steps = 0.0, 0, 0.0, 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._images, self._loss, self._steps = time.perf_counter(), 0, 0.0, 0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._loss += float(loss.detach())
+            self._steps += 1
+        views = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else batch
+        first = views[0] if isinstance(views, (list, tuple)) else views
+        if isinstance(first, torch.Tensor):
+            self._images += int(first.shape[0]) * trainer.world_size
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        seconds = max(time.perf_counter() - self._start, 1e-9)
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        loss = self._loss / self._steps if self._steps else float("nan")
+        print(
+            f"task {self.task} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: loss {loss:.4f}  "
+            f"lr {lr:.4g}  {self._images / seconds:.0f} images/s",
+            flush=True,
+        )

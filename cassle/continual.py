@@ -22,15 +22,16 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
 
 from cassle.callbacks import EpochCheckpoint as _EpochCheckpoint  # noqa: F401  (tests patch it here)
-from cassle.callbacks import EpochSeeds, FiniteLoss, resume_epoch
+from cassle.callbacks import EpochLine, EpochSeeds, FiniteLoss, resume_epoch
 from cassle.checkpoint import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -43,7 +44,7 @@ from cassle.checkpoint import (
 )
 from cassle.devices import resolve_accelerator
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
-from cassle.logs import build_loggers, log_results
+from cassle.logs import build_loggers, log_results, quiet_framework_noise
 from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
     DIVERGENCE_FIXES,
     RESUMABLE_CHANGES,
@@ -74,6 +75,12 @@ class RunPlan:
     diverged: dict[str, Any] | None = None
     #: arguments changed since args.json (allowed after a divergence: :data:`cassle.rundir.DIVERGENCE_FIXES`)
     changed: dict[str, Any] | None = None
+    #: optimizer steps each finished task took: the loggers' step continues across tasks
+    task_steps: dict[int, int] = field(default_factory=dict)
+
+    def step_offset(self, task: int) -> int:
+        """The run's step at which ``task`` starts (the steps of the finished tasks before it)."""
+        return sum(n for t, n in self.task_steps.items() if t < task and t in self.completed)
 
 
 def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
@@ -184,8 +191,20 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
 
     # the figures' title (also for a run_state.json written before titles existed)
     report.title = run_title(args.method, args.strategy, args.dataset, args.split_strategy, args.num_tasks)
+    task_steps = {int(t): int(n) for t, n in state.get("task_steps", {}).items()}
     return RunPlan(
-        args, cfg, run_dir, dm, model_cls, completed, start, report, pretrained, state.get("diverged"), fixes or None
+        args,
+        cfg,
+        run_dir,
+        dm,
+        model_cls,
+        completed,
+        start,
+        report,
+        pretrained,
+        state.get("diverged"),
+        fixes or None,
+        task_steps,
     )
 
 
@@ -203,11 +222,13 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
         use_distributed_sampler=not getattr(args, "online", False),  # the online stream shards itself by rank
         precision=args.precision,
         sync_batchnorm=args.sync_batchnorm,
-        logger=build_loggers(plan.run_dir, plan.args, plan.cfg, task),
+        logger=build_loggers(plan.run_dir, plan.args, plan.cfg, task, plan.step_offset(task)),
         callbacks=[
             EpochSeeds(args.seed, task),
             FiniteLoss(task, args.lr, _resolve_accelerator(args) == "cpu"),  # before the checkpoint: NaN never saved
             _EpochCheckpoint(plan.run_dir / "resume" / f"task{task}-last.ckpt", args.checkpoint_frequency),
+            LearningRateMonitor(logging_interval="step"),
+            *([EpochLine(task)] if args.no_progress_bar else []),
         ],
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
@@ -255,7 +276,11 @@ def _is_global_zero() -> bool:
 
 
 def _save_state(plan: RunPlan) -> None:
-    state = {"completed_tasks": sorted(plan.completed), "report": plan.report.to_dict()}
+    state = {
+        "completed_tasks": sorted(plan.completed),
+        "task_steps": {str(t): n for t, n in sorted(plan.task_steps.items())},
+        "report": plan.report.to_dict(),
+    }
     if plan.diverged:
         state["diverged"] = plan.diverged
     atomic_write_json(plan.run_dir / "run_state.json", state)
@@ -266,6 +291,7 @@ def run(args: argparse.Namespace) -> Any:
     """Train every task of the run in ``args``; returns the final report."""
     from cassle.eval.report import format_table
 
+    quiet_framework_noise()
     plan = prepare_run(args)
     run_dir, cfg = plan.run_dir, plan.cfg
     if plan.start_task >= args.num_tasks and plan.report.is_written(run_dir / "results"):
@@ -348,6 +374,7 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
         if result is not None:
             plan.report.update(task, result)
             log_results(trainer.loggers, plan.report, result, task, trainer.global_step)
+        plan.task_steps[task] = int(trainer.global_step)
         plan.completed.append(task)
         plan.diverged = None
         _save_state(plan)

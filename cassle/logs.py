@@ -2,25 +2,79 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from cassle.errors import RunError
 from cassle.fileio import atomic_write_text
 
+#: Lightning messages that say nothing about a cassle run (an advert, a SLURM hint our launcher makes moot, an
+#: internal deprecation of Lightning's own code); every other message and warning is kept
+FRAMEWORK_NOISE = (
+    "Tip: For seamless cloud logging",
+    "The `srun` command is available on your system but is not used",
+    "isinstance(treespec, LeafSpec)",
+)
 
-def build_loggers(run_dir: Path, args: Any, cfg: dict[str, Any], task: int) -> list:
-    """The loggers of one task's fit: CSV always (``logs/task<t>``), TensorBoard and WandB when asked for."""
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(n in msg for n in FRAMEWORK_NOISE)
+
+
+def quiet_framework_noise() -> None:
+    """Drop :data:`FRAMEWORK_NOISE` from Lightning's log handlers and from the warnings (idempotent)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _DropNoise) for f in handler.filters):
+                handler.addFilter(_DropNoise())
+    for text in FRAMEWORK_NOISE[1:]:
+        warnings.filterwarnings("ignore", message=".*" + re.escape(text))
+
+
+def build_loggers(run_dir: Path, args: Any, cfg: dict[str, Any], task: int, step_offset: int = 0) -> list:
+    """The loggers of one task's fit: CSV always (``logs/task<t>``), TensorBoard (one run, ``tensorboard/run``) and
+    WandB (one run) when asked for.
+
+    Every logger's step continues across tasks: task ``t``'s steps are logged from ``step_offset`` (the steps of
+    the tasks before it) on, and each logged row carries ``task``, so loss curves and the continual metrics plot
+    against the whole run.
+    """
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version=f"task{task}")]
     if args.tensorboard:
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=f"task{task}"))
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise RunError(
+                "--tensorboard needs the tensorboard package: pip install 'cassle[tensorboard]' (or drop --tensorboard)"
+            ) from None
+        loggers.append(
+            TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version="run", default_hp_metric=False)
+        )
     if args.wandb:
         loggers.append(wandb_logger(run_dir, args, cfg))
+    for lg in loggers:
+        continue_steps(lg, task, step_offset)
     return loggers
+
+
+def continue_steps(logger: Any, task: int, step_offset: int) -> Any:
+    """Make ``logger`` log at ``step + step_offset`` and add ``task`` to every row (in place; returns it)."""
+    inner = logger.log_metrics
+
+    def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+        inner({**metrics, "task": float(task)}, None if step is None else int(step) + step_offset)
+
+    logger.log_metrics = log_metrics
+    return logger
 
 
 def wandb_logger(run_dir: Path, args: Any, cfg: dict[str, Any]) -> Any:
@@ -66,6 +120,8 @@ def log_results(loggers: list, report: Any, result: dict, task: int, step: int) 
     flat = flat_metrics(result, task)
     for probe in report.probes:
         for k, v in report.metrics(probe).items():
+            if k == "joint_accuracy":
+                continue  # the same number as <probe>_joint_acc, logged once
             if isinstance(v, (int, float)) and v == v:  # skip NaN (not defined yet, e.g. forgetting after task 0)
                 flat[f"{probe}_{k}"] = float(v)
     for lg in loggers:

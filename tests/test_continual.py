@@ -21,7 +21,7 @@ def _args(tmp_path: Path, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 def test_three_tasks_end_to_end(tmp_path, capsys):
-    argv = _args(tmp_path, "--num_tasks", "3", "--max_epochs", "1")
+    argv = _args(tmp_path, "--num_tasks", "3", "--max_epochs", "1", "--no_progress_bar", "--log_every_n_steps", "2")
     assert main_continual.main(argv) == 0
     run = tmp_path / "run"
     for t in range(3):
@@ -40,8 +40,25 @@ def test_three_tasks_end_to_end(tmp_path, capsys):
     state = json.loads((run / "run_state.json").read_text())
     assert state["completed_tasks"] == [0, 1, 2]
     R = state["report"]
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "random init" in out and "after task 2" in out
+    # without a progress bar: one line per epoch, and none of Lightning's adverts or hints
+    assert all(f"task {t} epoch 1/1: loss " in out and "images/s" in out for t in range(3))
+    assert "litlogger" not in out + captured.err and "weights_only` was not set" not in out + captured.err
+    # the loggers' step continues across tasks, each row names its task, the learning rate is logged
+    steps = state["task_steps"]
+    assert sorted(steps) == ["0", "1", "2"] and all(n > 0 for n in steps.values())
+    offset = 0
+    for t in range(3):
+        import csv
+
+        rows = list(csv.DictReader((run / "logs" / f"task{t}" / "metrics.csv").open()))
+        logged = [int(r["step"]) for r in rows if r.get("step")]
+        assert logged and offset <= min(logged) and max(logged) <= offset + steps[str(t)], (t, logged)
+        assert {float(r["task"]) for r in rows if r.get("task")} == {float(t)}
+        assert any(r.get(k) for r in rows for k in r if k.startswith("lr-"))
+        offset += steps[str(t)]
 
     # Probes are real: the matrix is filled with accuracies in [0, 100], above chance on digits.
     knn = metrics["knn"]

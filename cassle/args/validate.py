@@ -8,6 +8,7 @@ the first training step.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 
@@ -102,6 +103,11 @@ def validate_args(args: argparse.Namespace) -> None:
 
     if args.encoder not in BACKBONES:
         raise _choose("--encoder", args.encoder, BACKBONES)
+    for flag, module, extra in (("tensorboard", "tensorboard", "tensorboard"), ("wandb", "wandb", "wandb")):
+        if getattr(args, flag, False) and importlib.util.find_spec(module) is None:
+            raise ArgumentError(
+                f"--{flag} needs the {module} package: pip install 'cassle[{extra}]' (or drop --{flag})"
+            )
     if args.dataset not in DATASETS:
         raise _choose("--dataset", args.dataset, DATASETS)
     info = DATASETS[args.dataset]

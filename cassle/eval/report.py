@@ -60,7 +60,9 @@ def _from_json(x: float | None) -> float:
 
 
 def _fmt(x: float, width: int = 8) -> str:
-    return f"{'-':>{width}}" if not math.isfinite(x) else f"{x:>{width}.2f}"
+    if not math.isfinite(x):
+        return f"{'-':>{width}}"
+    return f"{(x if round(x, 2) != 0 else 0.0):>{width}.2f}"  # never "-0.00"
 
 
 def run_title(method: str, strategy: str, dataset: str, split_strategy: str, num_tasks: int | None = None) -> str:

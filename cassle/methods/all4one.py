@@ -213,11 +213,13 @@ class All4One(BaseMomentumMethod):
             offset=offset,
         )
 
-        labelled = targets >= 0
-        if bool(labelled.any()):
-            first = looked_up[0][1][:, 0]
-            nn_acc = (support_labels[first] == targets)[labelled].float().mean()
-            self._log("train_nn_acc", nn_acc)
+        # gathered first: every rank computes the same value and agrees on whether to log it (a rank that skipped
+        # a synced log while another entered it would wait forever under DDP)
+        first = looked_up[0][1][:, 0]
+        labelled = self.gather((targets >= 0).float())
+        hits = self.gather((support_labels[first] == targets).float()) * labelled
+        if bool(labelled.sum() > 0):
+            self._log("train_nn_acc", 100.0 * hits.sum() / labelled.sum(), sync_dist=False)  # % like the probes
         self.enqueue(mz[0], targets)
 
         self._log("train_all4one_loss", terms.loss)

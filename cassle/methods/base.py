@@ -315,7 +315,7 @@ class BaseMethod(pl.LightningModule):
         if self.classifier is not None:
             self._log("train_class_loss", cls["loss"])
             if "acc1" in cls:
-                self._log("train_online_acc1", cls["acc1"])
+                self._log("train_online_acc1", 100.0 * cls["acc1"])  # % like every probe
         return {"loss": cls["loss"], "feats": feats}
 
     def validation_step(
@@ -330,9 +330,9 @@ class BaseMethod(pl.LightningModule):
         if "acc1" not in out:
             return None
         self._log("val_loss", out["loss"], on_step=False)
-        self._log("val_acc1", out["acc1"], on_step=False)
+        self._log("val_acc1", 100.0 * out["acc1"], on_step=False)  # % like every probe
         if "acc5" in out:
-            self._log("val_acc5", out["acc5"], on_step=False)
+            self._log("val_acc5", 100.0 * out["acc5"], on_step=False)
         return {k: v for k, v in out.items() if k != "logits"}
 
     # ------------------------------------------------------------ optimizers

@@ -212,6 +212,6 @@ class MAE(BaseMethod):
         if self.classifier is not None:
             self._log("train_class_loss", cls["loss"])
             if "acc1" in cls:
-                self._log("train_online_acc1", cls["acc1"])
+                self._log("train_online_acc1", 100.0 * cls["acc1"])  # % like every probe
         self._log("train_mae_loss", loss)
         return {"loss": cls["loss"] + loss, "feats": [feats], "z": [feats], "pred": pred, "mask": mask}

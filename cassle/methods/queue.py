@@ -181,5 +181,5 @@ class SupportSetMixin:
         gather = self.gather  # type: ignore[attr-defined]
         acc = self.queue.label_agreement(gather(idx), gather(targets))
         if acc is not None:
-            self._log("train_nn_acc", acc, sync_dist=False)  # type: ignore[attr-defined]
+            self._log("train_nn_acc", 100.0 * acc, sync_dist=False)  # type: ignore[attr-defined]  (% like the probes)
         return acc

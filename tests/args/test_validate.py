@@ -86,3 +86,13 @@ def test_checkpoint_dir_that_is_a_file_is_refused(tmp_path):
     f.write_text("x")
     with pytest.raises(ArgumentError, match="--checkpoint_dir .* is a file"):
         parse_args(BASE + ["--checkpoint_dir", str(f)])
+
+
+@pytest.mark.parametrize("flag", ["tensorboard", "wandb"])
+def test_a_logger_without_its_package_is_refused_naming_the_install(flag, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == flag else real(name, *a))
+    with pytest.raises(ArgumentError, match=rf"--{flag} needs the {flag} package: pip install 'cassle\[{flag}\]'"):
+        parse_args(BASE + [f"--{flag}"])

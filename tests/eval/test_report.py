@@ -148,3 +148,10 @@ def test_table_rows_for_table_loggers():
     columns, rows = rep.table_rows("knn")
     assert columns == ["after", "task_0", "task_1", "task_2", "joint"]
     assert rows == [["random_init"] + BASE + [9.0], ["task_0"] + R[0] + [JOINT[0]]]
+
+
+def test_a_rounded_zero_is_never_printed_negative():
+    from cassle.eval.report import _fmt
+
+    assert _fmt(-0.001).strip() == "0.00" and _fmt(-0.004).strip() == "0.00"
+    assert _fmt(-0.006).strip() == "-0.01" and _fmt(float("nan")).strip() == "-"

@@ -128,7 +128,7 @@ def test_nn_accuracy_with_a_labelled_support_set() -> None:
     batch = make_batch()
     model.training_step(batch, 0)
     model.training_step(batch, 1)  # every sample's nearest neighbour is its own pushed projection
-    assert logs["train_nn_acc"].item() == 1.0
+    assert logs["train_nn_acc"].item() == 100.0  # %
 
 
 def test_centroids_are_the_transformer_on_neighbour_and_shifted_sequences() -> None:
