@@ -162,3 +162,17 @@ def test_a_run_written_by_an_earlier_version_still_resumes(tmp_path, capsys):
     # a real change is still refused, naming it
     assert main_continual.main([*argv, "--lr", "0.07"]) == 2
     assert "--lr 0.05 -> 0.07" in capsys.readouterr().err
+
+
+def test_contracts_list_every_method_argument():
+    """docs/contracts.md names every method-specific key a registered method adds to the command line."""
+    import re
+    from pathlib import Path
+
+    from cassle.methods import METHODS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "contracts.md").read_text()
+    section = text[text.index("Method-specific (added by") : text.index("Replay / online (always present)")]
+    documented = {w for chunk in re.findall(r"`([^`]*)`", section) for w in chunk.split()}
+    keys = {k for cls in METHODS.values() for k in cls.all_method_args()}
+    assert keys <= documented, sorted(keys - documented)
