@@ -29,15 +29,15 @@ CaSSLe family: ``predictive_mse`` (VICReg's: MSE distillation weighted by ``sim_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from cassle.losses.vibcreg import vibcreg_loss_func
-from cassle.methods.base import METHODS, ArgSpec, BaseMethod
+from cassle.methods.base import METHODS, ArgSpec
 from cassle.methods.heads import mlp3
+from cassle.methods.vicreg import VICReg
 
 __all__ = ["IterNorm", "VIbCReg"]
 
@@ -145,12 +145,14 @@ class IterNorm(nn.Module):
 
 
 @METHODS.register("vibcreg")
-class VIbCReg(BaseMethod):
-    """VIbCReg with solo-learn's CIFAR defaults (projector 2048 -> 2048 + IterNorm, weights 25/25/200)."""
+class VIbCReg(VICReg):
+    """VIbCReg with solo-learn's CIFAR defaults (projector 2048 -> 2048 + IterNorm, weights 25/25/200).
 
-    family: ClassVar[str] = "predictive_mse"
-    default_proj_hidden_dim: ClassVar[int] = 2048
-    default_output_dim: ClassVar[int] = 2048
+    VICReg's training step (both views gathered, then the loss) with VIbCReg's loss and whitened projector.
+    """
+
+    loss_func: ClassVar = staticmethod(vibcreg_loss_func)
+    loss_name: ClassVar[str] = "vibcreg"
     method_args: ClassVar[dict[str, ArgSpec]] = {
         "sim_loss_weight": (float, 25.0, "weight of the invariance (MSE) term"),
         "var_loss_weight": (float, 25.0, "weight of the variance term"),
@@ -164,17 +166,3 @@ class VIbCReg(BaseMethod):
         if not self.no_iternorm:
             layers.append(IterNorm(self.output_dim, num_groups=self.iternorm_groups))
         return nn.Sequential(*layers)
-
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
-        out = super().training_step(batch, batch_idx)
-        z = [self.projector(f) for f in out["feats"]]
-        loss = vibcreg_loss_func(
-            self.gather(z[0]),
-            self.gather(z[1]),
-            sim_loss_weight=self.sim_loss_weight,
-            var_loss_weight=self.var_loss_weight,
-            cov_loss_weight=self.cov_loss_weight,
-        )
-        self._log("train_vibcreg_loss", loss)
-        out.update({"loss": out["loss"] + loss, "z": z})
-        return out

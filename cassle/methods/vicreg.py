@@ -28,19 +28,23 @@ class VICReg(BaseMethod):
         "cov_loss_weight": (float, 1.0, "weight of the covariance term"),
     }
 
+    #: the loss over the gathered projections of the two views (VIbCReg swaps in its own) and its logged name
+    loss_func: ClassVar = staticmethod(vicreg_loss_func)
+    loss_name: ClassVar[str] = "vicreg"
+
     def build_projector(self) -> nn.Module:
         return mlp3(self.num_features, self.proj_hidden_dim, self.output_dim)
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
-        loss = vicreg_loss_func(
+        loss = self.loss_func(
             self.gather(z[0]),
             self.gather(z[1]),
             sim_loss_weight=self.sim_loss_weight,
             var_loss_weight=self.var_loss_weight,
             cov_loss_weight=self.cov_loss_weight,
         )
-        self._log("train_vicreg_loss", loss)
+        self._log(f"train_{self.loss_name}_loss", loss)
         out.update({"loss": out["loss"] + loss, "z": z})
         return out
