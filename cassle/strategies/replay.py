@@ -237,10 +237,11 @@ class ReplayMixin(StrategyMixin):
         self._rank_seeded = True
 
     # ------------------------------------------------------------- checkpoint
-    # Under DDP every rank keeps its own buffer, but only rank 0 writes checkpoints: every rank's
-    # buffer state is gathered (mid-task checkpoints: in on_save_checkpoint, which Lightning runs on
-    # all ranks; task checkpoints: at the end of each fit) and stored as ``buffer_per_rank``; on
-    # load each rank takes its own entry (``buffer``, rank 0's, otherwise).
+    # Under DDP every rank keeps its own buffer and its own replay generator (seeded by rank), but only
+    # rank 0 writes checkpoints: every rank's buffer and generator states are gathered (mid-task
+    # checkpoints: in on_save_checkpoint, which Lightning runs on all ranks; task checkpoints: at the end
+    # of each fit) and stored as ``buffer_per_rank`` / ``replay_generator_per_rank``; on load each rank
+    # takes its own entry (``buffer`` / ``replay_generator``, rank 0's, otherwise).
     def _rank(self) -> int:
         """This process' global rank (the trainer's, else the launcher's environment, else 0)."""
         if self._trainer is not None:
@@ -250,50 +251,66 @@ class ReplayMixin(StrategyMixin):
                 return int(os.environ[var])
         return 0
 
-    def _gather_buffer_states(self) -> list[dict[str, Any]] | None:
-        """Every rank's buffer state, in rank order, under DDP; ``None`` on a single process."""
+    @staticmethod
+    def _gather(obj: Any) -> list[Any] | None:
+        """``obj`` of every rank, in rank order, under DDP; ``None`` on a single process."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
             return None
         states: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(states, self.buffer.state_dict())
+        dist.all_gather_object(states, obj)
         return states
 
+    def _gather_buffer_states(self) -> list[dict[str, Any]] | None:
+        """Every rank's buffer state, in rank order, under DDP; ``None`` on a single process."""
+        return self._gather(self.buffer.state_dict())
+
+    def _gather_rank_states(self) -> dict[str, list[Any]]:
+        """``buffer_per_rank`` and ``replay_generator_per_rank`` under DDP (a collective); empty otherwise."""
+        buffers = self._gather_buffer_states()
+        generators = self._gather(self.replay_generator.get_state())
+        out: dict[str, list[Any]] = {}
+        if buffers is not None:
+            out["buffer_per_rank"] = buffers
+        if generators is not None:
+            out["replay_generator_per_rank"] = generators
+        return out
+
     def on_train_start(self) -> None:
-        self._per_rank_buffers = None
+        self._per_rank_states: dict[str, list[Any]] = {}
         self._seed_rank()
         super().on_train_start()  # type: ignore[misc]
 
     def on_train_end(self) -> None:
         super().on_train_end()  # type: ignore[misc]
-        self._per_rank_buffers = self._gather_buffer_states()
+        self._per_rank_states = self._gather_rank_states()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        per_rank = self._gather_buffer_states()
-        if per_rank is not None:
-            checkpoint["strategy_state"]["buffer_per_rank"] = per_rank
+        checkpoint["strategy_state"].update(self._gather_rank_states())
 
     def strategy_state_dict(self) -> dict[str, Any]:
         state = super().strategy_state_dict()
         state["buffer"] = self.buffer.state_dict()
         state["replay_generator"] = self.replay_generator.get_state()
-        if getattr(self, "_per_rank_buffers", None):
-            state["buffer_per_rank"] = self._per_rank_buffers
+        state.update(getattr(self, "_per_rank_states", None) or {})
         return state
 
     def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
         super().load_strategy_state_dict(state)
-        per_rank, rank = state.get("buffer_per_rank"), self._rank()
-        if per_rank and rank < len(per_rank):
-            self.buffer.load_state_dict(per_rank[rank])
+        rank = self._rank()
+
+        def own(key: str) -> Any:  # this rank's entry of a per-rank list, else the single (rank 0's) value
+            per_rank = state.get(f"{key}_per_rank")
+            return per_rank[rank] if per_rank and rank < len(per_rank) else state.get(key)
+
+        buffer, generator = own("buffer"), own("replay_generator")
+        if buffer is not None:
+            self.buffer.load_state_dict(buffer)
             self._rank_seeded = True
-        elif "buffer" in state:
-            self.buffer.load_state_dict(state["buffer"])
-            self._rank_seeded = True
-        if "replay_generator" in state:
-            self.replay_generator.set_state(state["replay_generator"].cpu())
+        if generator is not None:
+            self.replay_generator.set_state(generator.cpu())
 
 
 @STRATEGIES.register("er")
