@@ -26,10 +26,18 @@ DEMO_ARGS: tuple[str, ...] = (
 def _entry(parse, run, argv: list[str] | None) -> int:
     """Parse ``argv`` and run; a :class:`CassleError` becomes one ``error: ...`` line on stderr and status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from cassle.fileio import storage_error
+
     try:
         run(parse(argv))
     except CassleError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a read-only folder anywhere (Lightning's loggers, the run lock): one line
+        err = storage_error(e)
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 

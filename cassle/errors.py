@@ -10,7 +10,19 @@ from __future__ import annotations
 
 
 class CassleError(ValueError):
-    """Base of cassle's own errors: a bad input or state, with the fix in the message."""
+    """Base of cassle's own errors: a bad input or state, with the fix in the message.
+
+    Raised in a DataLoader worker, it reaches the main process rebuilt from the worker's whole traceback
+    (``Caught DatasetError in DataLoader worker process 0. Original Traceback ...``); the rebuilt error keeps
+    only the original one-line message, so the entry points still print one line."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught ") and "Traceback" in args[0]:
+            last = [ln for ln in args[0].splitlines() if ln.strip()][-1]
+            prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
+            if last.startswith(prefix):
+                args = (last[len(prefix) :],)
+        super().__init__(*args)
 
 
 class ArgumentError(CassleError):
@@ -37,6 +49,11 @@ class DivergedError(RunError):
     """The training loss became non-finite; the message says what was kept and how to rerun."""
 
 
+class StorageError(CassleError):
+    """The machine refused a write: the disk or quota is full, or the folder is read-only; the message names
+    the file and says that what was written before is intact."""
+
+
 class LinearEvalError(CassleError):
     """A linear evaluation that cannot start; the message names the problem and the fix."""
 
@@ -59,5 +76,6 @@ __all__ = [
     "LauncherError",
     "LinearEvalError",
     "RunError",
+    "StorageError",
     "SweepError",
 ]

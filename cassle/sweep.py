@@ -39,7 +39,6 @@ arguments it was not trained with.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cassle.errors import SweepError  # noqa: F401  (re-exported)
+from cassle.fileio import read_json_object
 from cassle.sweep_config import (  # noqa: F401  (re-exported)
     CONFIG_KEYS,
     CONTINUAL_COMMAND,
@@ -71,9 +71,10 @@ def run_status(run: Run) -> str:
     state_file = run.run_dir / "run_state.json"
     if state_file.exists():
         try:
-            done = json.loads(state_file.read_text()).get("completed_tasks", [])
-        except (OSError, json.JSONDecodeError):
+            done = read_json_object(state_file).get("completed_tasks", [])
+        except ValueError:
             done = []
+        done = done if isinstance(done, list) else []
         if run.num_tasks and len(set(done)) >= run.num_tasks:
             return "finished"
     if (run.run_dir / "args.json").exists():

@@ -4,7 +4,6 @@ arguments before any starts."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import shlex
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cassle.errors import SweepError  # noqa: F401  (re-exported)
+from cassle.fileio import read_json_object
 
 #: keys an experiment may have
 EXPERIMENT_KEYS = ("name", "params", "hyperparams_search", "seeds")
@@ -51,15 +51,10 @@ class Run:
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read and structurally check a sweep config (raises :class:`SweepError`)."""
-    path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise SweepError(f"cannot read config {path}: {e.strerror or e}") from None
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SweepError(f"config {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        cfg = read_json_object(path)
+    except ValueError as e:
+        raise SweepError(f"config: {e}; a sweep config is a JSON object with {list(CONFIG_KEYS)}") from None
     check_config(cfg)
     return cfg
 
@@ -211,9 +206,9 @@ def validate(runs: Sequence[Run]) -> None:
         saved_file = r.run_dir / "args.json"
         if saved_file.exists():  # a rerun: the directory must hold this very run (else skip/resume would lie)
             try:
-                saved = json.loads(saved_file.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise SweepError(f"{saved_file} is unreadable ({e}); delete {r.run_dir} to restart that run") from None
+                saved = read_json_object(saved_file)
+            except ValueError as e:
+                raise SweepError(f"run {r.name!r}: {e}; delete {r.run_dir} to restart that run") from None
             diff = changed_arguments(saved, args_to_cfg(args), build_model_class(args.method, args.strategy))
             if diff:
                 shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:5])

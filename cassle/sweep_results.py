@@ -13,6 +13,7 @@ from typing import Any
 
 from cassle.checkpoint import atomic_write_text
 from cassle.errors import SweepError  # noqa: F401  (re-exported)
+from cassle.fileio import read_json_object
 from cassle.sweep_config import METRICS, Run
 
 
@@ -20,13 +21,14 @@ def read_metrics(run: Run) -> dict[str, float]:
     """``{"<probe>.<metric>": value}`` from the run's ``results/metrics.json`` (empty if absent)."""
     path = run.run_dir / "results" / "metrics.json"
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = read_json_object(path)
+    except ValueError:
         return {}
+    probes = data.get("probes")
     out: dict[str, float] = {}
-    for probe, m in sorted(data.get("probes", {}).items()):
+    for probe, m in sorted(probes.items() if isinstance(probes, dict) else []):
         for key in METRICS:
-            v = m.get(key)
+            v = m.get(key) if isinstance(m, dict) else None
             out[f"{probe}.{key}"] = float(v) if isinstance(v, (int, float)) else math.nan
     return out
 

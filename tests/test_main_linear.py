@@ -237,7 +237,14 @@ def test_default_is_stored_features_augment_is_the_paper_protocol():
 
 @pytest.mark.parametrize(
     "extra, needle",
-    [(["--momentum", "-5"], "--momentum"), (["--lr", "nan"], "--lr"), (["--max_epoch", "3"], "max_epoch")],
+    [
+        (["--momentum", "-5"], "--momentum"),
+        (["--lr", "nan"], "--lr"),
+        (["--max_epoch", "3"], "max_epoch"),
+        (["--accelerator", "tpu"], "unknown --accelerator 'tpu'"),
+        (["--devices", "0"], "--devices must name at least one device"),
+        *([] if torch.cuda.is_available() else [(["--accelerator", "gpu"], "no usable GPU.*--accelerator cpu")]),
+    ],
 )
 def test_bad_linear_values_refused(extra, needle):
     with pytest.raises(ArgumentError, match=needle):

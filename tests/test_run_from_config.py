@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,43 @@ def test_bad_configs_fail_before_any_run(tmp_path, capsys, monkeypatch):
     assert "empty grid" in capsys.readouterr().err
     assert run_from_config.main(["--config", str(tmp_path / "missing.json")]) == 2
     assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_unreadable_inputs_are_one_clear_error_each(tmp_path, capsys, monkeypatch):
+    """Issue 10: a config that is not UTF-8 and a run directory whose args.json holds a JSON list crashed with a
+    traceback (UnicodeDecodeError, AttributeError); a typo such as "max_epoch" passed as --max_epochs."""
+    calls = []
+    monkeypatch.setattr(sweep, "_run_in_process", lambda r: calls.append(r) or 0)
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(json.dumps(_cfg(tmp_path, [{"name": "caf\u00e9"}]), ensure_ascii=False).encode("latin-1"))
+    assert run_from_config.main(["--config", str(latin1)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{latin1} is not UTF-8 text (byte 0xe9" in err
+    cfg = _write(tmp_path, _cfg(tmp_path, [{"name": "a"}]))
+    run_dir = tmp_path / "out" / "a"
+    run_dir.mkdir(parents=True)
+    (run_dir / "args.json").write_text("[1, 2, 3]")
+    assert run_from_config.main(["--config", cfg]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "args.json holds a list, not a JSON object" in err and str(run_dir) in err
+    (run_dir / "args.json").unlink()
+    typo = _cfg(tmp_path, [{"name": "a", "params": {"max_epoch": 3}}])  # no abbreviation of --max_epochs
+    assert run_from_config.main(["--config", _write(tmp_path, typo)]) == 2
+    assert "unrecognized arguments: --max_epoch 3" in capsys.readouterr().err
+    assert calls == [] and os.listdir(run_dir) == []
+
+
+def test_unreadable_run_state_and_metrics_count_as_absent(tmp_path):
+    run = sweep.expand(_cfg(tmp_path, [{"name": "a"}]))[0]
+    run.num_tasks = 2
+    run.run_dir.mkdir(parents=True)
+    (run.run_dir / "run_state.json").write_bytes(b"[0, 1]")
+    (run.run_dir / "args.json").write_text("{}")
+    assert sweep.run_status(run) == "unfinished"
+    (run.run_dir / "results").mkdir()
+    for content in (b"[]", b"\xff\xfe", b'{"probes": [1]}', b'{"probes": {"knn": 3}}'):
+        (run.run_dir / "results" / "metrics.json").write_bytes(content)
+        assert all(math.isnan(v) for v in sweep.read_metrics(run).values())
 
 
 def test_dry_run_prints_commands_only(tmp_path, capsys):

@@ -115,7 +115,11 @@ def build_linear_parser() -> argparse.ArgumentParser:
 
     t = p.add_argument_group("trainer")
     t.add_argument("--precision", default="32", help="32, 16 (16-mixed), bf16 (bf16-mixed)")
-    t.add_argument("--accelerator", default="auto", help="auto, cpu, gpu")
+    t.add_argument(
+        "--accelerator",
+        default="auto",
+        help="auto (the GPU where there is one, else the CPU), cpu or gpu (gpu on a machine without one stops at once: no silent CPU run)",
+    )
     t.add_argument("--devices", default="1", help="number of devices, or a comma list of ids")
     t.add_argument("--gpus", dest="devices", help=argparse.SUPPRESS)
     t.add_argument(
@@ -188,7 +192,15 @@ def validate_linear_args(args: argparse.Namespace) -> None:
             f"--name {args.name!r} must be a plain folder name (no '/'); use --checkpoint_dir for a path"
         )
 
+    from cassle.args.validate import check_machine
+    from cassle.config import ACCELERATORS
+
+    if args.accelerator not in ACCELERATORS:
+        raise _choose("--accelerator", args.accelerator, ACCELERATORS)
     args.devices = parse_devices(args.devices)
+    if args.devices == 0 or args.devices == []:
+        raise ArgumentError("--devices must name at least one device (a count >= 1, ids such as 0,1, or auto)")
+    check_machine(args)
 
 
 def parse_linear_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

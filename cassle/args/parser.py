@@ -175,7 +175,11 @@ def _add_trainer_args(p: argparse.ArgumentParser) -> None:
     T = TrainerConfig
     g = p.add_argument_group(T.title)
     g.add_argument("--precision", default=T.precision, help="32, 16 (16-mixed), bf16 (bf16-mixed)")
-    g.add_argument("--accelerator", default=T.accelerator, help="auto, cpu, gpu")
+    g.add_argument(
+        "--accelerator",
+        default=T.accelerator,
+        help="auto (the GPU where there is one, else the CPU), cpu or gpu (gpu on a machine without one stops at once: no silent CPU run)",
+    )
     g.add_argument("--devices", default=T.devices, help="number of devices, or a comma list of ids (CaSSLe's --gpus)")
     g.add_argument("--gpus", dest="devices", help=argparse.SUPPRESS)
     g.add_argument("--num_nodes", type=int, default=T.num_nodes, help="machines (DDP)")
@@ -259,8 +263,11 @@ def build_parser(method_cls=None, strategy_cls=None) -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse in two stages (method/strategy first), then validate the values."""
+def parse_args(argv: Sequence[str] | None = None, check_machine: bool = True) -> argparse.Namespace:
+    """Parse in two stages (method/strategy first), then validate the values.
+
+    ``check_machine=False`` leaves out the checks of this machine's devices (a GPU for ``--accelerator gpu``), for
+    a command validated here but run elsewhere (``job_launcher.py --mode slurm`` on a login node)."""
     from cassle.args.validate import resolve_method, resolve_strategy, validate_args
 
     pre = _Parser(add_help=False)
@@ -276,5 +283,5 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     method_cls = resolve_method(known.method)
     strategy_cls = resolve_strategy(known.strategy)
     args = build_parser(method_cls, strategy_cls).parse_args(argv)
-    validate_args(args)
+    validate_args(args, machine=check_machine)
     return args

@@ -8,9 +8,11 @@ the first training step.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import os
+from pathlib import Path
 
 from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS
 from cassle.args.online import validate_online_args
@@ -89,8 +91,99 @@ def check_ranges(args: argparse.Namespace, method_cls: type | None = None) -> No
             raise ArgumentError(f"--{name} must be a finite value > 0, got {value}")
 
 
-def validate_args(args: argparse.Namespace) -> None:
-    """Check and normalise ``args`` in place; raise ArgumentError on the first bad value."""
+def check_finite_hparams(args: argparse.Namespace, method_cls: type | None, strategy_cls: type | None) -> None:
+    """Every float option the method and strategy declare is a finite number (``nan`` / ``inf`` would only show
+    as a diverging loss, or a crash, after a task trained)."""
+    specs: dict = {}
+    for cls, getter in ((method_cls, "all_method_args"), (strategy_cls, "all_strategy_args")):
+        if hasattr(cls, getter):
+            specs.update(getattr(cls, getter)())
+    for name, spec in specs.items():
+        value = getattr(args, name, None)
+        if spec[0] is float and isinstance(value, float) and not math.isfinite(value):
+            raise ArgumentError(f"--{name} must be a finite number, got {value}")
+
+
+@functools.lru_cache(maxsize=64)
+def _encoder_failure(encoder: str, crop_size: int, base_width: int | None) -> str | None:
+    """Why ``encoder`` cannot take ``crop_size`` px images (``None``: it can). Shapes are traced on the ``meta``
+    device (no memory, no compute); a failure there is confirmed on the CPU before it is believed."""
+    import torch
+
+    from cassle.backbones import build_backbone
+
+    def trace(device: str) -> None:
+        with torch.device(device), torch.no_grad():
+            net = build_backbone(encoder, crop_size, base_width).eval()
+            net(torch.zeros(1, 3, crop_size, crop_size))
+
+    try:
+        trace("meta")
+        return None
+    except Exception:  # noqa: BLE001 - confirmed below with real tensors
+        pass
+    try:
+        trace("cpu")
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means these images cannot go through the encoder
+        return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def check_encoder_input(args: argparse.Namespace) -> None:
+    """The encoder takes ``--crop_size`` images (a ResNet-9 needs at least 8 px, a ViT a multiple of its patch
+    size): checked on one traced image, not after the data is loaded and a model built."""
+    why = _encoder_failure(args.encoder, int(args.crop_size), getattr(args, "base_width", None))
+    if why is not None:
+        raise ArgumentError(
+            f"--encoder {args.encoder} cannot take {args.crop_size}x{args.crop_size} images (--crop_size "
+            f"{args.crop_size}): {why}. Pass another --crop_size (e.g. 8, 16 or 32) or --encoder"
+        )
+
+
+def check_machine(args: argparse.Namespace) -> None:
+    """What this machine must offer: a GPU for ``--accelerator gpu``, and as many as ``--devices`` asks for.
+
+    A requested GPU that is missing stops the run (one line, before anything is written) instead of falling back
+    to the CPU: a cluster job that silently ran 100x slower would be worse. ``--accelerator auto`` is the choice
+    that takes the GPU when there is one. The launcher skips this check when it validates a command on a login
+    node (``parse_args(argv, check_machine=False)``)."""
+    import torch
+
+    if args.accelerator not in ("gpu", "cuda") and not (args.accelerator == "auto" and torch.cuda.is_available()):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ArgumentError(
+            f"--accelerator {args.accelerator}: this machine has no usable GPU (torch.cuda.is_available() is False); "
+            "pass --accelerator cpu (or auto: the GPU where there is one; through job_launcher.py: -- --accelerator "
+            "cpu), or run on a GPU node"
+        )
+    devices = args.devices
+    wanted = max(devices) + 1 if isinstance(devices, list) and devices else (devices if isinstance(devices, int) else 0)
+    if wanted > count:
+        raise ArgumentError(
+            f"--devices {devices if isinstance(devices, int) else ','.join(map(str, devices))} asks for more GPUs "
+            f"than this machine has ({count}); pass --devices {count} or fewer"
+        )
+
+
+def check_writable(path: str | os.PathLike, fix: str = "pass a writable --checkpoint_dir (or run elsewhere)") -> None:
+    """``path`` (or the folder it would be created in) can be written by this process: a read-only run directory
+    is one line now, naming it, not a traceback at the first write."""
+    target = Path(os.path.abspath(path))
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        where = "is" if existing == target else f"would be created in {existing}, which is"
+        raise ArgumentError(f"{path} {where} not writable (a read-only folder, or another user's): {fix}")
+
+
+def validate_args(args: argparse.Namespace, machine: bool = True) -> None:
+    """Check and normalise ``args`` in place; raise ArgumentError on the first bad value.
+
+    ``machine=False`` skips the checks of this machine's own devices (:func:`check_machine`), for a command
+    validated on one machine and run on another (a SLURM login node)."""
     from cassle.backbones import BACKBONES
     from cassle.data.datasets import DATASETS
 
@@ -139,6 +232,7 @@ def validate_args(args: argparse.Namespace) -> None:
 
     check_typed(args, method_cls, strategy_cls)
     check_ranges(args, method_cls)
+    check_finite_hparams(args, method_cls, strategy_cls)
     validate_online_args(args, method_cls, strategy_cls, DEFAULT_MAX_EPOCHS)
 
     views_for = getattr(method_cls, "views_for", None)
@@ -179,6 +273,7 @@ def validate_args(args: argparse.Namespace) -> None:
         args.crop_size = 16 if args.dataset == "digits" else (info.image_size or 224)
     if args.crop_size < 4:
         raise ArgumentError(f"--crop_size must be at least 4, got {args.crop_size}")
+    check_encoder_input(args)
 
     probes = [p for p in args.probes if p != "none"]
     from cassle.eval.probes import PROBES
@@ -189,6 +284,10 @@ def validate_args(args: argparse.Namespace) -> None:
     args.probes = probes
 
     args.devices = parse_devices(args.devices)
+    if args.devices == 0 or args.devices == []:
+        raise ArgumentError("--devices must name at least one device (a count >= 1, ids such as 0,1, or auto)")
+    if machine:
+        check_machine(args)
 
     if args.name is not None and (args.name in ("", ".", "..") or "/" in args.name or os.sep in args.name):
         raise ArgumentError(
@@ -202,3 +301,4 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ArgumentError(
             f"--checkpoint_dir {args.checkpoint_dir} is a file, not a run directory: pass a folder path (or a new --name)"
         )
+    check_writable(args.checkpoint_dir)

@@ -31,6 +31,7 @@ Layout: :mod:`~cassle.config.base` (converters, the ``from_flat``/``to_flat`` ba
 
 from .base import DEFAULT_MAX_EPOCHS, LEGACY_KEYS, ArgSpec
 from .components import (
+    ACCELERATORS,
     COMPONENTS,
     OPTIMIZERS,
     SCHEDULERS,
@@ -47,6 +48,7 @@ from .components import (
 from .run import RunConfig, hparams_class, upgrade_flat
 
 __all__ = [
+    "ACCELERATORS",
     "COMPONENTS",
     "DEFAULT_MAX_EPOCHS",
     "LEGACY_KEYS",

@@ -154,8 +154,13 @@ class OptimConfig(_Component):
         _positive_int("max_epochs", self.max_epochs)
         _positive_int("batch_size", self.batch_size)
         _finite("lr", self.lr, 0.0, strict=True)
+        _finite("eta_lars", self.eta_lars, 0.0, strict=True)
         for name in ("classifier_lr", "weight_decay", "warmup_epochs", "warmup_start_lr", "min_lr"):
             _finite(name, getattr(self, name), 0.0)
+        if not (math.isfinite(self.momentum) and 0.0 <= self.momentum < 1.0):
+            raise ValueError(f"--momentum is SGD / LARS momentum: give a value in [0, 1), got {self.momentum}")
+        if self.lr_decay_steps is not None and (not self.lr_decay_steps or min(self.lr_decay_steps) < 1):
+            raise ValueError(f"--lr_decay_steps must be epochs >= 1, got {list(self.lr_decay_steps)}")
 
     @property
     def optimizer_name(self) -> str:
@@ -179,6 +184,10 @@ class ReplayConfig(_Component):
         _positive_int("replay_batch_size", self.replay_batch_size)
 
 
+#: ``--accelerator`` values (``cuda`` is ``gpu``; ``auto``: the GPU when one is visible, else the CPU)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+
+
 @dataclass(frozen=True)
 class TrainerConfig(_Component):
     """The Lightning trainer of every task."""
@@ -196,6 +205,8 @@ class TrainerConfig(_Component):
     max_epochs: int = DEFAULT_MAX_EPOCHS
 
     def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}")
         for name in ("num_nodes", "check_val_every_n_epoch", "log_every_n_steps", "max_epochs"):
             _positive_int(name, getattr(self, name))
         if self.seed < 0:

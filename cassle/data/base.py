@@ -86,6 +86,24 @@ class FileImageDataset(ImageDataset):
         self.paths = [str(p) for p in paths]
 
     def get_image(self, i: int) -> torch.Tensor:
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        """Image ``i`` decoded to RGB ``uint8`` ``3×H×W``; an unreadable or corrupt file raises
+        :class:`~cassle.errors.DatasetError` naming it (in a loader worker too)."""
+        return decode_file(self.paths[i])
 
-        return decode_image(read_file(self.paths[i]), mode=ImageReadMode.RGB)
+
+def decode_file(path: str) -> torch.Tensor:
+    """Decode one image file to RGB ``uint8`` ``3×H×W``, or one :class:`~cassle.errors.DatasetError` naming the
+    file (torchvision's own error names none)."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    from cassle.errors import DatasetError
+
+    try:
+        return decode_image(read_file(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError, ValueError) as e:
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DatasetError(
+            f"image {path} cannot be decoded ({detail}): the file is corrupt, truncated or not a JPEG/PNG. "
+            "Replace it with a good copy and rerun the same command (it resumes); deleting it changes the task split "
+            "instead, so start a new run then"
+        ) from None

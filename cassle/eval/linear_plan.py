@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cassle.args.validate import check_writable
 from cassle.checkpoint import load_task_checkpoint
 from cassle.config import DataConfig, ModelConfig, upgrade_flat
 from cassle.devices import resolve_accelerator
@@ -138,6 +139,7 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
 
     name = args.name or default_output_name(args, ckpt_path)
     out_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else ckpt_path.parent / "linear" / name
+    check_writable(out_dir, "pass a writable --checkpoint_dir for the results")
     results = out_dir / RESULTS_JSON
     if results.exists():
         try:

@@ -537,3 +537,73 @@ def test_poisoned_cifar_batch_is_refused_without_running_code(tmp_path: Path) ->
     with pytest.raises(DatasetError, match="refused"):
         load_dataset("cifar100", tmp_path, train=True)
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- corrupt image files (issue 10)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:20])  # a copy cut off mid-file
+
+
+def test_a_corrupt_image_is_named_by_the_loader_even_in_a_worker(tmp_path: Path) -> None:
+    """torchvision's decode error names no file; a folder dataset's image that cannot be decoded is one
+    DatasetError naming it, and a DataLoader worker hands it on as that one line (not its whole traceback)."""
+    for i in range(4):
+        save_png(tmp_path / "train" / "cat" / f"{i}.png", i)
+    bad = tmp_path / "train" / "cat" / "2.png"
+    _truncate(bad)
+    check_dataset("custom", str(tmp_path))  # cheap start-up check: the first image decodes
+    ds = load_dataset("custom", str(tmp_path), train=True)
+    with pytest.raises(DatasetError, match=rf"image {bad} cannot be decoded .*corrupt, truncated"):
+        ds.get_image(2)
+    loader = torch.utils.data.DataLoader(_Images(ds), batch_size=2, num_workers=1)
+    with pytest.raises(DatasetError) as e:
+        list(loader)
+    assert str(e.value).startswith(f"image {bad} cannot be decoded") and "\n" not in str(e.value)
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, ds) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.ds.get_image(i)
+
+
+@pytest.mark.parametrize("name", ["custom", "imagenet", "domainnet"])
+def test_a_first_image_of_another_format_is_found_at_start(tmp_path: Path, name: str) -> None:
+    if name == "custom":
+        save_png(tmp_path / "train" / "cat" / "0.png", 1)
+        first = tmp_path / "train" / "cat" / "0.png"
+    elif name == "imagenet":
+        make_imagenet(tmp_path, ["a", "b"], ["a", "b"])
+        first = tmp_path / "val" / "a" / "v.png"
+    else:
+        make_domainnet(tmp_path)
+        rel = (tmp_path / "real_train.txt").read_text().split()[0]
+        first = tmp_path / rel
+    first.write_bytes(b"<html>404 Not Found</html>")  # a download that saved an error page
+    with pytest.raises(DatasetError, match=rf"image {first} cannot be decoded"):
+        check_dataset(name, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_main_continual_names_a_corrupt_image_met_mid_run(tmp_path: Path, capsys) -> None:
+    import main_continual
+
+    for cls in ("cat", "dog"):
+        for i in range(8):
+            save_png(tmp_path / "data" / "train" / cls / f"{i}.png", 30 * i, size=8)
+            save_png(tmp_path / "data" / "val" / cls / f"{i}.png", 30 * i, size=8)
+    bad = tmp_path / "data" / "train" / "dog" / "5.png"
+    _truncate(bad)
+    argv = ["--dataset", "custom", "--data_dir", str(tmp_path / "data"), "--encoder", "resnet9", "--base_width", "4"]
+    argv += ["--crop_size", "8", "--num_tasks", "1", "--max_epochs", "1", "--batch_size", "4", "--num_workers", "1"]
+    argv += ["--no_progress_bar", "--no_baseline", "--probes", "knn", "--checkpoint_dir", str(tmp_path / "run")]
+    assert main_continual.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"error: image {bad} cannot be decoded")

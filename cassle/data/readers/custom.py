@@ -9,6 +9,7 @@ import torch
 from cassle.data.base import FileImageDataset, ImageDataset
 from cassle.data.readers.common import IMAGE_EXTENSIONS, _fail, _require_dir
 from cassle.data.readers.folders import (
+    _check_decodes,
     _check_same_classes,
     _class_dirs,
     _has_image,
@@ -51,7 +52,7 @@ def _read_custom(root: Path, train: bool, no_labels: bool) -> ImageDataset | Non
 
 def _check_custom(root: Path, no_labels: bool) -> None:
     train_dir, val_dir = _custom_dirs(root, no_labels)
-    if not _has_image(train_dir):
+    if not _check_decodes(train_dir):
         _fail(f"Custom dataset: no images ({', '.join(IMAGE_EXTENSIONS)}) under {train_dir}. {_CUSTOM_FIX}")
     if no_labels:
         return
@@ -62,3 +63,4 @@ def _check_custom(root: Path, no_labels: bool) -> None:
         )
     if val_dir is not None:
         _check_same_classes(classes, _class_dirs(val_dir), val_dir, subset_ok=True)
+        _check_decodes(val_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from cassle.data.base import FileImageDataset
+from cassle.data.base import FileImageDataset, decode_file
 from cassle.data.readers.common import DOMAINNET_DOMAINS, _fail, _require_dir
 
 
@@ -105,3 +105,4 @@ def _check_domainnet(root: Path | None) -> None:
                 f"DomainNet images missing: {root / rel} (listed in {path.name}) does not exist. "
                 f"Extract {domain}.zip into {root}."
             )
+        decode_file(str(root / rel))  # cheap start-up check of the format: a corrupt file is named now, not mid-run

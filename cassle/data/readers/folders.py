@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cassle.data.base import FileImageDataset
+from cassle.data.base import FileImageDataset, decode_file
 from cassle.data.readers.common import (
     IMAGE_EXTENSIONS,
     Checker,
@@ -31,13 +31,28 @@ def _images_under(folder: Path) -> list[str]:
     return out
 
 
+def _first_image(folder: Path) -> str | None:
+    """Cheap: the first image file found under ``folder`` (``None`` if there is none)."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in sorted(filenames):
+            if _is_image(f):
+                return os.path.join(dirpath, f)
+    return None
+
+
 def _has_image(folder: Path) -> bool:
-    """Cheap: stop at the first image found under ``folder``."""
-    for _, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(_is_image(f) for f in filenames):
-            return True
-    return False
+    return _first_image(folder) is not None
+
+
+def _check_decodes(folder: Path) -> bool:
+    """Cheap start-up check: the first image under ``folder`` decodes (a file of another format, or a corrupt
+    one, is named now, not mid-run; every other file is named by the loader if it fails). ``False``: none."""
+    first = _first_image(folder)
+    if first is None:
+        return False
+    decode_file(first)
+    return True
 
 
 def _folder_classes(split_dir: Path, title: str, fix: str) -> list[str]:
@@ -101,7 +116,7 @@ def _imagenet_reader(title: str) -> tuple[Reader, Checker]:
         assert root is not None
         classes, _ = classes_of(root)
         for split in ("train", "val"):
-            if not _has_image(root / split / classes[0]):
+            if not _check_decodes(root / split / classes[0]):
                 _fail(f"{title}: class folder {root / split / classes[0]} has no images. {fix}")
 
     return read, check
