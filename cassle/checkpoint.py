@@ -41,7 +41,9 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):  # a pickled object that would have to run code
+        if "Unsupported global" in str(e) or "Unsupported class" in str(
+            e
+        ):  # an object that would run code (torch < 2.4 says "class")
             raise CheckpointError(
                 f"{what} {path} holds Python objects beyond tensors and plain containers: loading it could run "
                 "code, so it is refused (weights_only=True). Use a checkpoint written by cassle, or convert it "

@@ -3,7 +3,10 @@
 A script holds comments, ``VAR=value`` / ``export`` lines, backslash
 continuations and exactly one ``python3 main_continual.py|main_linear.py ...``
 command; ``$VAR`` / ``${VAR}`` on it are expanded from the environment (an
-unset one is an error naming it). Flags are kept in order as
+unset one is an error naming it), and so are bash's ``${VAR:-default}`` and
+``${VAR:+words}`` (the ``_distill`` scripts' ``${PRETRAINED_PATH:+--pretrained_model
+"$PRETRAINED_PATH" --task_idx 1}``: the CaSSLe workflow's start at task 1 from a
+task-0 checkpoint). Flags are kept in order as
 ``{"flag": [values]}``.
 """
 
@@ -58,22 +61,48 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _expand(line: str, env: dict, missing: list) -> str:
-    """Strip a ``#`` comment and expand ``$VAR`` / ``${VAR}`` / ``${VAR:-default}``.
+def _closing_brace(line: str, start: int) -> int:
+    """Index of the ``}`` that closes the ``${`` whose body starts at ``start`` (nested ``${...}`` counted)."""
+    depth, i, quote = 1, start, None
+    while i < len(line):
+        c = line[i]
+        if quote == "'":
+            quote = None if c == "'" else quote
+        elif c == "\\":
+            i += 1
+        elif c in "'\"":
+            quote = None if quote == c else (quote or c)
+        elif line.startswith("${", i):
+            depth += 1
+            i += 1
+        elif c == "}" and quote is None:
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _expand(line: str, env: dict, missing: list, raw: bool = False) -> str:
+    """Strip a ``#`` comment and expand ``$VAR``, ``${VAR}`` and bash's ``${VAR:-word}``, ``${VAR-word}``,
+    ``${VAR:+word}`` and ``${VAR+word}``.
 
     Quote-aware like bash: nothing inside single quotes is touched; expanded values
-    are re-quoted so that :func:`shlex.split` keeps each one a single word. Names of
-    unset variables are appended to ``missing``.
+    are re-quoted so that :func:`shlex.split` keeps each one a single word (unlike bash,
+    an unquoted value with a space stays one word). The ``word`` of a default or an
+    alternative is expanded only when it is used, and splits into words as in bash
+    (``${PRETRAINED_PATH:+--pretrained_model "$PRETRAINED_PATH" --task_idx 1}`` is three
+    flags' worth of words, or nothing). Names of unset variables whose value is needed
+    are appended to ``missing``. ``raw`` inserts values as they are (a word inside double
+    quotes).
     """
 
-    def lookup(name: str, default: str | None) -> str:
-        value = env.get(name)
-        if value is None or (default is not None and value == ""):
-            if default is not None:
-                return default
-            missing.append(name)
-            return ""
-        return value
+    def insert(value: str, quote: str | None) -> str:
+        if raw:
+            return value
+        if quote == '"':
+            return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+        return shlex.quote(value) if value else ""
 
     out, i, n, quote = [], 0, len(line), None
     while i < n:
@@ -90,7 +119,7 @@ def _expand(line: str, env: dict, missing: list) -> str:
             continue
         if quote is None and c == "#" and (i == 0 or line[i - 1] in " \t;"):
             break  # comment to the end of the line
-        if c in "'\"":
+        if c in "'\"" and not (raw and c == "'"):
             if quote is None:
                 quote = c
             elif quote == c:
@@ -100,27 +129,45 @@ def _expand(line: str, env: dict, missing: list) -> str:
             continue
         if c == "$" and i + 1 < n:
             if line[i + 1] == "{":
-                end = line.find("}", i + 2)
+                end = _closing_brace(line, i + 2)
                 if end == -1:
                     raise LauncherError(f"unterminated ${{...}} in: {line.strip()}")
                 inner = line[i + 2 : end]
-                name, sep, default = inner.partition(":-")
-                if not _NAME_RE.fullmatch(name):
-                    raise LauncherError(f"unsupported expansion ${{{inner}}} in: {line.strip()}")
-                value = lookup(name, default if sep else None)
+                m = _NAME_RE.match(inner)
+                name = m.group(0) if m else ""
+                op = next((o for o in (":-", ":+", "-", "+") if inner.startswith(o, len(name))), "")
+                if not name or (not op and inner != name):
+                    raise LauncherError(
+                        f"unsupported expansion ${{{inner}}} in: {line.strip()} "
+                        "(a script may use $VAR, ${VAR}, ${VAR:-word}, ${VAR-word}, ${VAR:+word}, ${VAR+word})"
+                    )
+                word = inner[len(name) + len(op) :]
+                value = env.get(name)
+                is_set = value is not None and (value != "" or ":" not in op)
                 i = end + 1
+                if op in (":-", "-") and not is_set or op in (":+", "+") and is_set:
+                    if quote == '"':  # one word: the word's own values raw, then escaped as a value
+                        out.append(insert(_expand(word, env, missing, raw=True), quote))
+                    else:  # shell text: its own quotes and values survive shlex.split, its spaces split it
+                        out.append(_expand(word, env, missing, raw=raw))
+                    continue
+                if op in (":+", "+"):
+                    continue
+                if value is None:
+                    missing.append(name)
+                    value = ""
             else:
                 m = _NAME_RE.match(line, i + 1)
                 if not m:
                     out.append(c)
                     i += 1
                     continue
-                value = lookup(m.group(0), None)
+                value = env.get(m.group(0))
+                if value is None:
+                    missing.append(m.group(0))
+                    value = ""
                 i = m.end()
-            if quote == '"':
-                out.append(value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$"))
-            else:
-                out.append(shlex.quote(value) if value else "")
+            out.append(insert(value, quote))
             continue
         out.append(c)
         i += 1

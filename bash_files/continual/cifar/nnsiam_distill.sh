@@ -1,6 +1,7 @@
 #!/bin/bash
 # Paper setting (CaSSLe, Fini et al., CVPR 2022): CaSSLe predictive distillation for nnsiam on cifar100, class-incremental, 5 tasks.
 # Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/cifar/nnsiam_distill.sh [--mode slurm] [-- --max_epochs 1]
+# CaSSLe workflow: with PRETRAINED_PATH=experiments/<run>/task0.ckpt set, the run starts at task 1 from that checkpoint (task 0 is not retrained).
 # Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
 # Published setting: 1 GPU(s) x batch 256; lr is scaled by global batch / 256.
 # The CaSSLe repo has no nnsiam script: method settings from solo-learn scripts/pretrain/cifar/nnsiam.yaml
@@ -39,4 +40,5 @@ python3 main_continual.py \
     --precision 16-mixed \
     --num_workers 4 \
     --name nnsiam-cifar100-5T-predictive \
-    --save_checkpoint
+    --save_checkpoint \
+    ${PRETRAINED_PATH:+--pretrained_model "$PRETRAINED_PATH" --task_idx 1}

@@ -2,6 +2,7 @@
 # Smoke-sized run on the embedded handwritten digits (no files needed, about a minute on a CPU):
 # Barlow Twins, 5 class-incremental tasks, CaSSLe decorrelative distillation.
 # Run: python job_launcher.py --script bash_files/continual/digits/barlow_distill.sh
+# CaSSLe workflow: with PRETRAINED_PATH=experiments/<run>/task0.ckpt set, the run starts at task 1 from that checkpoint (task 0 is not retrained).
 python3 main_continual.py \
     --dataset digits \
     --split_strategy class \
@@ -32,4 +33,5 @@ python3 main_continual.py \
     --precision 32 \
     --num_workers 0 \
     --name barlow-digits-5T-decorrelative \
-    --save_checkpoint
+    --save_checkpoint \
+    ${PRETRAINED_PATH:+--pretrained_model "$PRETRAINED_PATH" --task_idx 1}

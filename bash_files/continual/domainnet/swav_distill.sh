@@ -1,6 +1,7 @@
 #!/bin/bash
 # Paper setting (CaSSLe, Fini et al., CVPR 2022): CaSSLe knowledge distillation for swav on domainnet, domain-incremental, 6 tasks.
 # Run: DATA_DIR=/path/to/datasets python job_launcher.py --script bash_files/continual/domainnet/swav_distill.sh [--mode slurm] [-- --max_epochs 1]
+# CaSSLe workflow: with PRETRAINED_PATH=experiments/<run>/task0.ckpt set, the run starts at task 1 from that checkpoint (task 0 is not retrained).
 # Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
 # Published setting: 4 GPU(s) x batch 64; lr is scaled by global batch / 256.
 python3 main_continual.py \
@@ -43,4 +44,5 @@ python3 main_continual.py \
     --precision 16-mixed \
     --num_workers 5 \
     --name swav-domainnet-6T-knowledge \
-    --save_checkpoint
+    --save_checkpoint \
+    ${PRETRAINED_PATH:+--pretrained_model "$PRETRAINED_PATH" --task_idx 1}

@@ -3,6 +3,7 @@
 # the paper's recipe scaled down; CaSSLe predictive distillation for byol.
 # Data: apt-get install dataset-fashion-mnist (or DATA_DIR=<folder with the idx files>).
 # Run: python job_launcher.py --script bash_files/continual/fashion-mnist/byol_distill.sh [-- --max_epochs 1]
+# CaSSLe workflow: with PRETRAINED_PATH=experiments/<run>/task0.ckpt set, the run starts at task 1 from that checkpoint (task 0 is not retrained).
 # Log to Weights & Biases: add `-- --wandb --project cassle --entity <your-entity>`.
 python3 main_continual.py \
     --dataset fashion_mnist \
@@ -43,4 +44,5 @@ python3 main_continual.py \
     --precision 32 \
     --num_workers 2 \
     --name byol-fashion_mnist-5T-predictive \
-    --save_checkpoint
+    --save_checkpoint \
+    ${PRETRAINED_PATH:+--pretrained_model "$PRETRAINED_PATH" --task_idx 1}
