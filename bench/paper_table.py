@@ -140,7 +140,8 @@ def _with_sets(args: dict, sets: list[str]) -> dict:
 def continual_command(a: argparse.Namespace, method: str, strategy: str) -> list[str]:
     stem = SCRIPT_NAME[method] + ("_distill" if strategy == "cassle" else "")
     script = parse_script(
-        Path(a.scripts) / "continual" / "cifar" / f"{stem}.sh", env={**os.environ, "DATA_DIR": a.data_dir or ""}
+        Path(a.scripts) / "continual" / "cifar" / f"{stem}.sh",
+        env={k: v for k, v in {**os.environ, "DATA_DIR": a.data_dir or ""}.items() if k != "PRETRAINED_PATH"},
     )
     args = _with_sets(script.args, a.set)
     args = apply_overrides(args, parse_args_list(a.continual_args, "--continual_args"))
