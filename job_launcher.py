@@ -3,10 +3,11 @@
 
     DATA_DIR=~/datasets python job_launcher.py --script bash_files/continual/cifar/barlow.sh \
         [--mode normal|slurm] [--base_experiment_dir ./experiments] [--experiment_name NAME] \
-        [--num_gpus N] [--cpus_per_task C] [--hours H] [--partition P] [--account A] \
-        [--constraint C] [--mem M] [--requeue R] [--dry_run] [-- --max_epochs 1 ...]
+        [--num_nodes N] [--num_gpus G] [--cpus_per_task C] [--hours H] [--partition P] [--account A] \
+        [--constraint C] [--mem M] [--requeue R] [--sbatch OPTION ...] [--setup LINE ...] [--dry_run] \
+        [-- --max_epochs 1 ...]
 
-Unrecognised arguments override the script's. See cassle/launcher.py for details.
+Arguments after `--` override the script's; an unknown launcher option is an error. See cassle/launcher.py.
 """
 
 import sys

@@ -22,29 +22,27 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
+import signal
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from cassle import preempt
 from cassle.callbacks import EpochCheckpoint as _EpochCheckpoint  # noqa: F401  (tests patch it here)
 from cassle.callbacks import EpochLine, EpochSeeds, FiniteLoss, resume_epoch
 from cassle.checkpoint import (
     AtomicCheckpointIO,
-    CheckpointError,
     atomic_write_json,
     atomic_write_text,
-    load_task_checkpoint,
     load_weights,
-    safe_torch_load,
     task_checkpoint,
 )
-from cassle.devices import resolve_accelerator
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.logs import build_loggers, log_results, quiet_framework_noise
+from cassle.run_plan import RunPlan, _resolve_accelerator, args_to_cfg, prepare_run  # noqa: F401  (re-exported)
 from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
     DIVERGENCE_FIXES,
     RESUMABLE_CHANGES,
@@ -58,161 +56,22 @@ from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
 log = logging.getLogger("cassle")
 
 
-@dataclass
-class RunPlan:
-    """Everything ``prepare_run`` established, ready to train."""
-
-    args: argparse.Namespace
-    cfg: dict[str, Any]
-    run_dir: Path
-    datamodule: Any
-    model_cls: type
-    completed: list[int]
-    start_task: int
-    report: Any
-    pretrained: dict[str, Any] | None
-    #: ``{"task": t}`` while the run's last attempt stopped on a non-finite loss in task ``t``
-    diverged: dict[str, Any] | None = None
-    #: arguments changed since args.json (allowed after a divergence: :data:`cassle.rundir.DIVERGENCE_FIXES`)
-    changed: dict[str, Any] | None = None
-    #: optimizer steps each finished task took: the loggers' step continues across tasks
-    task_steps: dict[int, int] = field(default_factory=dict)
-
-    def step_offset(self, task: int) -> int:
-        """The run's step at which ``task`` starts (the steps of the finished tasks before it)."""
-        return sum(n for t, n in self.task_steps.items() if t < task and t in self.completed)
-
-
-def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(args).items()}
-
-
-def _resolve_accelerator(args: argparse.Namespace) -> str:
-    return resolve_accelerator(args.accelerator)
-
-
-def prepare_run(args: argparse.Namespace) -> RunPlan:
-    """Validate the run against its directory, data and checkpoints; write nothing."""
-    from cassle.data.datamodule import ContinualDataModule
-    from cassle.data.datasets import check_dataset
-    from cassle.eval.report import ContinualReport
-    from cassle.strategies import build_model_class
-
-    run_dir = Path(args.checkpoint_dir)
-    state_file = run_dir / "run_state.json"
-    state: dict[str, Any] = {}
-    fixes: dict[str, Any] = {}
-    if (run_dir / "args.json").exists():
-        try:
-            saved = json.loads((run_dir / "args.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise RunError(
-                f"{run_dir}/args.json is unreadable ({e}); pass another --checkpoint_dir or --name"
-            ) from None
-        if state_file.exists():
-            try:
-                state = json.loads(state_file.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise RunError(f"{state_file} is unreadable ({e}); delete the run directory to restart") from None
-        # args.json also stores values derived at start-up (num_classes, num_views): compare the CLI's own
-        diff = changed_arguments(saved, args_to_cfg(args), build_model_class(args.method, args.strategy))
-        fixes = {k: v for k, v in diff.items() if k in DIVERGENCE_FIXES} if state.get("diverged") else {}
-        diff = {k: v for k, v in diff.items() if k not in fixes}
-        if diff:
-            shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:5])
-            raise RunError(
-                f"{run_dir} already holds a run with other arguments ({shown}). "
-                "Rerun with the same arguments to resume it, or pass a new --name / --checkpoint_dir; "
-                "nothing was overwritten."
-            )
-    elif run_dir.exists() and any(not is_launcher_file(p.name) for p in run_dir.iterdir()):
-        raise RunError(
-            f"{run_dir} exists, is not empty and holds no cassle run (no args.json); "
-            "pass a new --name or --checkpoint_dir so nothing there is overwritten"
-        )
-
-    accel = _resolve_accelerator(args)
-    if accel == "cpu" and args.precision == "16-mixed":
-        raise RunError("--precision 16 needs a GPU; on the CPU use --precision bf16 or 32")
-
-    try:
-        check_dataset(args.dataset, args.data_dir, no_labels=args.no_labels)
-    except ValueError as e:
-        raise RunError(str(e)) from None
-
-    model_cls = build_model_class(args.method, args.strategy)
-    cfg = args_to_cfg(args)
-    views_for = getattr(model_cls, "views_for", None)
-    cfg["num_views"] = views_for(cfg) if views_for is not None else getattr(model_cls, "num_views", 2)
-    cfg["return_raw"] = bool(getattr(model_cls, "needs_raw_images", False))  # replay: batches carry raw uint8 images
-    dm = ContinualDataModule(cfg)
-    try:
-        dm.setup("fit")  # loads the data and computes the split: too many tasks etc. fail here
-    except ValueError as e:
-        raise RunError(str(e)) from None
-    if args.no_labels:
-        cfg["num_classes"] = 0
-    else:
-        cfg["num_classes"] = dm.num_classes
-
-    completed = sorted(int(t) for t in state.get("completed_tasks", []))
-    pretrained = None
-    # the run continues from its newest readable task checkpoint: a missing or truncated one (a kill during a
-    # copy, a deleted file) makes the rerun train that task again, from the task before it
-    while completed:
-        t = completed[-1]
-        path = run_dir / f"task{t}.ckpt"
-        try:
-            pretrained = load_task_checkpoint(path, args.method, args.encoder)
-            break
-        except CheckpointError as e:
-            why = "is missing" if not path.exists() else f"is unreadable ({str(e).splitlines()[0]})"
-            print(f"{path} {why}: task {t} will be trained again" + (f" from task{t - 1}.ckpt" if t else ""))
-            completed.pop()
-    start = max([args.task_idx] + [t + 1 for t in completed])
-    if pretrained is None and args.pretrained_model is not None:
-        try:
-            pretrained = load_task_checkpoint(args.pretrained_model, args.method, args.encoder)
-        except CheckpointError as e:
-            raise RunError(str(e)) from None
-    resume_ckpt = run_dir / "resume" / f"task{start}-last.ckpt"
-    if start < args.num_tasks and resume_ckpt.exists():
-        try:
-            safe_torch_load(resume_ckpt, "resume checkpoint")
-        except CheckpointError as e:
-            raise RunError(str(e)) from None
-
-    report = (
-        ContinualReport.from_dict(state["report"])
-        if "report" in state
-        else ContinualReport(args.num_tasks, args.probes)
-    )
-    from cassle.eval.report import run_title
-
-    # the figures' title (also for a run_state.json written before titles existed)
-    report.title = run_title(args.method, args.strategy, args.dataset, args.split_strategy, args.num_tasks)
-    task_steps = {int(t): int(n) for t, n in state.get("task_steps", {}).items()}
-    return RunPlan(
-        args,
-        cfg,
-        run_dir,
-        dm,
-        model_cls,
-        completed,
-        start,
-        report,
-        pretrained,
-        state.get("diverged"),
-        fixes or None,
-        task_steps,
-    )
+def _world_size(args: argparse.Namespace) -> int:
+    devices = args.devices
+    n_dev = len(devices) if isinstance(devices, list) else (devices if isinstance(devices, int) else 1)
+    return n_dev * args.num_nodes
 
 
 def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
     args = plan.args
     devices = args.devices
-    n_dev = len(devices) if isinstance(devices, list) else (devices if isinstance(devices, int) else 1)
-    strategy = "ddp" if n_dev * args.num_nodes > 1 else "auto"
+    strategy = "ddp" if _world_size(args) > 1 else "auto"
+    resume = plan.run_dir / "resume" / f"task{task}-last.ckpt"
+    # under SLURM our own handlers stop and requeue (cassle/preempt.py): Lightning's auto-requeue would write
+    # hpc_ckpt_N.ckpt mid-step into the run directory and load it into whichever task starts next
+    cluster = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     return pl.Trainer(
         max_epochs=args.max_epochs,
         accelerator=_resolve_accelerator(args),
@@ -226,11 +85,12 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
         callbacks=[
             EpochSeeds(args.seed, task),
             FiniteLoss(task, args.lr, _resolve_accelerator(args) == "cpu"),  # before the checkpoint: NaN never saved
-            _EpochCheckpoint(plan.run_dir / "resume" / f"task{task}-last.ckpt", args.checkpoint_frequency),
+            _EpochCheckpoint(resume, args.checkpoint_frequency),
+            preempt.STOP.for_task(resume, args.checkpoint_frequency),  # after it: SIGUSR1 saves at the epoch's end
             LearningRateMonitor(logging_interval="step"),
             *([EpochLine(task)] if args.no_progress_bar else []),
         ],
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *cluster],
         enable_checkpointing=False,
         enable_progress_bar=not args.no_progress_bar,
         enable_model_summary=task == plan.start_task,
@@ -288,7 +148,30 @@ def _save_state(plan: RunPlan) -> None:
 
 
 def run(args: argparse.Namespace) -> Any:
-    """Train every task of the run in ``args``; returns the final report."""
+    """Train every task of the run in ``args``; returns the final report.
+
+    A stop on a signal (SIGUSR1, SIGTERM, Ctrl-C: :mod:`cassle.preempt`) prints what is saved and that the same
+    command resumes it, requeues the job under SLURM, and exits with status ``128 + signal``."""
+    stopper = preempt.STOP.install()
+    try:
+        return _run(args)
+    except (preempt.Stopped, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, preempt.Stopped) else signal.SIGINT
+        main = _is_global_zero()
+        if main and stopper.run_dir is not None:
+            print("\n" + preempt.stop_message(stopper.run_dir, stopper.task, args.num_tasks, signum), flush=True)
+        elif main:
+            print(f"\nstopped by signal {signum} before training started; the same command starts it", flush=True)
+        if main and signum != signal.SIGINT:  # last: a running job that is requeued is stopped by SLURM
+            note = preempt.requeue_slurm_job(signum).strip()
+            if note:
+                print(note, flush=True)
+        raise SystemExit(128 + signum) from None
+    finally:
+        stopper.restore()
+
+
+def _run(args: argparse.Namespace) -> Any:
     from cassle.eval.report import format_table
 
     quiet_framework_noise()
@@ -329,6 +212,7 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
 
     run_dir, cfg = plan.run_dir, plan.cfg
     dm = plan.datamodule
+    preempt.STOP.run_dir, preempt.STOP.task = run_dir, plan.start_task  # what a stop on a signal reports
 
     if main and not args.no_baseline and not all(plan.report.has_baseline(p) for p in args.probes):
         base = _probe(plan, model.backbone)
@@ -353,8 +237,13 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
             f"=== task {task}/{args.num_tasks - 1}: classes {dm.task_classes[task][:10]}{'...' if len(dm.task_classes[task]) > 10 else ''}"
             f" ({len(dm.split.train_indices[task])} training images)"
         )
+        stop = preempt.STOP
+        stop.run_dir, stop.task = run_dir, task
+        if stop.requested and _world_size(args) == 1:  # a SIGUSR1 between tasks (several ranks: at an epoch's end)
+            raise preempt.Stopped(preempt.EPOCH_END_SIGNAL)
         trainer = _make_trainer(plan, task)
         try:
+            stop.in_fit = True
             trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         except DivergedError:
             if trainer.is_global_zero:  # keep nothing of the task; the rerun trains it again from the last task
@@ -362,8 +251,16 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
                 plan.diverged = {"task": task}
                 _save_state(plan)
             raise
-        if trainer.interrupted:
-            raise KeyboardInterrupt
+        except SystemExit as e:  # Lightning ends a fit with SIGTERMException on SIGTERM, sys.exit(1) after Ctrl-C
+            if not trainer.interrupted:
+                raise
+            raise preempt.Stopped(signal.SIGTERM if isinstance(e, SIGTERMException) else signal.SIGINT) from None
+        finally:
+            stop.in_fit = False
+        if trainer.interrupted:  # Lightning before 2.5 returned from fit after Ctrl-C
+            raise preempt.Stopped(signal.SIGINT)
+        if stop.stopped and trainer.current_epoch < trainer.max_epochs:  # SIGUSR1: saved at this epoch's end
+            raise preempt.Stopped(preempt.EPOCH_END_SIGNAL)
         if not trainer.is_global_zero:
             continue
         from cassle.checkpoint import atomic_torch_save
@@ -378,6 +275,7 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
         plan.completed.append(task)
         plan.diverged = None
         _save_state(plan)
+        preempt.STOP.task = task + 1
         if resume.exists():
             resume.unlink()
         if result is not None:

@@ -19,6 +19,17 @@ environment. :func:`main` (the body of ``job_launcher.py``):
    (``--mode normal``) or writes ``<exp_dir>/job.sbatch`` and submits it with
    ``sbatch`` (``--mode slurm``; :func:`render_sbatch`).
 
+Everything that can be wrong is refused before the experiment directory is
+made: the launcher's own options (an unknown one is an error: training
+overrides go after ``--``), and in SLURM mode the training command itself,
+validated here exactly as ``main_continual.py`` / ``main_linear.py`` would
+(:func:`validate_command`), so a bad value is not found only after the queue
+wait. ``--num_nodes N --num_gpus G`` give ``N`` nodes of ``G`` tasks (one per
+GPU); on the CPU (``--num_gpus 0``) the command's ``--devices`` sets the tasks
+per node. ``--sbatch OPTION`` adds any sbatch option (``--sbatch qos=high
+--sbatch signal=USR1@300 --sbatch exclusive``) and ``--setup LINE`` a shell line
+run before ``srun`` (``--setup 'module load cuda/12.1'``).
+
 Example::
 
     DATA_DIR=~/datasets python job_launcher.py \\
@@ -41,8 +52,9 @@ import sys
 import threading
 from pathlib import Path
 
-from cassle.errors import LauncherError  # noqa: F401  (re-exported)
+from cassle.errors import CassleError, LauncherError  # noqa: F401  (re-exported)
 from cassle.fileio import _umask, atomic_write_text
+from cassle.launch_checks import check_options, validate_command  # noqa: F401  (re-exported)
 from cassle.rundir import LAUNCHER_FILES, is_launcher_file  # noqa: F401  (re-exported)
 from cassle.scripts import (  # noqa: F401  (re-exported)
     _ASSIGN_RE,
@@ -56,7 +68,7 @@ from cassle.scripts import (  # noqa: F401  (re-exported)
     parse_args_list,
     parse_script,
 )
-from cassle.slurm import SlurmOptions, render_sbatch  # noqa: F401  (re-exported)
+from cassle.slurm import SlurmOptions, render_sbatch, sbatch_option, setup_line  # noqa: F401  (re-exported)
 
 # --------------------------------------------------------------------------- experiment dir
 
@@ -133,12 +145,19 @@ def render_command(argv: list[str], workdir: Path, env: dict, source: str) -> st
 # --------------------------------------------------------------------------- CLI
 
 
+class _LauncherParser(argparse.ArgumentParser):
+    """Raises :class:`LauncherError` (one line, printed by :func:`main`) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise LauncherError(f"{message} (job_launcher.py --help lists its options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _LauncherParser(
         prog="job_launcher.py",
         allow_abbrev=False,
         description="Run a bash_files/*.sh script locally or submit it to SLURM. "
-        "Unrecognised arguments (or all after `--`) override the script's own, e.g. `-- --max_epochs 1`.",
+        "Arguments after `--` override the script's own, e.g. `-- --max_epochs 1`.",
     )
     p.add_argument("--script", required=True, help="bash file with one `python3 main_continual.py ...` command")
     p.add_argument("--mode", choices=("normal", "slurm"), default="normal")
@@ -150,15 +169,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--num_gpus",
         type=int,
         default=None,
-        help="GPUs (= tasks) per job; default: the script's --devices on gpu, else 0",
+        help="GPUs (= tasks) per node; default: the script's --devices on gpu, else 0 (CPU: the command's "
+        "--devices sets the tasks per node)",
+    )
+    p.add_argument(
+        "--num_nodes",
+        type=int,
+        default=None,
+        help="SLURM nodes (the command's --num_nodes); default: the script's, or 1",
     )
     p.add_argument("--cpus_per_task", type=int, default=None, help="default: the script's --num_workers + 1")
-    p.add_argument("--hours", type=int, default=20)
+    p.add_argument("--hours", type=int, default=20, help="the job's time limit in hours (at least 1)")
     p.add_argument("--partition", default=None)
     p.add_argument("--account", default=None)
     p.add_argument("--constraint", default=None)
     p.add_argument("--mem", default=None, help="e.g. 64G")
     p.add_argument("--requeue", type=int, default=0, help="R > 0: R continuations after the first job (array 0-R%%1)")
+    p.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="another sbatch option for the job file, repeatable: --sbatch qos=high --sbatch exclusive "
+        "--sbatch signal=USR1@300 (a run stops at the next epoch end on SIGUSR1, saves and requeues itself)",
+    )
+    p.add_argument(
+        "--setup",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="a shell line the job runs before srun, repeatable: --setup 'module load cuda/12.1' "
+        "(with `conda activate`, pass --python python to use that environment's interpreter)",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter (default: the one running the launcher)")
     p.add_argument("--entrypoint", default=None, help="replace the script's main_*.py (tests use a fake one)")
     p.add_argument("--workdir", default=str(REPO_ROOT), help="directory the command runs in (default: repo root)")
@@ -180,13 +222,16 @@ def _default_num_gpus(args: Args) -> int:
 
 
 def set_devices(args: Args, num_gpus: int) -> Args:
+    """``--num_gpus G > 0``: ``--accelerator gpu --devices G``. ``0``: the CPU, keeping a CPU command's own
+    ``--devices N`` (N processes, gloo DDP) and otherwise one process."""
     args = dict(args)
     if num_gpus > 0:
         args["accelerator"] = ["gpu"]
         args["devices"] = [str(num_gpus)]
     else:
+        on_cpu = (args.get("accelerator") or [""])[0].lower() == "cpu"
         args["accelerator"] = ["cpu"]
-        args["devices"] = ["1"]
+        args["devices"] = [str((_int_or_none(args.get("devices")) if on_cpu else None) or 1)]
     return args
 
 
@@ -226,16 +271,21 @@ def run_forwarding_signals(argv: list[str], cwd: Path, env: dict) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, after = split_argv(argv)
-    parser = build_parser()
-    opts, unknown = parser.parse_known_args(own)
     try:
-        return _run(opts, unknown + after)
+        opts, unknown = build_parser().parse_known_args(own)
+        if unknown:
+            raise LauncherError(
+                f"unknown job_launcher.py option {unknown[0]!r}: training overrides go after `--` "
+                f"(e.g. `-- {' '.join(unknown)}`); job_launcher.py --help lists the launcher's own options"
+            )
+        return _run(opts, after)
     except LauncherError as e:
         print(f"job_launcher.py: error: {e}", file=sys.stderr)
         return 2
 
 
 def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
+    check_options(opts)
     cmd = parse_script(opts.script)
     overrides = parse_args_list(override_tokens, what="the overrides")
     if "checkpoint_dir" in overrides:
@@ -248,13 +298,12 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
     if opts.mode == "slurm" and num_gpus is None:
         num_gpus = _default_num_gpus(args)
     if num_gpus is not None:
-        if num_gpus < 0:
-            raise LauncherError("--num_gpus must be >= 0")
         args = set_devices(args, num_gpus)
+    num_nodes = opts.num_nodes or _int_or_none(args.get("num_nodes")) or 1
+    if opts.num_nodes is not None or num_nodes > 1:
+        args["num_nodes"] = [str(num_nodes)]
 
-    exp_dir, resumed = make_experiment_dir(
-        opts.base_experiment_dir, opts.experiment_name, opts.script, create=not opts.dry_run
-    )
+    exp_dir, resumed = make_experiment_dir(opts.base_experiment_dir, opts.experiment_name, opts.script, create=False)
     args.pop("checkpoint_dir", None)
     args["checkpoint_dir"] = [str(exp_dir)]
 
@@ -277,8 +326,14 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
             constraint=opts.constraint,
             mem=opts.mem,
             requeue=opts.requeue,
+            num_nodes=num_nodes,
+            tasks_per_node=None if num_gpus > 0 else _int_or_none(args.get("devices")),
+            extra=opts.sbatch,
+            setup=opts.setup,
         )
         sbatch_text = render_sbatch(slurm, exp_dir, command_path)
+        # the queue wait is long: the command is checked here, as the entry point would check it, before sbatch
+        validate_command(entry, args)
 
     if opts.dry_run:
         print(f"# experiment dir (not created, dry run): {exp_dir}")
@@ -288,6 +343,20 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
             print(sbatch_text, end="")
         return 0
 
+    sbatch = shutil.which("sbatch") if opts.mode == "slurm" else None
+    if opts.mode == "slurm" and sbatch is None:
+        raise LauncherError(
+            "sbatch not found on PATH: run from a SLURM login node (Debian/Ubuntu: apt-get install slurm-client) "
+            "or use --mode normal"
+        )
+    exp_dir, resumed = make_experiment_dir(opts.base_experiment_dir, opts.experiment_name, opts.script, create=True)
+    if str(exp_dir) != args["checkpoint_dir"][0]:  # a fresh name was taken meanwhile: render again for the new one
+        args["checkpoint_dir"] = [str(exp_dir)]
+        argv = build_argv(opts.python, entry, args)
+        command_path = exp_dir / "command.sh"
+        command_text = render_command(argv, workdir, cmd.env, source=str(opts.script))
+        if sbatch_text is not None:
+            sbatch_text = render_sbatch(slurm, exp_dir, command_path)
     print(f"experiment dir: {exp_dir}" + (" (exists: resuming)" if resumed else ""))
     atomic_write_text(command_path, command_text, mode=0o755 & ~_umask())
 
@@ -296,12 +365,6 @@ def _run(opts: argparse.Namespace, override_tokens: list[str]) -> int:
         sys.stdout.flush()
         return run_forwarding_signals(argv, cwd=workdir, env=env)
 
-    sbatch = shutil.which("sbatch")
-    if sbatch is None:
-        raise LauncherError(
-            "sbatch not found on PATH: run from a SLURM login node (Debian/Ubuntu: apt-get install slurm-client) "
-            "or use --mode normal"
-        )
     sbatch_path = exp_dir / "job.sbatch"
     atomic_write_text(sbatch_path, sbatch_text)
     res = subprocess.run([sbatch, "--parsable", str(sbatch_path)], capture_output=True, text=True)

@@ -125,7 +125,8 @@ class LocalSlurm:
         self.files.clear()
 
     def _kill_orphan_steps(self) -> None:
-        # slurmstepd processes of this cluster (found by our private config path) outlive slurmd
+        # slurmstepd processes of this cluster (found by our private config path) outlive slurmd, and so do the
+        # job's own processes when a test fails mid-job (they hold ports the next cluster's job ids reuse)
         for pid_dir in Path("/proc").iterdir():
             if not pid_dir.name.isdigit():
                 continue
@@ -134,7 +135,8 @@ class LocalSlurm:
                 environ = (pid_dir / "environ").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if "slurmstepd" in cmdline and str(self.conf) in environ:
+            ours = str(self.conf) in environ and ("slurmstepd" in cmdline or "SLURM_JOB_ID=" in environ)
+            if ours and int(pid_dir.name) != os.getpid():
                 try:
                     os.kill(int(pid_dir.name), 9)
                 except OSError:
@@ -156,7 +158,7 @@ def start_cluster(workdir: Path, timeout: float = 60.0) -> LocalSlurm:
     conf.write_text(
         SLURM_CONF.format(
             host=host,
-            node="localnode",
+            node=host,  # a node name that resolves: Lightning's main address is the first name in SLURM_NODELIST
             dir=workdir,
             cpus=os.cpu_count() or 1,
             munge_socket=munge_socket,
@@ -189,7 +191,7 @@ def start_cluster(workdir: Path, timeout: float = 60.0) -> LocalSlurm:
         _wait(lambda: munge_socket.exists(), 15, "munged socket", cluster)
         spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-i", "-f", str(conf)])
         _wait(lambda: _ok(["scontrol", "ping"], env, expect="UP"), timeout, "slurmctld", cluster)
-        spawn("slurmd", [_which("slurmd"), "-D", "-f", str(conf), "-N", "localnode"])
+        spawn("slurmd", [_which("slurmd"), "-D", "-f", str(conf), "-N", host])
         _wait(
             lambda: _ok(["sinfo", "-h", "-N", "-o", "%t"], env, expect="idle"), timeout, "slurmd (node idle)", cluster
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -221,7 +223,7 @@ def _launch(script, base, fake_main, *extra):
 
 def test_normal_mode_runs_with_overrides_and_new_dirs(script, fake_main, tmp_path, capfd):
     base = tmp_path / "experiments"
-    assert _launch(script, base, fake_main, "--max_epochs", "1", "--", "--lr", "0.1", "--extra", "a", "b") == 0
+    assert _launch(script, base, fake_main, "--", "--max_epochs", "1", "--lr", "0.1", "--extra", "a", "b") == 0
     assert _launch(script, base, fake_main) == 0
     dirs = sorted(p for p in base.iterdir())
     assert len(dirs) == 2 and all(d.name.startswith("barlow-") for d in dirs)
@@ -280,7 +282,7 @@ def test_dry_run_creates_nothing(script, fake_main, tmp_path, capsys):
 
 
 def test_cli_errors(script, fake_main, tmp_path, monkeypatch, capsys):
-    assert _launch(script, tmp_path / "e", fake_main, "--checkpoint_dir", "x") == 2
+    assert _launch(script, tmp_path / "e", fake_main, "--", "--checkpoint_dir", "x") == 2
     assert "set by the launcher" in capsys.readouterr().err
     monkeypatch.delenv("DATA_DIR")
     assert _launch(script, tmp_path / "e", fake_main) == 2
@@ -383,7 +385,8 @@ def test_sbatch_file_contents(tmp_path):
         f"#SBATCH --error={tmp_path}/slurm-%A_%a.err",
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks-per-node=2",
-        "#SBATCH --gres=gpu:2",
+        "#SBATCH --gpus-per-node=2",
+        "#SBATCH --requeue",
         "#SBATCH --cpus-per-task=6",
         "#SBATCH --time=48:00:00",
         "#SBATCH --partition=gpu",
@@ -399,7 +402,7 @@ def test_sbatch_file_contents(tmp_path):
         launcher.SlurmOptions(job_name="x", num_gpus=0, cpus_per_task=2, hours=2), tmp_path, tmp_path / "command.sh"
     )
     assert "#SBATCH --time=02:00:00" in cpu and "#SBATCH --ntasks-per-node=1" in cpu
-    for absent in ("--gres", "--array", "--partition", "--account", "--constraint", "--mem="):
+    for absent in ("--gpus-per-node", "--gres", "--array", "--partition", "--account", "--constraint", "--mem="):
         assert absent not in cpu
     with pytest.raises(LauncherError):
         launcher.render_sbatch(launcher.SlurmOptions(job_name="x", hours=0), tmp_path, tmp_path / "c.sh")
@@ -425,7 +428,9 @@ def test_slurm_mode_devices_and_missing_sbatch(script, fake_main, tmp_path, monk
     assert rc == 2
     err = capsys.readouterr().err
     assert "sbatch not found" in err and "--mode normal" in err and "slurm" in err
-    command = (base / "s" / "command.sh").read_text()
+    assert not base.exists()  # refused before the experiment directory is made
+    assert _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "2", "--dry_run") == 0
+    command = capsys.readouterr().out
     assert "--accelerator gpu" in command and "--devices 2" in command
     # dry run shows the job file: default cpus-per-task = num_workers + 1 per task
     assert (
@@ -433,6 +438,142 @@ def test_slurm_mode_devices_and_missing_sbatch(script, fake_main, tmp_path, monk
         == 0
     )
     assert "#SBATCH --cpus-per-task=4" in capsys.readouterr().out
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """An ``sbatch`` on PATH that records its arguments (and prints a job id) instead of submitting."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "sbatch_calls.txt"
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho 4242\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def _tiny_script(tmp_path: Path) -> Path:
+    script = tmp_path / "tiny.sh"
+    script.write_text(REAL_SCRIPT)
+    return script
+
+
+def test_slurm_mode_validates_the_command_before_sbatch_and_before_any_dir(tmp_path, fake_sbatch, capsys):
+    """Issue 10: a command main_continual.py would refuse is refused by the launcher, before sbatch and before
+    the experiment directory exists; a valid one (even --accelerator gpu on this GPU-less 'login node') is sent."""
+    script, base = _tiny_script(tmp_path), tmp_path / "exp"
+    common = ["--script", str(script), "--base_experiment_dir", str(base), "--mode", "slurm"]
+    for bad, named in (("--base_width", "--base_width"), ("--max_epochs", "--max_epochs")):
+        assert launcher.main([*common, "--num_gpus", "0", "--", bad, "0"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err  # one line
+        assert "main_continual.py would refuse" in err and named in err and "nothing was created" in err, err
+    assert launcher.main([*common, "--num_gpus", "0", "--", "--no_such_flag"]) == 2
+    assert "--no_such_flag" in capsys.readouterr().err
+    assert not base.exists() and not fake_sbatch.exists()
+
+    assert launcher.main([*common, "--num_gpus", "1", "--experiment_name", "ok"]) == 0
+    assert (base / "ok" / "job.sbatch").exists() and (base / "ok" / "slurm_jobs.txt").read_text() == "4242\n"
+    assert fake_sbatch.read_text().split() == ["--parsable", str(base / "ok" / "job.sbatch")]
+    assert "--accelerator gpu" in (base / "ok" / "command.sh").read_text()
+
+
+def test_linear_command_is_validated_too(tmp_path, fake_sbatch, capsys):
+    script = tmp_path / "lin.sh"
+    script.write_text("python3 main_linear.py --pretrained_model /no/such/task4.ckpt --max_epochs 0\n")
+    rc = launcher.main(["--script", str(script), "--base_experiment_dir", str(tmp_path / "e"), "--mode", "slurm"])
+    assert rc == 2
+    assert "main_linear.py would refuse" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists() and not fake_sbatch.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--hours", "0"], "--hours must be at least 1"),
+        (["--requeue", "-1"], "--requeue must be at least 0"),
+        (["--num_nodes", "0"], "--num_nodes must be at least 1"),
+        (["--cpus_per_task", "0"], "--cpus_per_task must be at least 1"),
+        (["--num_gpus", "-1"], "--num_gpus must be at least 0"),
+        (["--hours", "two"], "--hours: invalid int value"),
+    ],
+)
+def test_bad_launcher_values_are_refused_before_any_dir(script, fake_main, tmp_path, fake_sbatch, capsys, flags, named):
+    base = tmp_path / "exp"
+    assert _launch(script, base, fake_main, "--mode", "slurm", *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and len(err.splitlines()) == 1, err
+    assert not base.exists() and not fake_sbatch.exists()
+
+
+def test_unknown_launcher_flags_are_an_error_and_overrides_go_after_dashes(script, fake_main, tmp_path, capsys):
+    """Issue 12: a flag the launcher does not have is an error (it used to join the training command)."""
+    base = tmp_path / "exp"
+    for unknown in (["--max_epochs", "1"], ["--qos", "high"], ["--num_gpu", "1"]):
+        assert _launch(script, base, fake_main, *unknown) == 2
+        err = capsys.readouterr().err
+        assert f"unknown job_launcher.py option '{unknown[0]}'" in err and f"`-- {' '.join(unknown)}`" in err, err
+    assert not base.exists()
+    assert _launch(script, base, fake_main, "--experiment_name", "r", "--", "--max_epochs", "1", "--qos", "x") == 0
+    (run,) = _runs(base / "r")
+    assert _flag(run["argv"], "max_epochs") == ["1"] and _flag(run["argv"], "qos") == ["x"]
+
+
+def test_sbatch_options_and_setup_lines_reach_the_job_file(script, fake_main, tmp_path, capsys):
+    rc = _launch(
+        script, tmp_path / "exp", fake_main, "--mode", "slurm", "--num_gpus", "1", "--dry_run",
+        "--sbatch", "qos=high", "--sbatch=--signal=USR1@300", "--sbatch", "exclusive", "--sbatch", "-q long",
+        "--setup", "module load cuda/12.1", "--setup", "source ~/venv/bin/activate",
+    )  # fmt: skip
+    assert rc == 0
+    lines = capsys.readouterr().out.splitlines()
+    for expected in ("#SBATCH --qos=high", "#SBATCH --signal=USR1@300", "#SBATCH --exclusive", "#SBATCH -q long"):
+        assert expected in lines, expected
+    srun = next(i for i, line in enumerate(lines) if line.startswith("srun "))
+    setup = [lines.index("module load cuda/12.1"), lines.index("source ~/venv/bin/activate")]
+    last_directive = max(i for i, line in enumerate(lines) if line.startswith("#SBATCH"))
+    assert last_directive < setup[0] < setup[1] < srun  # directives first (sbatch stops reading at a command)
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--mode", "slurm", "--sbatch", "time=10"], "use --hours"),
+        (["--mode", "slurm", "--sbatch", "-N 2"], "use --num_nodes"),
+        (["--mode", "slurm", "--sbatch=--gres=gpu:2"], "use --num_gpus"),
+        (["--mode", "slurm", "--sbatch", "qos=a\n#SBATCH --time=1"], "one option per --sbatch"),
+        (["--mode", "slurm", "--setup", "a\nb"], "one line of shell"),
+        (["--sbatch", "qos=high"], "--sbatch describe a SLURM job: add --mode slurm"),
+        (["--setup", "module load x"], "--setup describe a SLURM job"),
+        (["--num_nodes", "2"], "--num_nodes describe a SLURM job"),
+    ],
+)
+def test_bad_sbatch_options_are_refused(script, fake_main, tmp_path, capsys, flags, named):
+    assert _launch(script, tmp_path / "exp", fake_main, "--dry_run", *flags) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_nodes_tasks_and_gpus_render_the_way_lightning_expects(script, fake_main, tmp_path, capsys):
+    """Issue 11: N nodes x G GPUs = N x G tasks, one per GPU; the command's --devices / --num_nodes match the job
+    (Lightning's SLURMEnvironment.validate_settings compares them with SLURM_NTASKS_PER_NODE / SLURM_NNODES)."""
+    base = tmp_path / "exp"
+    assert _launch(script, base, fake_main, "--mode", "slurm", "--num_nodes", "2", "--num_gpus", "4", "--dry_run") == 0
+    out = capsys.readouterr().out
+    for expected in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4"):
+        assert expected in out.splitlines(), expected
+    assert "--accelerator gpu" in out and "--devices 4" in out and "--num_nodes 2" in out
+    assert "export SRUN_CPUS_PER_TASK=${SLURM_CPUS_PER_TASK}" in out
+    # the CPU: the command's own --devices is the number of processes per node (gloo DDP)
+    rc = _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "0", "--dry_run", "--", "--accelerator",
+                 "cpu", "--devices", "2")  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --nodes=1" in out and "#SBATCH --ntasks-per-node=2" in out and "gpus-per-node" not in out
+    assert "--accelerator cpu" in out and "--devices 2" in out
+    # a GPU command sent to the CPU runs one process
+    rc = _launch(script, base, fake_main, "--mode", "slurm", "--num_gpus", "0", "--dry_run", "--", "--accelerator",
+                 "gpu", "--devices", "4")  # fmt: skip
+    assert rc == 0 and "#SBATCH --ntasks-per-node=1" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- real SLURM
@@ -504,6 +645,58 @@ def test_real_slurm_submission_with_requeue(script, fake_main, tmp_path, slurm, 
     ), {p.name: p.read_text()[-300:] for p in exp.glob("slurm-*.out")}
 
 
+DDP_PROBE = r"""
+import json, os, sys
+import torch
+import torch.distributed as dist
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
+args = sys.argv[1:]
+flag = lambda name: args[args.index(name) + 1]
+env = SLURMEnvironment()
+record = {"detected": SLURMEnvironment.detect(), "world": env.world_size(), "rank": env.global_rank(),
+          "local": env.local_rank(), "node": env.node_rank()}
+env.validate_settings(num_devices=int(flag("--devices")), num_nodes=int(flag("--num_nodes") if "--num_nodes" in args else 1))
+dist.init_process_group("gloo", init_method=f"tcp://{env.main_address}:{env.main_port}",
+                        rank=env.global_rank(), world_size=env.world_size())
+t = torch.tensor([env.global_rank() + 1.0])
+dist.all_reduce(t)
+record["sum"] = float(t)
+dist.destroy_process_group()
+with open(os.path.join(flag("--checkpoint_dir"), "rank%d.json" % record["rank"]), "w") as f:
+    json.dump(record, f)
+print("rank", record["rank"], "of", record["world"], flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.timeout(180)
+def test_real_slurm_two_tasks_form_lightnings_process_group(script, tmp_path, slurm, monkeypatch):
+    """Issue 11: the job file's nodes / tasks / srun are what Lightning's SLURMEnvironment expects. A CPU job of
+    two tasks on one node (``--num_gpus 0 -- --accelerator cpu --devices 2``): both tasks run, Lightning detects
+    SLURM, its validate_settings accepts the command's --devices / --num_nodes, and the two ranks join one gloo
+    process group at Lightning's main address and port (an all-reduce of rank + 1 gives 3 on both)."""
+    for k, v in slurm.items():
+        monkeypatch.setenv(k, v)
+    probe = tmp_path / "ddp_probe.py"
+    probe.write_text(DDP_PROBE)
+    base = tmp_path / "exp"
+    rc = _launch(
+        script, base, probe, "--mode", "slurm", "--num_gpus", "0", "--num_nodes", "1", "--cpus_per_task", "1",
+        "--hours", "1", "--experiment_name", "ddp", "--", "--accelerator", "cpu", "--devices", "2",
+    )  # fmt: skip
+    assert rc == 0
+    exp = base / "ddp"
+    assert "#SBATCH --ntasks-per-node=2" in (exp / "job.sbatch").read_text()
+    done = slurm_cluster.wait_for(lambda: len(list(exp.glob("rank*.json"))) == 2, timeout=150)
+    logs = "\n".join(p.read_text() for p in sorted(exp.glob("slurm-*")))
+    assert done, f"the two tasks did not both finish; logs:\n{logs}"
+    records = sorted((json.loads(p.read_text()) for p in exp.glob("rank*.json")), key=lambda r: r["rank"])
+    assert [(r["rank"], r["local"], r["node"], r["world"]) for r in records] == [(0, 0, 0, 2), (1, 1, 0, 2)]
+    assert all(r["detected"] and r["sum"] == 3.0 for r in records)
+
+
 REAL_SCRIPT = r"""#!/bin/bash
 python3 main_continual.py \
     --dataset digits --encoder resnet9 --base_width 4 --crop_size 8 \
@@ -560,3 +753,128 @@ def test_real_slurm_runs_main_continual_and_requeue_finds_it_done(tmp_path, slur
     assert (exp / "results" / "accuracy_matrix.csv").exists()
     first = next(exp.glob("slurm-*_0.out")).read_text()
     assert "=== task 1/1" in first and "Done." in first
+
+
+# --------------------------------------------------------------------------- stopping on a signal (cassle/preempt.py)
+
+#: a tiny two-task run whose epochs are a few batches (so a signal lands mid-run, and the rerun is short)
+SIGNAL_RUN = [
+    "--dataset", "digits", "--encoder", "resnet9", "--base_width", "4", "--crop_size", "8", "--method", "barlow_twins",
+    "--proj_hidden_dim", "32", "--output_dim", "32", "--batch_size", "64", "--lr", "0.05", "--warmup_epochs", "0",
+    "--num_workers", "0", "--no_progress_bar", "--probes", "knn", "--no_baseline", "--seed", "3", "--num_tasks", "2",
+    "--max_epochs", "5", "--train_fraction", "0.25",
+]  # fmt: skip
+
+
+@pytest.fixture
+def fake_scontrol(tmp_path):
+    """An ``scontrol`` that records its arguments; ``show job`` reports the state in ``$FAKE_JOB_STATE``."""
+    bin_dir = tmp_path / "scontrol-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol_calls.txt"
+    (bin_dir / "scontrol").write_text(
+        f'#!/bin/sh\necho "$@" >> {calls}\n'
+        'if [ "$1" = show ]; then echo "JobId=$3 JobName=x"; echo "   JobState=${FAKE_JOB_STATE:-RUNNING} Reason=None"; fi\n'
+    )
+    (bin_dir / "scontrol").chmod(0o755)
+    return bin_dir, calls
+
+
+def _slurm_env(bin_dir: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SLURM_JOB_ID="4242", SLURM_JOB_NAME="cassle")
+    env.update(extra)
+    return env
+
+
+def _start_and_signal(argv: list[str], env: dict, log: Path, sig: int, after: str = "task 0 epoch 1/"):
+    """Start main_continual.py, send ``sig`` once ``after`` is in its output; return (exit status, output)."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "main_continual.py"), *argv], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            assert slurm_cluster.wait_for(lambda: after in log.read_text() or proc.poll() is not None, 240, 0.1)
+            assert proc.poll() is None, log.read_text()[-2000:]
+            proc.send_signal(sig)
+            rc = proc.wait(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return rc, log.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sigusr1_finishes_the_epoch_saves_requeues_and_the_rerun_resumes(tmp_path, fake_scontrol):
+    """Issue 12: SLURM's pre-timeout signal (--signal=USR1@T) lets the epoch finish, writes the resume checkpoint
+    at its end even when --checkpoint_frequency would not, says so, requeues the job, and the same command
+    resumes from that checkpoint and finishes."""
+    bin_dir, calls = fake_scontrol
+    run = tmp_path / "run"
+    argv = [*SIGNAL_RUN, "--num_tasks", "1", "--train_fraction", "0.15", "--checkpoint_frequency", "100",
+            "--checkpoint_dir", str(run)]  # fmt: skip
+    rc, out = _start_and_signal(argv, _slurm_env(bin_dir), tmp_path / "out.txt", signal.SIGUSR1)
+    assert rc == 128 + signal.SIGUSR1, out[-2000:]
+    assert "received SIGUSR1: stopping at the end of this epoch" in out
+    m = re.search(r"stopped by SIGUSR1: the run is saved in (\S+) \(task 0 after epoch (\d+): task0-last\.ckpt\); "
+                  r"run the same command to resume it\.", out)  # fmt: skip
+    assert m and m.group(1) == str(run), out[-2000:]
+    epochs = int(m.group(2))
+    assert 1 <= epochs < 5
+    ckpt = torch.load(run / "resume" / "task0-last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == epochs - 1  # written at the end of the epoch the signal arrived in
+    assert not (run / "task0.ckpt").exists()
+    assert calls.read_text().split("\n")[0] == "requeue 4242" and "SLURM job 4242 requeued" in out
+    assert not list(run.glob("hpc_ckpt*"))  # Lightning's own auto-requeue checkpoint is not written
+
+    res = subprocess.run([sys.executable, str(REPO / "main_continual.py"), *argv], cwd=REPO, capture_output=True,
+                         text=True, timeout=400)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert f"resuming task 0 from {run}/resume/task0-last.ckpt" in res.stderr
+    assert f"task 0 epoch {epochs + 1}/5" in res.stdout and "task 0 epoch 1/5" not in res.stdout
+    assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_stop_with_the_last_epoch_saved(tmp_path, fake_scontrol, sig):
+    """SIGTERM (SLURM's time limit, a preemption) stops at the end of the batch and requeues the job under SLURM;
+    Ctrl-C stops and requeues nothing. Both keep the last epoch's resume checkpoint, say that the same command
+    resumes the run, and exit with 128 + the signal (Ctrl-C used to print only Lightning's 'attempting graceful
+    shutdown' and exit 1; SIGTERM exited 0, silently)."""
+    bin_dir, calls = fake_scontrol
+    run = tmp_path / "run"
+    argv = [*SIGNAL_RUN, "--checkpoint_dir", str(run)]
+    rc, out = _start_and_signal(argv, _slurm_env(bin_dir), tmp_path / "out.txt", sig, after="task 0 epoch 2/")
+    assert rc == 128 + sig, out[-2000:]
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    m = re.search(rf"stopped by {name}: the run is saved in \S+ \(task 0 after epoch (\d+): task0-last\.ckpt\); "
+                  r"run the same command to resume it\.", out)  # fmt: skip
+    assert m, out[-2000:]
+    assert torch.load(run / "resume" / "task0-last.ckpt", weights_only=True)["epoch"] == int(m.group(1)) - 1
+    assert not (run / "task0.ckpt").exists()
+    if sig == signal.SIGTERM:
+        assert calls.read_text().splitlines() == ["show job 4242", "requeue 4242"]
+    else:
+        assert not calls.exists()
+
+
+def test_requeue_slurm_job_ids_and_refusals(tmp_path, fake_scontrol, monkeypatch):
+    from cassle import preempt
+
+    bin_dir, calls = fake_scontrol
+    for k in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(k)
+    assert preempt.requeue_slurm_job(signal.SIGUSR1) == "" and not calls.exists()  # not under SLURM
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert "SLURM job 70_3 requeued" in preempt.requeue_slurm_job(signal.SIGUSR1)
+    assert calls.read_text().splitlines() == ["requeue 70_3"]  # the array task, not the job id
+    monkeypatch.setenv("FAKE_JOB_STATE", "CANCELLED")
+    assert "cancelled: not requeued" in preempt.requeue_slurm_job(signal.SIGTERM)
+    assert calls.read_text().splitlines()[-1] == "show job 70_3"  # scancel means stop: no requeue
+    monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # an salloc / srun --pty shell is not requeued
+    assert preempt.requeue_slurm_job(signal.SIGUSR1) == ""
