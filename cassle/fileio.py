@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cassle.errors import StorageError
+from cassle.errors import ArgumentError, StorageError
 
 PathLike = str | os.PathLike
 
@@ -181,7 +181,20 @@ def read_json_object(path: PathLike) -> dict[str, Any]:
     return obj
 
 
+def check_writable(path: str | os.PathLike, fix: str = "pass a writable --checkpoint_dir (or run elsewhere)") -> None:
+    """``path`` (or the folder it would be created in) can be written by this process: a read-only run directory
+    is one line now, naming it, not a traceback at the first write."""
+    target = Path(os.path.abspath(path))
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        where = "is" if existing == target else f"would be created in {existing}, which is"
+        raise ArgumentError(f"{path} {where} not writable (a read-only folder, or another user's): {fix}")
+
+
 __all__ = [
+    "check_writable",
     "StorageError",
     "atomic_torch_save",
     "atomic_write",

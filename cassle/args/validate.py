@@ -12,13 +12,13 @@ import functools
 import importlib.util
 import math
 import os
-from pathlib import Path
 
 from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS
 from cassle.args.online import validate_online_args
 from cassle.data.transforms import AUGMENTATION_DEFAULTS
 from cassle.devices import parse_devices
 from cassle.errors import ArgumentError
+from cassle.fileio import check_writable  # noqa: F401  (re-exported)
 
 
 def _choose(kind: str, name: str, valid) -> ArgumentError:
@@ -165,18 +165,6 @@ def check_machine(args: argparse.Namespace) -> None:
             f"--devices {devices if isinstance(devices, int) else ','.join(map(str, devices))} asks for more GPUs "
             f"than this machine has ({count}); pass --devices {count} or fewer"
         )
-
-
-def check_writable(path: str | os.PathLike, fix: str = "pass a writable --checkpoint_dir (or run elsewhere)") -> None:
-    """``path`` (or the folder it would be created in) can be written by this process: a read-only run directory
-    is one line now, naming it, not a traceback at the first write."""
-    target = Path(os.path.abspath(path))
-    existing = target
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
-        where = "is" if existing == target else f"would be created in {existing}, which is"
-        raise ArgumentError(f"{path} {where} not writable (a read-only folder, or another user's): {fix}")
 
 
 def validate_args(args: argparse.Namespace, machine: bool = True) -> None:

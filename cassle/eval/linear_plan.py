@@ -12,13 +12,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cassle.args.validate import check_writable
 from cassle.checkpoint import load_task_checkpoint
 from cassle.config import DataConfig, ModelConfig, upgrade_flat
 from cassle.devices import resolve_accelerator
 from cassle.errors import ArgumentError, LinearEvalError
 from cassle.eval.linear_metrics import EvalLayout
 from cassle.eval.linear_model import backbone_state_dict, load_frozen_backbone, stratified_fraction
+from cassle.fileio import check_writable
 
 log = logging.getLogger("cassle")
 
