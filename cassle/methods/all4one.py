@@ -158,14 +158,6 @@ class All4One(BaseMomentumMethod):
         out["momentum_z"] = F.normalize(out["momentum_z"], dim=-1)
         return out
 
-    @torch.no_grad()
-    def neighbour_sequence(self, z: torch.Tensor, support: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The :attr:`num_neighbours` rows of ``support`` nearest (cosine) to each row of ``z``, most similar
-        first (``B x K x D``, detached, in ``z``'s dtype) and their row indices (``B x K``)."""
-        sim = F.normalize(z, dim=-1) @ F.normalize(support, dim=-1).to(z.dtype).T
-        idx = sim.topk(self.num_neighbours, dim=1).indices
-        return support[idx].to(z.dtype), idx
-
     def centroid(self, sequence: torch.Tensor) -> torch.Tensor:
         """The transformer's first output token for a ``B x K x D`` sequence plus the position encoding."""
         return self.transformer(sequence + self.position_encoding.to(sequence.dtype))[:, 0]
@@ -189,9 +181,8 @@ class All4One(BaseMomentumMethod):
         q = [self.centroid_predictor(zv) for zv in z]
         mz = out["momentum_z"]
 
-        support = self.queue.rows().clone()
         support_labels = self.queue.row_labels().clone()
-        looked_up = [self.neighbour_sequence(m, support) for m in mz]
+        looked_up = [self.queue.nearest(m, k=self.num_neighbours) for m in mz]  # before this step's push
         neighbours = [seq for seq, _ in looked_up]
         centroids = [self.centroid(seq) for seq in neighbours]
         shifted = [self.centroid(self.shift(qv, seq)) for qv, seq in zip(q, neighbours)]

@@ -86,15 +86,16 @@ class FeatureQueue(nn.Module):
         return self.labels if int(self.count) >= self.size else self.labels[: int(self.count)]
 
     @torch.no_grad()
-    def nearest(self, z: torch.Tensor, slot: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def nearest(self, z: torch.Tensor, slot: int = 0, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The nearest neighbour (cosine) of every row of ``z`` among :meth:`rows`, and its index.
 
-        NNCLR's support-set lookup: returned detached, in ``z``'s dtype."""
+        NNCLR's support-set lookup (``B x D`` rows, ``B`` indices); with ``k`` the ``k`` nearest, most similar
+        first (``B x k x D``, ``B x k``: All4One's neighbour sequences). Returned detached, in ``z``'s dtype."""
         support = self.rows(slot)
         if support.shape[0] == 0:
             raise RuntimeError("nearest() on an empty queue: push vectors first (or build it with init='random')")
         sim = F.normalize(z.detach(), dim=-1) @ F.normalize(support, dim=-1).to(z.dtype).T
-        idx = sim.argmax(dim=1)
+        idx = sim.argmax(dim=1) if k is None else sim.topk(k, dim=1).indices
         return support[idx].to(z.dtype), idx
 
     @torch.no_grad()

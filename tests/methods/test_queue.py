@@ -116,3 +116,12 @@ def test_random_rows_of_a_labelled_queue_never_agree():
     q = FeatureQueue(size=6, dim=4, labels=True)
     _, idx = q.nearest(torch.randn(5, 4))
     assert q.label_agreement(idx, torch.zeros(5, dtype=torch.long)).item() == 0.0
+
+
+def test_k_nearest_are_sorted_by_cosine_and_the_first_is_the_nearest() -> None:
+    q = FeatureQueue(size=4, dim=2, init="zeros")
+    q.push(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7], [-1.0, 0.0]]))
+    z = torch.tensor([[1.0, 0.1]])
+    rows, idx = q.nearest(z, k=3)
+    assert rows.shape == (1, 3, 2) and idx.tolist() == [[0, 2, 1]]
+    assert torch.equal(q.nearest(z)[1], idx[:, 0])
