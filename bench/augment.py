@@ -4,7 +4,7 @@
     PYTHONPATH=. python bench/augment.py [--images 2048] [--threads 1]
 
 Both paths augment the same synthetic ``uint8`` images with the run's default
-augmentations (``cassle.args.parser.AUGMENTATION_DEFAULTS``: jitter 0.8,
+augmentations (``cassle.config.AugmentationConfig``: jitter 0.8,
 grayscale 0.2, solarisation [0, 0.2], flip 0.5, crop scale [0.08, 1]) plus
 Gaussian blur at 0.5, into two views. The per-sample path is the existing
 :func:`cassle.data.transforms.build_multiview_transform` (torchvision v2 on
@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cassle.args.parser import AUGMENTATION_DEFAULTS  # noqa: E402
+from cassle.config import AugmentationConfig  # noqa: E402
 from cassle.data.batched_augment import BatchedAugment  # noqa: E402
 from cassle.data.transforms import build_multiview_transform  # noqa: E402
 
@@ -45,11 +45,9 @@ MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.247, 0.243, 0.261)
 
 
-def _config(crop_size: int) -> dict:
-    cfg = {k: list(v) for k, v in AUGMENTATION_DEFAULTS.items()}
-    cfg["gaussian_prob"] = [0.5]
-    cfg["crop_size"] = crop_size
-    return cfg
+def _config() -> AugmentationConfig:
+    """The default augmentations with Gaussian blur at 0.5."""
+    return AugmentationConfig(gaussian_prob=(0.5,))
 
 
 def _timed(fn: Callable[[], object], repeats: int = 3, sync: Callable[[], None] = lambda: None) -> float:
@@ -66,7 +64,7 @@ def _timed(fn: Callable[[], object], repeats: int = 3, sync: Callable[[], None] 
 
 
 def per_sample_rate(images: torch.Tensor, crop_size: int) -> float:
-    t = build_multiview_transform(_config(crop_size), 2, MEAN, STD)
+    t = build_multiview_transform(_config(), crop_size, 2, MEAN, STD)
 
     def run() -> None:
         for img in images:
@@ -76,7 +74,7 @@ def per_sample_rate(images: torch.Tensor, crop_size: int) -> float:
 
 
 def batched_rate(images: torch.Tensor, crop_size: int, batch_size: int = 256, device: str = "cpu") -> float:
-    aug = BatchedAugment.from_config(_config(crop_size), 2, MEAN, STD, seed=0)
+    aug = BatchedAugment.from_config(_config(), crop_size, 2, MEAN, STD, seed=0)
     x = images.to(device)
     batches = list(torch.split(x, batch_size))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -105,10 +103,10 @@ def gpu_step_share(crop_size: int = 32, batch_size: int = 256, steps: int = 20) 
         weight_decay=1e-4,
         method="barlow_twins",
     )
-    model = METHODS["barlow_twins"](**cfg).cuda().to(memory_format=torch.channels_last)
+    model = METHODS["barlow_twins"].from_flat(cfg).cuda().to(memory_format=torch.channels_last)
     model.log = lambda *a, **k: None  # outside a Trainer
     opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=0.1, momentum=0.9)
-    aug = BatchedAugment.from_config(_config(crop_size), 2, MEAN, STD, seed=0)
+    aug = BatchedAugment.from_config(_config(), crop_size, 2, MEAN, STD, seed=0)
     images = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, device="cuda")
     targets = torch.randint(0, 10, (batch_size,), device="cuda")
     idx = torch.arange(batch_size, device="cuda")

@@ -49,7 +49,7 @@ def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], C
         lr=0.3,
         max_epochs=10,
     )
-    model = METHODS[args.method](**cfg)
+    model = METHODS[args.method].from_flat(cfg)
     model.train()
     g = torch.Generator().manual_seed(1)
     views = [torch.randn(args.batch_size, 3, args.crop_size, args.crop_size, generator=g) for _ in range(2)]

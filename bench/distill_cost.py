@@ -59,7 +59,7 @@ def build(method: str, strategy: str, a: argparse.Namespace, total: int):
     cfg.update(strategy=strategy, distill_proj_hidden_dim=a.distill_proj_hidden_dim or a.proj_dim)
     cls = build_model_class(method, strategy)
     torch.manual_seed(a.seed)  # same backbone / projector weights for both strategies
-    model = cls(**cfg)
+    model = cls.from_flat(cfg)
     model.on_task_start(0)
     model.on_task_start(1)  # CaSSLe: the teacher is a frozen copy of the current weights
     return model, cls.num_views

@@ -140,7 +140,7 @@ def _channels_last_model(cfg: dict[str, Any]) -> Any:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             return super().training_step((idx, views, targets), batch_idx)
 
-    model = ChannelsLast(**cfg)
+    model = ChannelsLast.from_flat(cfg)
     model.on_task_start(0)
     model.on_task_start(1)  # second task: the frozen teacher + predictor are in the step
     return model.to(memory_format=torch.channels_last)
@@ -152,7 +152,7 @@ def measure(cfg: dict[str, Any], train_dataset: Any, args: argparse.Namespace) -
 
     from cassle.data.datamodule import ContinualDataModule
 
-    dm = ContinualDataModule(cfg, train_dataset=train_dataset, test_dataset=None)
+    dm = ContinualDataModule.from_flat(cfg, train_dataset=train_dataset, test_dataset=None)
     dm.setup("fit")
     dm.set_task(1)
     model = _channels_last_model(cfg)

@@ -230,7 +230,7 @@ def main() -> int:
     for method in a.methods:
         cls = build_model_class(method, "finetune")
         torch.manual_seed(a.seed)
-        proto = cls(**make_cfg(a, method, total))
+        proto = cls.from_flat(make_cfg(a, method, total))
         batch = make_batch(a, cls.num_views)
         variants: dict[str, dict[str, Any]] = {"lightning": {}}
         if a.diagnose:

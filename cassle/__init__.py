@@ -4,9 +4,10 @@ The names a notebook needs import from here on first use::
 
     from cassle import parse_args, ContinualDataModule, build_model_class, evaluate_after_task
 
-``parse_args(argv)`` gives every option of ``main_continual.py`` with its default, ``vars()`` of it is the
-flat configuration that ``ContinualDataModule(cfg)`` and ``build_model_class(method, strategy)(**cfg)``
-take; ``METHODS`` / ``STRATEGIES`` are the registries. README.md ("From Python") has a complete example.
+``parse_args(argv)`` gives every option of ``main_continual.py`` with its default; ``vars()`` of it is the
+flat configuration (``args.json``) from which ``ContinualDataModule.from_flat(cfg)`` and
+``build_model_class(method, strategy).from_flat(cfg)`` build their typed config objects (:mod:`cassle.config`);
+``METHODS`` / ``STRATEGIES`` are the registries. README.md ("From Python") has a complete example.
 """
 
 from __future__ import annotations

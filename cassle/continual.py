@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import signal
 from typing import Any
@@ -40,6 +39,7 @@ from cassle.checkpoint import (
     load_weights,
     task_checkpoint,
 )
+from cassle.devices import is_global_zero_process
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.logs import build_loggers, log_results, quiet_framework_noise
 from cassle.run_plan import RunPlan, _resolve_accelerator, args_to_cfg, prepare_run  # noqa: F401  (re-exported)
@@ -129,10 +129,7 @@ def _probe(plan: RunPlan, backbone: torch.nn.Module) -> dict | None:
 
 
 def _is_global_zero() -> bool:
-    return (
-        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
-        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
-    )
+    return is_global_zero_process()
 
 
 def _save_state(plan: RunPlan) -> None:
@@ -184,7 +181,8 @@ def _run(args: argparse.Namespace) -> Any:
 
     main = _is_global_zero()
     pl.seed_everything(args.seed, workers=True, verbose=False)
-    model = plan.model_cls(**cfg)  # built before anything is written: a model that cannot be built leaves no trace
+    # built before anything is written (a model that cannot be built leaves no trace), from the typed configuration
+    model = plan.model_cls.from_config(plan.config)
     if not main:
         return _train(plan, model, args, main)
     with run_lock(run_dir):  # one process per run directory
@@ -201,7 +199,13 @@ def _run(args: argparse.Namespace) -> Any:
         if plan.changed:  # after a divergence: the new optimisation settings become the run's
             shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in plan.changed.items())
             print(f"the last attempt diverged in task {plan.diverged['task']}; continuing with {shown}")
-        if not (run_dir / "args.json").exists() or plan.changed:
+        if plan.restarted:  # the last attempt left nothing to keep: the corrected arguments start it afresh
+            shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in list(plan.restarted.items())[:5])
+            print(
+                f"{run_dir}: the last attempt stopped before it finished a task or saved a checkpoint; starting it "
+                f"afresh with {shown}"
+            )
+        if not (run_dir / "args.json").exists() or plan.changed or plan.restarted:
             atomic_write_json(run_dir / "args.json", json.loads(json.dumps(cfg, default=str)))
         return _train(plan, model, args, main)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from cassle.errors import ArgumentError
@@ -30,3 +31,13 @@ def resolve_accelerator(accelerator: str) -> str:
 
         return "gpu" if torch.cuda.is_available() else "cpu"
     return accelerator
+
+
+def is_global_zero_process() -> bool:
+    """Whether this process is the global rank 0 of a (possibly multi-process) run, from the launch environment
+    (``RANK`` / ``SLURM_PROCID`` and ``LOCAL_RANK``; a plain process is rank 0). Usable before a trainer exists:
+    the processes Lightning starts for the other devices run the same script with ``LOCAL_RANK`` set."""
+    return (
+        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
+        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    )

@@ -16,6 +16,7 @@ from cassle.checkpoint import (
     load_task_checkpoint,
     safe_torch_load,
 )
+from cassle.config import AugmentationConfig, DataConfig, ReplayConfig, RunConfig, upgrade_flat
 from cassle.devices import resolve_accelerator
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.fileio import read_json_object
@@ -51,6 +52,20 @@ class RunPlan:
     changed: dict[str, Any] | None = None
     #: optimizer steps each finished task took: the loggers' step continues across tasks
     task_steps: dict[int, int] = field(default_factory=dict)
+    #: arguments changed since the args.json of an attempt that left nothing to keep (no finished task, no resume
+    #: checkpoint): the run starts afresh with the new ones
+    restarted: dict[str, Any] | None = None
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's typed configuration (:class:`cassle.config.RunConfig`) of :attr:`cfg`, with the model
+        class's declared method and strategy arguments: what the model and the data module receive."""
+        cls = self.model_cls
+        return RunConfig.from_flat(
+            self.cfg,
+            cls.all_method_args() if hasattr(cls, "all_method_args") else None,
+            cls.all_strategy_args() if hasattr(cls, "all_strategy_args") else None,
+        )
 
     def step_offset(self, task: int) -> int:
         """The run's step at which ``task`` starts (the steps of the finished tasks before it)."""
@@ -59,6 +74,16 @@ class RunPlan:
 
 def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items()}
+
+
+def _holds_progress(run_dir: Path, state: dict[str, Any]) -> bool:
+    """Whether ``run_dir`` holds anything of a run worth keeping: a finished task, a task checkpoint or a
+    mid-task resume checkpoint. A directory with only ``args.json`` and the logs of a failed start holds none."""
+    if state.get("completed_tasks"):
+        return True
+    if any(run_dir.glob("task*.ckpt")):
+        return True
+    return any((run_dir / "resume").glob("*.ckpt"))
 
 
 def _resolve_accelerator(args: argparse.Namespace) -> str:
@@ -76,6 +101,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     state_file = run_dir / "run_state.json"
     state: dict[str, Any] = {}
     fixes: dict[str, Any] = {}
+    restart: dict[str, Any] = {}
     if (run_dir / "args.json").exists():
         try:
             saved = read_json_object(run_dir / "args.json")
@@ -90,6 +116,11 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         diff = changed_arguments(saved, args_to_cfg(args), build_model_class(args.method, args.strategy))
         fixes = {k: v for k, v in diff.items() if k in DIVERGENCE_FIXES} if state.get("diverged") else {}
         diff = {k: v for k, v in diff.items() if k not in fixes}
+        if diff and not _holds_progress(run_dir, state):
+            # an attempt that failed before it finished a task or saved a resume point (a crash in its first
+            # steps, a bad value only the model found): nothing to keep, so the corrected command starts afresh
+            restart = diff
+            diff = {}
         if diff:
             shown = ", ".join(f"--{k} {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:5])
             raise RunError(
@@ -115,9 +146,14 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     model_cls = build_model_class(args.method, args.strategy)
     cfg = args_to_cfg(args)
     views_for = getattr(model_cls, "views_for", None)
-    cfg["num_views"] = views_for(cfg) if views_for is not None else getattr(model_cls, "num_views", 2)
+    cfg["num_views"] = (
+        views_for(model_cls.method_hparams(cfg)) if views_for is not None else getattr(model_cls, "num_views", 2)
+    )
     cfg["return_raw"] = bool(getattr(model_cls, "needs_raw_images", False))  # replay: batches carry raw uint8 images
-    dm = ContinualDataModule(cfg)
+    flat = upgrade_flat(cfg)
+    dm = ContinualDataModule(
+        DataConfig.from_flat(flat), AugmentationConfig.from_flat(flat), ReplayConfig.from_flat(flat)
+    )
     try:
         dm.setup("fit")  # loads the data and computes the split: too many tasks etc. fail here
     except ValueError as e:
@@ -177,4 +213,5 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         state.get("diverged"),
         fixes or None,
         task_steps,
+        restart or None,
     )

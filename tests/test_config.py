@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 
@@ -62,9 +63,11 @@ def test_defaults_that_used_to_disagree_now_have_one_home():
     from cassle.data.transforms import AUGMENTATION_DEFAULTS
 
     cli = _parser_defaults()
-    model = METHODS["barlow_twins"](encoder="resnet9", base_width=4, crop_size=8, proj_hidden_dim=8, output_dim=8)
+    model = METHODS["barlow_twins"].from_flat(
+        dict(encoder="resnet9", base_width=4, crop_size=8, proj_hidden_dim=8, output_dim=8)
+    )
     assert model.max_epochs == cli["max_epochs"] == OptimConfig.max_epochs == 500  # was 100 in methods/base.py
-    assert ContinualDataModule({"dataset": "digits"}).num_workers == cli["num_workers"] == 2  # was 0
+    assert ContinualDataModule.from_flat({"dataset": "digits"}).num_workers == cli["num_workers"] == 2  # was 0
     assert AUGMENTATION_DEFAULTS["solarization_prob"] == AugmentationConfig.solarization_prob == (0.0, 0.2)
     assert cli["solarization_prob"] == [0.0, 0.2]
 
@@ -88,13 +91,55 @@ def test_flat_round_trip_of_a_parsed_command_line():
 
 def test_components_receive_their_own_typed_config():
     model_cls = build_model_class("simclr", "cassle")
-    m = model_cls(encoder="resnet9", base_width=4, crop_size=8, proj_hidden_dim=8, output_dim=8, lr="0.2")
+    flat = dict(encoder="resnet9", base_width=4, crop_size=8, proj_hidden_dim=8, output_dim=8, lr="0.2")
+    m = model_cls.from_flat(flat)
     assert isinstance(m.optim_cfg, OptimConfig) and m.optim_cfg.lr == 0.2 and m.lr == 0.2  # converted from text
     assert isinstance(m.model_cfg, ModelConfig) and m.model_cfg.encoder == "resnet9"
     assert m.method_cfg.temperature == m.temperature == METHODS["simclr"].all_method_args()["temperature"][1]
     assert m.strategy_cfg.distill_temperature is None and m.distill_temperature == 0.2  # family default
-    er = build_model_class("byol", "er")(encoder="resnet9", base_width=4, crop_size=8, mem_size=7, seed=11)
+    assert not hasattr(m, "cfg")  # no flat dict travels with the model
+    er = build_model_class("byol", "er").from_flat(
+        dict(encoder="resnet9", base_width=4, crop_size=8, mem_size=7, seed=11)
+    )
     assert isinstance(er.replay_cfg, ReplayConfig) and er.replay_cfg.mem_size == 7 and er.replay_seed == 11
+
+
+def test_each_layer_takes_only_the_parts_it_declares(monkeypatch):
+    """``from_config`` hands each layer of a composed class its declared RunConfig parts, keyword by keyword:
+    the replay layer gets replay / data / augmentation, the strategy its hyperparameters, the method
+    model / optim / method; a flat key is refused, naming the converters."""
+    cls = build_model_class("byol", "er")
+    assert cls.config_part_names() == ("model", "optim", "method", "strategy", "replay", "data", "augmentation")
+    run = RunConfig.from_flat(
+        dict(encoder="resnet9", base_width=4, crop_size=8, mem_size=9, gpu_augment=True, min_scale=[0.5]),
+        cls.all_method_args(),
+        cls.all_strategy_args(),
+    )
+    seen: dict[str, set] = {}
+    from cassle.methods.base import BaseMethod
+    from cassle.strategies.base import StrategyMixin
+    from cassle.strategies.replay import ReplayMixin
+
+    def spying(layer):
+        original = layer.__init__
+
+        @functools.wraps(original)  # Lightning's save_hyperparameters reads the __init__ signature
+        def spy(self, **parts):
+            seen[layer.__name__] = set(parts)
+            original(self, **parts)
+
+        return spy
+
+    for layer in (BaseMethod, StrategyMixin, ReplayMixin):
+        monkeypatch.setattr(layer, "__init__", spying(layer))
+    m = cls.from_config(run)
+    assert seen["ReplayMixin"] == {"model", "optim", "method", "strategy", "replay", "data", "augmentation", "seed"}
+    assert seen["StrategyMixin"] == {"model", "optim", "method", "strategy", "seed"}
+    assert seen["BaseMethod"] == {"model", "optim", "method", "seed"}
+    assert m.replay_cfg is run.replay and m.model_cfg is run.model and m.stream_aug_cfg.min_scale == (0.5,)
+    assert m.stream_gpu_augment is True and m.buffer.mem_size == 9
+    with pytest.raises(TypeError, match=r"not flat keys \(lr\).*from_flat\(cfg\) or \.from_config\(run\)"):
+        METHODS["byol"](lr=0.1)
 
 
 @pytest.mark.parametrize(

@@ -224,6 +224,26 @@ def test_existing_run_with_other_arguments_is_not_overwritten(tmp_path, capsys):
     assert before == after
 
 
+def test_failed_start_does_not_lock_the_directory_to_its_arguments(tmp_path):
+    """A start that failed before it finished a task or saved a checkpoint (issue 10: a bad value only the model or
+    the first steps found) leaves only args.json and logs: the corrected command starts the run afresh, and
+    rewrites args.json, instead of refusing it as "other arguments". Progress of any kind keeps the refusal."""
+    from cassle.run_plan import prepare_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    failed = vars(parse_args(_args(tmp_path, "--num_tasks", "2", "--lr", "1e10")))
+    (run / "args.json").write_text(json.dumps(failed, default=str))
+    (run / "logs").mkdir()
+    plan = prepare_run(parse_args(_args(tmp_path, "--num_tasks", "2")))
+    assert plan.start_task == 0 and plan.completed == []
+    assert plan.restarted == {"lr": (1e10, parse_args(_args(tmp_path)).lr)}
+    (run / "resume").mkdir()
+    (run / "resume" / "task0-last.ckpt").write_bytes(b"x")  # a mid-task resume point: something to keep
+    with pytest.raises(continual.RunError, match="already holds a run with other arguments"):
+        prepare_run(parse_args(_args(tmp_path, "--num_tasks", "2")))
+
+
 def test_non_run_directory_is_not_used(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

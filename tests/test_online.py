@@ -36,7 +36,7 @@ def _dm(**over) -> ContinualDataModule:
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (160, 1, 8, 8), generator=g, dtype=torch.uint8)
     train = TensorImageDataset(images, torch.arange(160) % 4, num_classes=4)
-    dm = ContinualDataModule({**DM_CFG, **over}, train_dataset=train)
+    dm = ContinualDataModule.from_flat({**DM_CFG, **over}, train_dataset=train)
     dm.setup("fit")
     return dm
 

@@ -53,5 +53,5 @@ def test_a_new_method_is_on_the_command_line_and_wrapped_by_every_strategy(new_m
     for strategy in STRATEGIES:
         model_cls = build_model_class("tiny_new_method", strategy)
         assert issubclass(model_cls, new_method)
-    model = build_model_class("tiny_new_method", "cassle")(**vars(args))
+    model = build_model_class("tiny_new_method", "cassle").from_flat(vars(args))
     assert model.method_cfg.tiny_weight == 0.25 and model.distiller == "predictive"

@@ -10,9 +10,10 @@ replay memory of the replay strategies (``er``, ``lump``, ``minred``, ``aep``,
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from cassle.buffers import BUFFERS
-from cassle.config import ReplayConfig
+from cassle.config import ReplayConfig, RunConfig
 from cassle.errors import ArgumentError
 
 
@@ -39,12 +40,13 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
 
 
 def validate_online_args(
-    args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int
+    args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int, run: Any = None
 ) -> None:
     """Raise ArgumentError on a bad combination; normalise ``args`` in place (``--online`` sets ``--max_epochs 1``).
 
-    Also runs the strategy's ``check_config`` (buffer size, buffer type, its own arguments) so
-    that bad strategy settings fail before any file is written.
+    Also runs the strategy's ``check_config`` (its own arguments) and, for replay strategies, ``check_replay``
+    (buffer size, buffer type) on the typed configuration ``run`` (:class:`cassle.config.RunConfig`; built from
+    ``args`` when not given), so that bad strategy settings fail before any file is written.
     """
 
     if args.mb_passes < 1:
@@ -61,8 +63,16 @@ def validate_online_args(
         raise ArgumentError(
             f"--mb_passes {args.mb_passes} only applies to --online runs; add --online or drop --mb_passes"
         )
-    if hasattr(strategy_cls, "check_config"):
-        try:
-            strategy_cls.check_config(method_cls, vars(args))
-        except ValueError as e:
-            raise ArgumentError(str(e)) from None
+    try:
+        if run is None:
+            run = RunConfig.from_flat(
+                vars(args),
+                method_cls.all_method_args() if hasattr(method_cls, "all_method_args") else None,
+                strategy_cls.all_strategy_args() if hasattr(strategy_cls, "all_strategy_args") else None,
+            )
+        if hasattr(strategy_cls, "check_config"):
+            strategy_cls.check_config(method_cls, run.strategy)
+        if hasattr(strategy_cls, "check_replay"):
+            strategy_cls.check_replay(run.replay)
+    except ValueError as e:
+        raise ArgumentError(str(e)) from None

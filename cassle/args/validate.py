@@ -15,7 +15,7 @@ import os
 
 from cassle.args.common import DEFAULT_MAX_EPOCHS, PRECISIONS
 from cassle.args.online import validate_online_args
-from cassle.data.transforms import AUGMENTATION_DEFAULTS
+from cassle.config import AugmentationConfig
 from cassle.devices import parse_devices
 from cassle.errors import ArgumentError
 from cassle.fileio import check_writable  # noqa: F401  (re-exported)
@@ -218,19 +218,19 @@ def validate_args(args: argparse.Namespace, machine: bool = True) -> None:
     if args.split_strategy == "domain" and args.dataset != "domainnet":
         raise ArgumentError(f"--split_strategy domain needs a dataset with domains (domainnet), not '{args.dataset}'")
 
-    check_typed(args, method_cls, strategy_cls)
+    run = check_typed(args, method_cls, strategy_cls)
     check_ranges(args, method_cls)
     check_finite_hparams(args, method_cls, strategy_cls)
-    validate_online_args(args, method_cls, strategy_cls, DEFAULT_MAX_EPOCHS)
+    validate_online_args(args, method_cls, strategy_cls, DEFAULT_MAX_EPOCHS, run)
 
     views_for = getattr(method_cls, "views_for", None)
-    num_views = views_for(vars(args)) if views_for is not None else getattr(method_cls, "num_views", 2)
+    num_views = views_for(run.method) if views_for is not None else getattr(method_cls, "num_views", 2)
     if hasattr(method_cls, "check_cfg"):
         try:
-            method_cls.check_cfg(vars(args))
+            method_cls.check_cfg(run.model, run.method)
         except ValueError as e:
             raise ArgumentError(str(e)) from None
-    for name in AUGMENTATION_DEFAULTS:
+    for name in AugmentationConfig.keys():
         values = getattr(args, name)
         if len(values) not in (1, num_views):
             raise ArgumentError(

@@ -29,7 +29,7 @@ Layout: :mod:`~cassle.config.base` (converters, the ``from_flat``/``to_flat`` ba
 ``cassle.config``.
 """
 
-from .base import DEFAULT_MAX_EPOCHS, LEGACY_KEYS, ArgSpec
+from .base import DEFAULT_MAX_EPOCHS, LEGACY_KEYS, ArgSpec, declared_args
 from .components import (
     ACCELERATORS,
     COMPONENTS,
@@ -65,6 +65,7 @@ __all__ = [
     "RunConfig",
     "RunDirConfig",
     "TrainerConfig",
+    "declared_args",
     "hparams_class",
     "upgrade_flat",
 ]

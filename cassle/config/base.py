@@ -18,6 +18,15 @@ DEFAULT_MAX_EPOCHS = 500
 LEGACY_KEYS = {"backbone": "encoder", "gpus": "devices", "proj_output_dim": "output_dim"}
 
 
+def declared_args(cls: type, attribute: str) -> dict[str, ArgSpec]:
+    """The argument declarations ``attribute`` (``method_args`` / ``strategy_args``) of every class along
+    ``cls``'s MRO, merged so that a subclass overrides its bases' defaults."""
+    merged: dict[str, ArgSpec] = {}
+    for klass in reversed(cls.__mro__):
+        merged.update(klass.__dict__.get(attribute, {}))
+    return merged
+
+
 def _tuple(value: Any) -> tuple[float, ...]:
     """One value or a list of values (one per view) as a tuple of floats."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]

@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from cassle.config import AugmentationConfig
 from cassle.data.transforms import ViewParams, gaussian_kernel_size, per_view_values
 
 #: Colour-jitter operation ids, in the order their factors are stored.
@@ -168,13 +168,18 @@ class BatchedAugment(torch.nn.Module):
 
     @classmethod
     def from_config(
-        cls, cfg: Mapping[str, Any], num_views: int, mean: Sequence[float], std: Sequence[float], seed: int
+        cls,
+        aug: AugmentationConfig,
+        crop_size: int,
+        num_views: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int,
     ) -> BatchedAugment:
-        """Build from the run configuration, like :func:`~cassle.data.transforms.build_multiview_transform`."""
-        crop_size = cfg.get("crop_size")
+        """Build from the run's augmentation config, like :func:`~cassle.data.transforms.build_multiview_transform`."""
         if crop_size is None:
             raise ValueError("the configuration has no crop_size: pass --crop_size (e.g. 32 for CIFAR)")
-        return cls(int(crop_size), mean, std, per_view_values(cfg, num_views), seed=seed)
+        return cls(int(crop_size), mean, std, per_view_values(aug, num_views), seed=seed)
 
     @property
     def num_views(self) -> int:

@@ -1,37 +1,33 @@
 """The Lightning DataModule of a continual run: dataset → task splits → loaders.
 
-One :class:`ContinualDataModule` serves every task of a run; the task loop
-calls :meth:`ContinualDataModule.set_task` before each ``trainer.fit``.
+One :class:`ContinualDataModule` serves every task of a run (built from the run's typed
+:class:`~cassle.config.DataConfig` / :class:`~cassle.config.AugmentationConfig` /
+:class:`~cassle.config.ReplayConfig`, or from a flat dict with :meth:`ContinualDataModule.from_flat`);
+the task loop calls :meth:`ContinualDataModule.set_task` before each ``trainer.fit``.
 
-* :meth:`~ContinualDataModule.train_dataloader` — the current task's training
-  samples, ``num_views`` augmented views each, batches
-  ``(indexes, [views], targets)``; ``indexes`` are positions in the underlying
-  training dataset (stable ids for replay buffers).
-  With ``return_raw`` (set for replay strategies) or ``online``, a fourth
-  element ``extras`` is a dict: ``raw`` (``uint8`` ``B×C×R×R`` un-augmented
-  images, see :func:`cassle.data.replay.build_raw_transform`) and ``mb_pass``
-  (``LongTensor[B]``, which of the ``--mb_passes`` passes over an online
-  minibatch this is; always 0 offline).
-* :meth:`~ContinualDataModule.val_dataloader` — the test samples of the tasks
-  seen so far (``0..current``), eval transform, batches ``(images, targets)``.
-* :meth:`~ContinualDataModule.eval_dataloader` /
-  :meth:`~ContinualDataModule.joint_eval_dataloader` — unshuffled eval-transformed
-  loaders for probes.
+* :meth:`~ContinualDataModule.train_dataloader` — the current task's training samples, ``num_views``
+  augmented views each, batches ``(indexes, [views], targets)``; ``indexes`` are positions in the
+  underlying training dataset (stable ids for replay buffers). With ``return_raw`` (set for replay
+  strategies) or ``online``, a fourth element ``extras`` is a dict: ``raw`` (``uint8`` ``B×C×R×R``
+  un-augmented images, see :func:`cassle.data.replay.build_raw_transform`) and ``mb_pass``
+  (``LongTensor[B]``, which of the ``--mb_passes`` passes over an online minibatch this is; always 0 offline).
+* :meth:`~ContinualDataModule.val_dataloader` — the test samples of the tasks seen so far
+  (``0..current``), eval transform, batches ``(images, targets)``.
+* :meth:`~ContinualDataModule.eval_dataloader` / :meth:`~ContinualDataModule.joint_eval_dataloader` —
+  unshuffled eval-transformed loaders for probes.
 
-Under DDP the training loader shards itself: its
-:class:`~cassle.data.sampling.EpochShuffleSampler` gives each rank a disjoint,
-equal-size share of the epoch's permutation (and, being a ``DistributedSampler``,
-is left alone by Lightning); the evaluation loaders are sharded by Lightning.
+Under DDP the training loader shards itself: its :class:`~cassle.data.sampling.EpochShuffleSampler` gives
+each rank a disjoint, equal-size share of the epoch's permutation (and, being a ``DistributedSampler``, is
+left alone by Lightning); the evaluation loaders are sharded by Lightning.
 
 Faster inputs (the batch reaching ``training_step`` keeps the same structure):
 
-* ``gpu_augment`` (in-memory datasets only): the train loader yields raw
-  ``uint8`` images ``(indexes, B×C×H×W, targets[, extras])`` (replay and online
-  streams as above) and
-  :meth:`~ContinualDataModule.on_after_batch_transfer` augments them on the
-  batch's device with :class:`~cassle.data.batched_augment.BatchedAugment`.
-* ``dali`` (folder datasets only): the train loader is a DALI pipeline over
-  the current task's files (:mod:`cassle.data.dali`).
+* ``gpu_augment`` (in-memory datasets only): the train loader yields raw ``uint8`` images
+  ``(indexes, B×C×H×W, targets[, extras])`` (replay and online streams as above) and
+  :meth:`~ContinualDataModule.on_after_batch_transfer` augments them on the batch's device with
+  :class:`~cassle.data.batched_augment.BatchedAugment`.
+* ``dali`` (folder datasets only): the train loader is a DALI pipeline over the current task's files
+  (:mod:`cassle.data.dali`).
 """
 
 from __future__ import annotations
@@ -44,7 +40,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from cassle.config import AugmentationConfig, DataConfig, ReplayConfig
+from cassle.config import AugmentationConfig, DataConfig, ReplayConfig, upgrade_flat
 from cassle.data.base import ImageDataset
 from cassle.data.eval_loaders import EvalLoadersMixin
 from cassle.data.input_paths import InputPathsMixin
@@ -56,13 +52,16 @@ from cassle.data.subsets import AugmentedSubset, EvalSubset  # noqa: F401  (re-e
 from cassle.data.transforms import build_eval_transform, build_multiview_transform
 
 
-def resolve_mean_std(cfg: Mapping[str, Any]) -> tuple[Sequence[float], Sequence[float]]:
-    """Normalisation statistics: ``cfg`` ``mean``/``std`` if given, else the dataset's, else ImageNet's."""
-    if cfg.get("mean") is not None and cfg.get("std") is not None:
-        return tuple(cfg["mean"]), tuple(cfg["std"])
+def resolve_mean_std(data: DataConfig) -> tuple[Sequence[float], Sequence[float]]:
+    """Normalisation statistics: ``data.mean`` / ``data.std`` if both are given, else the dataset's, else
+    ImageNet's."""
+    if isinstance(data, Mapping):
+        raise TypeError("resolve_mean_std takes a DataConfig: DataConfig.from_flat(upgrade_flat(cfg)) for a flat dict")
+    if data.mean is not None and data.std is not None:
+        return tuple(data.mean), tuple(data.std)
     from cassle.data.datasets import DATASETS
 
-    info = DATASETS.get(cfg.get("dataset"))
+    info = DATASETS.get(data.dataset)
     if info is not None:
         return tuple(info.mean), tuple(info.std)
     return IMAGENET_MEAN, IMAGENET_STD
@@ -72,24 +71,23 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
     """Dataset, task split and loaders of a continual run.
 
     Args:
-        cfg: the flat configuration, read through its typed views
-            :class:`~cassle.config.DataConfig` (``data_cfg``, defaults there),
-            :class:`~cassle.config.ReplayConfig` (``replay_cfg``: ``online``,
-            ``mb_passes``) and :class:`~cassle.config.AugmentationConfig`. Keys
-            read: ``dataset``, ``data_dir``,
-            ``num_tasks``, ``split_strategy``, ``seed``, ``batch_size``,
-            ``num_workers``, ``crop_size``, ``no_labels``, ``num_views``
-            (default 2), the augmentation keys of
-            :data:`cassle.data.transforms.AUGMENTATION_KEYS`, optional
-            ``domain_order`` (domain ids or names, a list or a comma-separated
-            string), optional ``train_fraction`` (keep a seeded, class-stratified
-            fraction of every task's training samples, for SSL training and
-            the probes' training features alike; the test split is untouched),
-            optional ``mean`` / ``std`` overriding the dataset's, and
-            ``gpu_augment`` / ``dali`` (bools) choosing the training input path.
-        train_dataset: use this dataset instead of loading ``cfg["dataset"]``.
+        data: :class:`~cassle.config.DataConfig` (``data_cfg``): ``dataset``, ``data_dir``,
+            ``num_tasks``, ``split_strategy``, ``seed``, ``batch_size``, ``num_workers``,
+            ``crop_size`` (``None``: the dataset's image size), ``no_labels``, ``num_views``,
+            ``return_raw``, ``domain_order`` (domain ids or names), ``train_fraction`` (keep a
+            seeded, class-stratified fraction of every task's training samples, for SSL training
+            and the probes' training features alike; the test split is untouched), ``mean`` /
+            ``std`` overriding the dataset's, and ``gpu_augment`` / ``dali`` choosing the
+            training input path.
+        augmentation: :class:`~cassle.config.AugmentationConfig` (``aug_cfg``) of the training
+            views, one value shared by every view or one per view (``None``: the defaults).
+        replay: :class:`~cassle.config.ReplayConfig` (``replay_cfg``): ``online`` and
+            ``mb_passes`` of the training stream (``None``: the defaults).
+        train_dataset: use this dataset instead of loading ``data.dataset``.
         test_dataset: the matching test set (``None``: no test set, unless
             ``train_dataset`` is also ``None``, in which case it is loaded).
+
+    A flat configuration dict (a parsed command line, an ``args.json``) goes through :meth:`from_flat`.
 
     The dataset is loaded and split lazily, on first use (``setup`` or any
     property), so construction is cheap.
@@ -97,23 +95,28 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
 
     def __init__(
         self,
-        cfg: Mapping[str, Any],
+        data: DataConfig,
+        augmentation: AugmentationConfig | None = None,
+        replay: ReplayConfig | None = None,
         train_dataset: ImageDataset | None = None,
         test_dataset: ImageDataset | None = None,
     ) -> None:
+        if not isinstance(data, DataConfig):  # an old call site's flat dict fails here, loudly
+            raise TypeError(
+                f"ContinualDataModule takes a DataConfig, not a {type(data).__name__}: build it from a flat "
+                "configuration dict with ContinualDataModule.from_flat(cfg)"
+            )
         super().__init__()
-        self.cfg = dict(cfg)  # the flat form, for the transform builders
-        #: the typed settings (defaults: the command line's, cassle.config.DataConfig)
-        self.data_cfg: DataConfig = DataConfig.from_flat(self.cfg)
-        self.replay_cfg: ReplayConfig = ReplayConfig.from_flat(self.cfg)
-        AugmentationConfig.from_flat(self.cfg)  # bad augmentation values fail here, before any data is loaded
+        #: the typed settings (defaults: the command line's, cassle.config)
+        self.data_cfg: DataConfig = data
+        self.aug_cfg: AugmentationConfig = augmentation if augmentation is not None else AugmentationConfig()
+        self.replay_cfg: ReplayConfig = replay if replay is not None else ReplayConfig()
         self.batch_size = self.data_cfg.batch_size
         self.num_workers = self.data_cfg.num_workers
         self.seed = self.data_cfg.seed
         self.num_views = self.data_cfg.num_views
         self._train_dataset = train_dataset
         self._test_dataset = test_dataset
-        self._given = train_dataset is not None
         self._split: TaskSplit | None = None
         self._current_task = 0
         self._train_targets: torch.Tensor | None = None
@@ -121,6 +124,24 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
         self.gpu_augment = self.data_cfg.gpu_augment
         self.dali = self.data_cfg.dali
         self._batched_augment: Any | None = None
+
+    @classmethod
+    def from_flat(
+        cls,
+        cfg: Mapping[str, Any],
+        train_dataset: ImageDataset | None = None,
+        test_dataset: ImageDataset | None = None,
+    ) -> ContinualDataModule:
+        """The data module of a flat configuration (a parsed command line, an ``args.json`` of any version, a
+        test's dict): its data, augmentation and replay configs, missing keys at their defaults."""
+        flat = upgrade_flat(cfg)
+        return cls(
+            DataConfig.from_flat(flat),
+            AugmentationConfig.from_flat(flat),
+            ReplayConfig.from_flat(flat),
+            train_dataset=train_dataset,
+            test_dataset=test_dataset,
+        )
 
     # ------------------------------------------------------------------ setup
     def _dataset_info(self) -> Any:
@@ -236,7 +257,7 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
 
     # ------------------------------------------------------------ transforms
     def _mean_std(self) -> tuple[Sequence[float], Sequence[float]]:
-        return resolve_mean_std(self.cfg)
+        return resolve_mean_std(self.data_cfg)
 
     def _image_size(self) -> int | None:
         size = getattr(self.train_dataset, "image_size", None)
@@ -254,14 +275,12 @@ class ContinualDataModule(InputPathsMixin, EvalLoadersMixin, L.LightningDataModu
     def train_transform(self) -> Callable[[torch.Tensor], list[torch.Tensor]]:
         """The ``num_views``-view augmentation of the configuration."""
         mean, std = self._mean_std()
-        cfg = dict(self.cfg)
-        cfg["crop_size"] = self._crop_size()
-        return build_multiview_transform(cfg, self.num_views, mean, std)
+        return build_multiview_transform(self.aug_cfg, self._crop_size(), self.num_views, mean, std)
 
     def _view_params(self) -> list[dict[str, float]]:
         from cassle.data.transforms import per_view_values
 
-        return per_view_values(self.cfg, self.num_views)
+        return per_view_values(self.aug_cfg, self.num_views)
 
     def eval_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Deterministic resize / centre-crop + normalise."""

@@ -18,7 +18,7 @@ import torch
 
 
 class InputPathsMixin:
-    """``gpu_augment`` / ``dali`` for the data module (uses its config, dataset, task indices and seed)."""
+    """``gpu_augment`` / ``dali`` for the data module (uses its ``data_cfg`` / ``aug_cfg``, dataset, task indices and seed)."""
 
     def check_input_path(self) -> None:
         """Raise a clear ``ValueError`` when ``gpu_augment`` / ``dali`` do not fit the dataset."""
@@ -26,7 +26,7 @@ class InputPathsMixin:
             raise ValueError(
                 "--gpu_augment and --dali are exclusive: use --gpu_augment for in-memory datasets, --dali for folder datasets"
             )
-        name = self.cfg.get("dataset")
+        name = self.data_cfg.dataset
         in_memory = bool(getattr(self.train_dataset, "in_memory", False))
         if self.gpu_augment and not in_memory:
             raise ValueError(
@@ -45,9 +45,9 @@ class InputPathsMixin:
             from cassle.data.batched_augment import BatchedAugment
 
             mean, std = self._mean_std()
-            cfg = dict(self.cfg)
-            cfg["crop_size"] = self._crop_size()
-            self._batched_augment = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.seed)
+            self._batched_augment = BatchedAugment.from_config(
+                self.aug_cfg, self._crop_size(), self.num_views, mean, std, seed=self.seed
+            )
         return self._batched_augment
 
     def augment_on_device(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -203,24 +203,25 @@ class ViewParams:
         return f"ViewParams({', '.join(f'{k}={v}' for k, v in vars(self).items())})"
 
 
-def per_view_values(cfg: Mapping[str, Any], num_views: int) -> list[dict[str, float]]:
-    """Resolve the augmentation keys of ``cfg`` into one parameter dict per view.
+def per_view_values(aug: AugmentationConfig, num_views: int) -> list[dict[str, float]]:
+    """Resolve the augmentation parameters of ``aug`` into one parameter dict per view.
 
-    Each key may be a scalar or a list of 1 value (shared by all views) or
-    ``num_views`` values (one per view); missing keys take
-    :data:`AUGMENTATION_DEFAULTS` (:func:`default_augmentation` per view).
+    Each field holds 1 value (shared by all views) or ``num_views`` values (one per view). A field at its
+    default (:data:`AUGMENTATION_DEFAULTS`) takes :func:`default_augmentation` per view, so the 2-view
+    default ``solarization_prob=(0.0, 0.2)`` gives ``[0.0]`` for 1 view and ``[0.0, 0.2, 0.2, 0.2]`` for 4.
 
     Raises:
-        ValueError: a list whose length is neither 1 nor ``num_views``.
+        ValueError: a field whose length is neither 1 nor ``num_views``.
     """
+    if isinstance(aug, Mapping):
+        raise TypeError("per_view_values takes an AugmentationConfig: AugmentationConfig.from_flat(cfg) for a dict")
     if num_views < 1:
         raise ValueError(f"num_views must be at least 1, got {num_views}")
     views: list[dict[str, float]] = [{} for _ in range(num_views)]
     for key in AUGMENTATION_KEYS:
-        value = cfg.get(key)
-        if value is None:
-            value = [default_augmentation(key, i) for i in range(num_views)]
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        values = [float(v) for v in getattr(aug, key)]
+        if tuple(values) == AUGMENTATION_DEFAULTS[key]:  # the default: per view, its last value for further views
+            values = [default_augmentation(key, i) for i in range(num_views)]
         if len(values) == 1:
             values = values * num_views
         elif len(values) != num_views:
@@ -229,24 +230,22 @@ def per_view_values(cfg: Mapping[str, Any], num_views: int) -> list[dict[str, fl
                 f"give 1 value (shared by all views) or {num_views} (one per view)"
             )
         for v, val in zip(views, values):
-            v[key] = float(val)
+            v[key] = val
     return views
 
 
 def build_multiview_transform(
-    cfg: Mapping[str, Any], num_views: int, mean: Sequence[float], std: Sequence[float]
+    aug: AugmentationConfig, crop_size: int, num_views: int, mean: Sequence[float], std: Sequence[float]
 ) -> MultiViewTransform:
-    """One :func:`build_view_transform` per view from the configuration dict.
+    """One :func:`build_view_transform` per view of ``aug`` (:func:`per_view_values`).
 
-    ``cfg["crop_size"]`` is the output size; the augmentation keys (see
-    :data:`AUGMENTATION_KEYS`) hold one shared value or one value per view, e.g.
-    ``solarization_prob=[0.0, 0.2]`` for BYOL's asymmetric views.
+    ``crop_size`` is the output size; each field of ``aug`` holds one shared value or one value per view,
+    e.g. ``solarization_prob=(0.0, 0.2)`` for BYOL's asymmetric views.
     """
-    crop_size = cfg.get("crop_size")
     if crop_size is None:
         raise ValueError("the configuration has no crop_size: pass --crop_size (e.g. 32 for CIFAR, 224 for ImageNet)")
     return MultiViewTransform(
-        [build_view_transform(int(crop_size), mean, std, **p) for p in per_view_values(cfg, num_views)]
+        [build_view_transform(int(crop_size), mean, std, **p) for p in per_view_values(aug, num_views)]
     )
 
 

@@ -192,7 +192,8 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
         "no_labels": False,
     }
     try:
-        split = ContinualDataModule(split_cfg, train_dataset=train, test_dataset=test).split
+        split_data = DataConfig.from_flat(upgrade_flat(split_cfg))
+        split = ContinualDataModule(split_data, train_dataset=train, test_dataset=test).split
     except ValueError as e:
         raise LinearEvalError(f"cannot rebuild the pretraining split: {e}") from None
 

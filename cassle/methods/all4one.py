@@ -37,13 +37,14 @@ global batch); (3) the reference's NN-index bookkeeping and pickle dumps for ana
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.config import ModelConfig
 from cassle.losses.all4one import all4one_loss_func
 from cassle.methods.base import METHODS, ArgSpec
 from cassle.methods.heads import mlp2, mlp3
@@ -100,9 +101,8 @@ class All4One(BaseMomentumMethod):
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        type(self).check_cfg(cfg)
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         dim = self.output_dim
         self.predictor: nn.Module = mlp2(dim, self.pred_hidden_dim, dim)
         self.centroid_predictor: nn.Module = mlp2(dim, self.pred_hidden_dim, dim)
@@ -118,9 +118,9 @@ class All4One(BaseMomentumMethod):
         self.queue = FeatureQueue(self.queue_size, dim, init="random", labels=True)
 
     @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        hp = cls.method_hparams(cfg)
-        dim = cfg.get("output_dim") or cls.default_output_dim
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
+        dim = model.output_dim or cls.default_output_dim
         if dim % cls.attention_heads:
             raise ValueError(
                 f"all4one: --output_dim must be divisible by the transformer's {cls.attention_heads} heads, got {dim}"

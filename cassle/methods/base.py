@@ -1,11 +1,16 @@
 """``BaseMethod``: what every self-supervised method shares.
 
-A method is a :class:`lightning.pytorch.LightningModule` built from the full
-configuration dict (``Method(**cfg)``, unknown keys ignored), which it reads
-through its typed views (:mod:`cassle.config`): ``model_cfg``
-(:class:`~cassle.config.ModelConfig`), ``optim_cfg``
-(:class:`~cassle.config.OptimConfig`) and ``method_cfg`` (a dataclass of the
-class's :attr:`~BaseMethod.method_args`). The base owns
+A method is a :class:`lightning.pytorch.LightningModule` that receives its own
+typed configuration objects (:mod:`cassle.config`), never the whole flat dict:
+``model=`` (:class:`~cassle.config.ModelConfig`), ``optim=``
+(:class:`~cassle.config.OptimConfig`), ``method=`` (a dataclass of the class's
+:attr:`~BaseMethod.method_args`, :meth:`BaseMethod.method_hparams`) and the
+run's ``seed``; kept as ``model_cfg``, ``optim_cfg`` and ``method_cfg``. A
+strategy mixin in front of the method takes its own parts (``strategy=``,
+``replay=``, ...) before passing the rest on. :meth:`BaseMethod.from_config`
+hands a :class:`~cassle.config.RunConfig`'s parts to every layer, and
+:meth:`BaseMethod.from_flat` builds that from a flat ``--flag -> value`` mapping
+(an ``args.json``, a test's dict). The base owns
 
 * the backbone (:func:`cassle.backbones.build_backbone`), the projector built
   by the subclass through :meth:`BaseMethod.build_projector`, and an optional
@@ -30,8 +35,7 @@ CaSSLe's batch of 256 on one device the factor is 1.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -40,7 +44,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cassle.backbones import build_backbone
-from cassle.config import ArgSpec, ModelConfig, OptimConfig, hparams_class
+from cassle.config import ArgSpec, ModelConfig, OptimConfig
+from cassle.methods.configured import ConfiguredMixin
 from cassle.methods.optim import configure_method_optimizers, schedule_lengths
 from cassle.registry import Registry
 
@@ -69,7 +74,7 @@ def accuracy_at_k(logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[i
         return [correct[:, : min(k, maxk)].any(dim=1).float().sum() / n for k in top_k]
 
 
-class BaseMethod(pl.LightningModule):
+class BaseMethod(ConfiguredMixin, pl.LightningModule):
     """Shared machinery of every SSL method (solo-learn-style template).
 
     The defaults of every key are those of :class:`cassle.config.ModelConfig` and
@@ -98,15 +103,41 @@ class BaseMethod(pl.LightningModule):
     #: method-specific arguments ``name -> (type, default, help)``; merged along the MRO.
     method_args: ClassVar[dict[str, ArgSpec]] = {}
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__()
-        self.cfg: dict[str, Any] = dict(cfg)
-        self.save_hyperparameters({k: v for k, v in cfg.items() if _plain(v)})
+    #: the parts of a :class:`~cassle.config.RunConfig` this layer's ``__init__`` takes (merged along the MRO by
+    #: :meth:`config_part_names`; ``method`` / ``strategy`` are the declared hyperparameters)
+    config_parts: ClassVar[tuple[str, ...]] = ("model", "optim", "method")
 
-        # typed views of the configuration (cassle.config): each default has one home there
-        self.model_cfg: ModelConfig = ModelConfig.from_flat(cfg)
-        self.optim_cfg: OptimConfig = OptimConfig.from_flat(cfg)
-        self.method_cfg = type(self).method_hparams(cfg)
+    def __init__(
+        self,
+        *,
+        model: ModelConfig | None = None,
+        optim: OptimConfig | None = None,
+        method: Any = None,
+        seed: int = 5,
+        **unexpected: Any,
+    ) -> None:
+        if unexpected:
+            names = ", ".join(sorted(unexpected)[:6])
+            raise TypeError(
+                f"{type(self).__name__} takes its typed configuration parts (model=, optim=, method=, ...), not "
+                f"flat keys ({names}): build it with {type(self).__name__}.from_flat(cfg) or .from_config(run)"
+            )
+        super().__init__()
+        # typed configuration (cassle.config): each default has one home there
+        self.model_cfg: ModelConfig = model if model is not None else ModelConfig()
+        self.optim_cfg: OptimConfig = optim if optim is not None else OptimConfig()
+        self.method_cfg = type(self)._own_hparams(method, "method_hparams", "all_method_args")
+        self.seed: int = int(seed)
+        type(self).check_cfg(self.model_cfg, self.method_cfg)
+        self.save_hyperparameters(
+            {
+                k: v
+                for part in (self.model_cfg, self.optim_cfg, self.method_cfg)
+                for k, v in part.to_flat().items()
+                if _plain(v)
+            }
+            | {"seed": self.seed}
+        )
 
         # ---------------- architecture ----------------
         m = self.model_cfg
@@ -146,59 +177,6 @@ class BaseMethod(pl.LightningModule):
         self.classifier: nn.Linear | None = (
             nn.Linear(self.num_features, self.num_classes) if self.num_classes > 0 else None
         )
-
-    # ------------------------------------------------------------------ args
-    @classmethod
-    def all_method_args(cls) -> dict[str, ArgSpec]:
-        """The method's arguments, merged along the MRO (subclasses override defaults)."""
-        merged: dict[str, ArgSpec] = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(klass.__dict__.get("method_args", {}))
-        return merged
-
-    @classmethod
-    def method_hparams(cls, cfg: Mapping[str, Any]) -> Any:
-        """The typed method arguments of a flat configuration (defaults for missing keys; ``ValueError`` naming
-        the key for a value of the wrong type)."""
-        return hparams_class(f"{cls.__name__}Hparams", cls.all_method_args()).from_flat(cfg)
-
-    @classmethod
-    def add_method_args(cls, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        """Add the method's own arguments with their published CIFAR defaults.
-
-        Also sets the defaults of the common ``--proj_hidden_dim`` /
-        ``--output_dim`` to the method's published sizes (call it after the
-        common arguments are added). An argument already present in
-        ``parser`` only gets its default updated.
-        """
-        existing = {a.dest for a in parser._actions}
-        group = parser.add_argument_group(cls.__name__) if cls.all_method_args() else parser
-        for name, (typ, default, help_) in cls.all_method_args().items():
-            if name in existing:
-                parser.set_defaults(**{name: default})
-                continue
-            if typ is bool:
-                group.add_argument(f"--{name}", action="store_true", default=bool(default), help=help_)
-            else:
-                group.add_argument(f"--{name}", type=typ, default=default, help=help_)
-        parser.set_defaults(proj_hidden_dim=cls.default_proj_hidden_dim, output_dim=cls.default_output_dim)
-        return parser
-
-    @classmethod
-    def views_for(cls, cfg: Mapping[str, Any]) -> int:
-        """Views per sample the data module must produce for configuration ``cfg``.
-
-        The class attribute :attr:`num_views` by default; methods whose view
-        count is an argument (EMP-SSL's ``num_crops``) override it.
-        """
-        return int(cls.num_views)
-
-    @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        """Raise ``ValueError`` naming the fix if ``cfg`` cannot work with this method.
-
-        Called by argument validation before any run starts (no-op by default).
-        """
 
     # --------------------------------------------------------------- modules
     def build_projector(self) -> nn.Module:

@@ -32,8 +32,8 @@ class BYOL(BaseMomentumMethod):
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.predictor: nn.Module = mlp2(self.output_dim, self.pred_hidden_dim, self.output_dim)
 
     def build_projector(self) -> nn.Module:

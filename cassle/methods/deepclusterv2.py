@@ -63,13 +63,14 @@ Deviations from the reference:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.config import ModelConfig
 from cassle.losses.deepclusterv2 import deepclusterv2_loss_func, spherical_kmeans
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 from cassle.methods.heads import mlp2
@@ -107,8 +108,8 @@ class DeepClusterV2(BaseMethod):
         "kmeans_iters": (int, 10, "k-means centroid updates at the start of every epoch"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self._check_values(self.temperature, self.num_prototypes, self.num_prototype_heads, self.kmeans_iters)
         self.prototype_heads = nn.ModuleList(
             nn.Linear(self.output_dim, self.num_prototypes, bias=False) for _ in range(self.num_prototype_heads)
@@ -139,8 +140,8 @@ class DeepClusterV2(BaseMethod):
             raise ValueError(f"--kmeans_iters must be >= 0, got {iters}")
 
     @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        hp = cls.method_hparams(cfg)
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
         cls._check_values(hp.temperature, hp.num_prototypes, hp.num_prototype_heads, hp.kmeans_iters)
 
     def build_projector(self) -> nn.Module:

@@ -78,8 +78,8 @@ class DINO(BaseMomentumMethod):
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.prototypes: nn.Module = self._build_prototypes()
         self.momentum_prototypes: nn.Module = self._frozen_copy(self.prototypes)
         self.register_buffer("center", torch.zeros(1, self.num_prototypes))

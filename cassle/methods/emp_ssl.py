@@ -21,12 +21,13 @@ predicted with the same cosine (2 − 2·cos) distillation.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.config import ModelConfig
 from cassle.losses import emp_ssl_loss_func
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 from cassle.methods.heads import mlp3
@@ -67,21 +68,21 @@ class EMPSSL(BaseMethod):
         "emp_eps": (float, 0.2, "distortion epsilon of the total coding rate"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        type(self).check_cfg(cfg)
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.num_views = self.num_crops  # type: ignore[misc]  # instance value follows --num_crops
 
     @classmethod
-    def views_for(cls, cfg: Mapping[str, Any]) -> int:
-        return cls.method_hparams(cfg).num_crops
+    def views_for(cls, hp: Any = None) -> int:
+        return (hp if hp is not None else cls.method_hparams({})).num_crops
 
     @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        crops = cls.views_for(cfg)
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
+        crops = cls.views_for(hp)
         if crops < 2:
             raise ValueError(f"--num_crops must be at least 2 for emp_ssl (the loss compares crops), got {crops}")
-        eps = cls.method_hparams(cfg).emp_eps
+        eps = hp.emp_eps
         if not eps > 0:
             raise ValueError(f"--emp_eps must be positive, got {eps}")
 

@@ -28,7 +28,7 @@ for it, so ``--strategy cassle`` is refused before training.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -128,9 +128,8 @@ class MAE(BaseMethod):
         "norm_pix_loss": (bool, False, "reconstruct per-patch normalised pixels (the MAE paper's better variant)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        type(self).check_cfg(cfg)
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         if not isinstance(self.backbone, VisionTransformer):
             raise ValueError(f"mae needs a ViT encoder (vit_tiny or vit_small), got --encoder {self.encoder_name}")
         self.output_dim = self.num_features
@@ -143,9 +142,9 @@ class MAE(BaseMethod):
         )
 
     @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        hp = cls.method_hparams(cfg)
-        encoder = ModelConfig.from_flat(cfg).encoder
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
+        encoder = model.encoder
         if not _is_vit(encoder):
             vits = sorted(n for n in BACKBONES if _is_vit(n))
             raise ValueError(f"mae needs a ViT encoder: pass --encoder one of {vits} (got '{encoder}')")

@@ -44,8 +44,8 @@ class MoCoV2Plus(BaseMomentumMethod):
         "final_tau_momentum": (float, 0.999, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         if self.queue_size < 1:
             raise ValueError(f"mocov2plus needs queue_size >= 1, got {self.queue_size}")
         self.queue = FeatureQueue(self.queue_size, self.output_dim, init="random")

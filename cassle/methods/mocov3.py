@@ -59,8 +59,8 @@ class MoCoV3(BaseMomentumMethod):
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         if self.temperature <= 0:
             raise ValueError(f"mocov3 needs --temperature > 0, got {self.temperature}")
         predictor = mlp3_bnout(self.output_dim, self.pred_hidden_dim, self.output_dim, layers=2)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from cassle.config import ModelConfig
 from cassle.methods.base import ArgSpec, BaseMethod
 
 
@@ -71,8 +72,16 @@ class BaseMomentumMethod(BaseMethod):
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    @classmethod
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
+        for name in ("base_tau_momentum", "final_tau_momentum"):
+            tau = getattr(hp, name)
+            if not (math.isfinite(tau) and 0.0 <= tau <= 1.0):
+                raise ValueError(f"--{name} is an EMA momentum: give a value in [0, 1] (e.g. 0.99 -> 1.0), got {tau}")
+
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.momentum_backbone: nn.Module = self._frozen_copy(self.backbone)
         self.momentum_projector: nn.Module = self._frozen_copy(self.projector)
         self.current_tau: float = float(self.base_tau_momentum)

@@ -48,8 +48,8 @@ class NNBYOL(SupportSetMixin, BYOL):
         "queue_size": (int, 65536, "number of past target projections in the support set"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.build_support_set(self.queue_size, self.output_dim)
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:

@@ -60,8 +60,8 @@ class NNCLR(SupportSetMixin, BaseMethod):
         "pred_hidden_dim": (int, 4096, "hidden width of the NNCLR predictor"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.predictor: nn.Module = mlp2(self.output_dim, self.pred_hidden_dim, self.output_dim)
         self.build_support_set(self.queue_size, self.output_dim)
 

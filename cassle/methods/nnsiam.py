@@ -55,8 +55,8 @@ class NNSiam(SupportSetMixin, SimSiam):
         "pred_hidden_dim": (int, 4096, "bottleneck width of the NNSiam predictor"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.build_support_set(self.queue_size, self.output_dim)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

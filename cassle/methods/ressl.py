@@ -49,13 +49,14 @@ the choice is a weak one; task-0 retention was split (one seed each).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.config import ModelConfig
 from cassle.losses.ressl import ressl_loss_func
 from cassle.methods.base import METHODS, ArgSpec
 from cassle.methods.heads import mlp2_nobn
@@ -99,14 +100,13 @@ class ReSSL(BaseMomentumMethod):
         "final_tau_momentum": (float, 1.0, "final EMA momentum (cosine schedule over the fit)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        type(self).check_cfg(cfg)
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.queue = FeatureQueue(self.queue_size, self.output_dim, init="random")
 
     @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        hp = cls.method_hparams(cfg)
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
         if not (hp.temperature_q > 0 and hp.temperature_k > 0):
             raise ValueError(
                 f"--temperature_q and --temperature_k must be > 0, got {hp.temperature_q} and {hp.temperature_k}"

@@ -31,8 +31,8 @@ class SimSiam(BaseMethod):
         "pred_hidden_dim": (int, 512, "bottleneck width of the SimSiam predictor"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.predictor: nn.Module = nn.Sequential(
             nn.Linear(self.output_dim, self.pred_hidden_dim, bias=False),
             nn.BatchNorm1d(self.pred_hidden_dim),

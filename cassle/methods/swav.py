@@ -10,6 +10,7 @@ predict. A queue of past projections enlarges the Sinkhorn batch after
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.config import ModelConfig
 from cassle.losses import sinkhorn, swav_loss_func
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
 from cassle.methods.heads import mlp2
@@ -47,8 +49,19 @@ class SwAV(BaseMethod):
         "freeze_prototypes_epochs": (int, 2, "epochs during which the prototypes do not learn"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    @classmethod
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
+        if hp.sk_iters < 1:
+            raise ValueError(f"--sk_iters must be at least 1 Sinkhorn-Knopp iteration, got {hp.sk_iters}")
+        if not (math.isfinite(hp.sk_epsilon) and hp.sk_epsilon > 0):
+            raise ValueError(
+                f"--sk_epsilon is Sinkhorn-Knopp's entropy regularisation: give a value > 0 (e.g. 0.05), "
+                f"got {hp.sk_epsilon}"
+            )
+
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.prototypes: nn.Linear = nn.Linear(self.output_dim, self.num_prototypes, bias=False)
         self.normalize_prototypes()
         if self.queue_size > 0:

@@ -55,13 +55,14 @@ Final joint kNN accuracy after task 1: ``decorrelative`` 97.75, ``predictive`` 9
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 from lightning.pytorch.utilities import rank_zero_warn
 
+from cassle.config import ModelConfig
 from cassle.data.sampling import mix_seed
 from cassle.losses.wmse import wmse_loss_func
 from cassle.methods.base import METHODS, ArgSpec, BaseMethod
@@ -84,14 +85,13 @@ class WMSE(BaseMethod):
         "whitening_eps": (float, 0.0, "W-MSE: shrinkage of the covariance towards the identity, in [0, 1)"),
     }
 
-    def __init__(self, **cfg: Any) -> None:
-        type(self).check_cfg(cfg)
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self._warned_small_batch = False
 
     @classmethod
-    def check_cfg(cls, cfg: Mapping[str, Any]) -> None:
-        hp = cls.method_hparams(cfg)
+    def check_cfg(cls, model: ModelConfig, hp: Any) -> None:
+        super().check_cfg(model, hp)
         if hp.whitening_size < 2:
             raise ValueError(f"--whitening_size must be at least 2 rows, got {hp.whitening_size}")
         if hp.whitening_iters < 1:
@@ -105,9 +105,8 @@ class WMSE(BaseMethod):
     def whitening_generator(self) -> torch.Generator:
         """The generator of this step's sub-batch permutations: keyed on ``(seed, task, global step)``, so
         every rank draws the same partition and a resumed run repeats the uninterrupted one."""
-        seed = int(self.cfg.get("seed", 0) or 0)
-        task = int(getattr(self, "current_task_idx", self.cfg.get("task_idx", 0)) or 0)
-        return torch.Generator().manual_seed(mix_seed(seed, task, int(self.global_step), 0x5753))
+        task = int(getattr(self, "current_task_idx", 0) or 0)
+        return torch.Generator().manual_seed(mix_seed(self.seed, task, int(self.global_step), 0x5753))
 
     def whitening_plan(self, n: int) -> tuple[int, float]:
         """``(sub-batch size, shrinkage)`` for a global batch of ``n`` rows."""

@@ -78,9 +78,8 @@ class AlignMixin(ReplayMixin):
     }
 
     @classmethod
-    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
-        super().check_config(method_cls, cfg)
-        hp = cls.strategy_hparams(cfg)  # refuses a criterion outside ALIGN_CRITERIA, naming them
+    def check_config(cls, method_cls: type, hp: Any) -> None:
+        super().check_config(method_cls, hp)
         criterion = hp.align_criterion
         family = getattr(method_cls, "family", None)
         if criterion == "ssl" and family not in set(DISTILL_LOSSES) - {"knowledge"}:
@@ -91,8 +90,8 @@ class AlignMixin(ReplayMixin):
         if not hp.omega >= 0:
             raise ValueError(f"--omega must be non-negative, got {hp.omega}")
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         hp = self.strategy_cfg
         self.omega = hp.omega
         self.align_criterion = hp.align_criterion
@@ -153,14 +152,14 @@ class EMATeacherMixin(StrategyMixin):
     strategy_args = {"ema_momentum": (float, 0.999, "m in θ_ema ← m·θ_ema + (1 − m)·θ")}
 
     @classmethod
-    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
-        super().check_config(method_cls, cfg)
-        m = cls.strategy_hparams(cfg).ema_momentum
+    def check_config(cls, method_cls: type, hp: Any) -> None:
+        super().check_config(method_cls, hp)
+        m = hp.ema_momentum
         if not 0.0 <= m <= 1.0:
             raise ValueError(f"--ema_momentum must be in [0, 1], got {m}")
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.ema_momentum = self.strategy_cfg.ema_momentum
         self.ema_backbone = teacher_copy(self.backbone)
         self.ema_projector = teacher_copy(self.projector)
@@ -237,14 +236,14 @@ class ARPMixin(AlignMixin):
     }
 
     @classmethod
-    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
-        super().check_config(method_cls, cfg)
-        e = cls.strategy_hparams(cfg).buffer_feature_ema
+    def check_config(cls, method_cls: type, hp: Any) -> None:
+        super().check_config(method_cls, hp)
+        e = hp.buffer_feature_ema
         if not 0.0 <= e <= 1.0:
             raise ValueError(f"--buffer_feature_ema must be in [0, 1], got {e}")
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.buffer_feature_ema = self.strategy_cfg.buffer_feature_ema
 
     def insert_fields(self, stream: dict[str, Any], out: dict[str, Any] | None) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import torch.nn as nn
 
-from cassle.config import ArgSpec, hparams_class
+from cassle.config import ArgSpec, declared_args, hparams_class
 from cassle.registry import Registry
 
 #: command-line name -> strategy mixin; a strategy registers itself with ``@STRATEGIES.register("name")``
@@ -72,17 +72,19 @@ class StrategyMixin:
     #: the argument group's title in ``--help`` (per declaring class)
     strategy_args_title: ClassVar[str] = ""
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)  # type: ignore[call-arg]
+    #: the :class:`~cassle.config.RunConfig` part this layer takes (see ``BaseMethod.config_parts``)
+    config_parts: ClassVar[tuple[str, ...]] = ("strategy",)
+
+    def __init__(self, *, strategy: Any = None, **parts: Any) -> None:
+        super().__init__(**parts)  # type: ignore[call-arg]
         #: the strategy's hyperparameters, typed (a dataclass of :meth:`all_strategy_args`)
-        self.strategy_cfg = type(self).strategy_hparams(cfg)
+        self.strategy_cfg = type(self)._own_hparams(strategy, "strategy_hparams", "all_strategy_args")
+        type(self).check_config(type(self), self.strategy_cfg)
 
     @classmethod
     def all_strategy_args(cls) -> dict[str, ArgSpec]:
-        merged: dict[str, ArgSpec] = {}
-        for klass in reversed(cls.__mro__):
-            merged.update(klass.__dict__.get("strategy_args", {}))
-        return merged
+        """The strategy's arguments, merged along the MRO (a composed strategy has its parts')."""
+        return declared_args(cls, "strategy_args")
 
     @classmethod
     def strategy_hparams(cls, cfg: Mapping[str, Any]) -> Any:
@@ -121,8 +123,9 @@ class StrategyMixin:
             )
 
     @classmethod
-    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
-        """Raise ValueError, naming the fix, if the strategy's own settings in ``cfg`` are bad for ``method_cls``.
+    def check_config(cls, method_cls: type, hp: Any) -> None:
+        """Raise ValueError, naming the fix, if the strategy's hyperparameters ``hp`` (:meth:`strategy_hparams`)
+        are bad for ``method_cls``.
 
         Called by argument validation (before any file is written) and by the strategy's ``__init__``.
         """

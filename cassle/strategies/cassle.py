@@ -89,8 +89,8 @@ class CaSSLeMixin(StrategyMixin):
                 f"({sorted(DISTILL_LOSSES)}); use --strategy finetune"
             )
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         hp = self.strategy_cfg
         self.distiller = resolve_distiller(hp.distiller, getattr(self, "family", None))
         if self.distiller == "knowledge" and not isinstance(getattr(self, "prototypes", None), nn.Module):

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from cassle.buffers import build_buffer
-from cassle.config import DataConfig, ReplayConfig
+from cassle.config import AugmentationConfig, DataConfig, ReplayConfig
 from cassle.data.replay import augment_batch, plain_views
 from cassle.strategies.base import STRATEGIES, StrategyMixin, split_batch
 
@@ -50,9 +50,9 @@ Batch = tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]
 class ReplayMixin(StrategyMixin):
     """The replay mechanism shared by every replay strategy (ER's behaviour by default).
 
-    Config keys: ``buffer_type`` (default :attr:`default_buffer_type`),
-    ``mem_size`` (2000), ``replay_batch_size`` (default ``batch_size``),
-    ``seed``, ``online``, ``mb_passes``, ``crop_size`` and the augmentation keys.
+    Takes ``replay=`` (:class:`~cassle.config.ReplayConfig`: ``buffer_type``, default
+    :attr:`default_buffer_type`; ``mem_size``; ``replay_batch_size``, default ``batch_size``; ``seed``;
+    ``online``; ``mb_passes``) and the stream's ``data=`` / ``augmentation=`` configs.
     """
 
     strategy_name = "replay"
@@ -64,10 +64,14 @@ class ReplayMixin(StrategyMixin):
     #: insert the stream after the step (True) or before composing the batch (False)
     insert_after_step: bool = True
 
+    #: the :class:`~cassle.config.RunConfig` parts this layer takes: the replay memory's settings, and the
+    #: stream's data and augmentation settings (to augment replayed images as the stream when the data module
+    #: has not handed its augmentation over, and to normalise buffer images)
+    config_parts: ClassVar[tuple[str, ...]] = ("replay", "data", "augmentation")
+
     @classmethod
-    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
-        super().check_config(method_cls, cfg)
-        rc = ReplayConfig.from_flat(cfg)
+    def check_replay(cls, rc: ReplayConfig) -> None:
+        """Raise ValueError, naming the fix, if the replay memory ``rc`` does not fit this strategy."""
         kind = rc.buffer_type or cls.required_buffer_type or cls.default_buffer_type
         if cls.required_buffer_type is not None and kind != cls.required_buffer_type:
             raise ValueError(
@@ -80,18 +84,28 @@ class ReplayMixin(StrategyMixin):
                 f"(got {rc.mem_size}; the default is {ReplayConfig.mem_size})"
             )
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
-        type(self).check_config(type(self), cfg)
+    def __init__(
+        self,
+        *,
+        replay: ReplayConfig | None = None,
+        data: DataConfig | None = None,
+        augmentation: AugmentationConfig | None = None,
+        **parts: Any,
+    ) -> None:
+        super().__init__(**parts)
         #: the replay memory's settings, typed
-        self.replay_cfg = rc = ReplayConfig.from_flat(cfg)
+        self.replay_cfg = rc = replay if replay is not None else ReplayConfig()
+        type(self).check_replay(rc)
+        #: the stream's data / augmentation settings (normalisation, ``--gpu_augment``, the fallback augmentation)
+        self.stream_data_cfg = data if data is not None else DataConfig()
+        self.stream_aug_cfg = augmentation if augmentation is not None else AugmentationConfig()
         kind = rc.buffer_type or self.required_buffer_type or self.default_buffer_type
         self.replay_seed = rc.seed
         self.buffer = build_buffer(kind, rc.mem_size, seed=self.replay_seed)
         self.replay_batch_size = rc.replay_batch_size or self.batch_size
         self.mb_passes = rc.mb_passes
         #: whether the stream is augmented batch-at-once on the device (``--gpu_augment``)
-        self.stream_gpu_augment = DataConfig.from_flat(cfg).gpu_augment
+        self.stream_gpu_augment = self.stream_data_cfg.gpu_augment
         #: generator of the strategy's own random choices (e.g. LUMP's λ)
         self.replay_generator = torch.Generator().manual_seed(self.replay_seed + 1)
         self._replay_transform: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
@@ -107,9 +121,9 @@ class ReplayMixin(StrategyMixin):
             from cassle.data.datamodule import resolve_mean_std
             from cassle.data.transforms import build_multiview_transform
 
-            mean, std = resolve_mean_std(self.cfg)
+            mean, std = resolve_mean_std(self.stream_data_cfg)
             self._replay_transform = build_multiview_transform(
-                {**self.cfg, "crop_size": self.crop_size}, self.num_views, mean, std
+                self.stream_aug_cfg, self.crop_size, self.num_views, mean, std
             )
         return self._replay_transform
 
@@ -127,9 +141,10 @@ class ReplayMixin(StrategyMixin):
             from cassle.data.batched_augment import BatchedAugment
             from cassle.data.datamodule import resolve_mean_std
 
-            mean, std = resolve_mean_std(self.cfg)
-            cfg = {**self.cfg, "crop_size": self.crop_size}
-            self._replay_batched = BatchedAugment.from_config(cfg, self.num_views, mean, std, seed=self.replay_seed + 2)
+            mean, std = resolve_mean_std(self.stream_data_cfg)
+            self._replay_batched = BatchedAugment.from_config(
+                self.stream_aug_cfg, self.crop_size, self.num_views, mean, std, seed=self.replay_seed + 2
+            )
         return self._replay_batched
 
     def use_stream_augmentation(self, datamodule: Any) -> None:
@@ -152,7 +167,7 @@ class ReplayMixin(StrategyMixin):
         """Backbone features of the un-augmented images (no grad, BatchNorm in eval mode)."""
         from cassle.data.datamodule import resolve_mean_std
 
-        mean, std = resolve_mean_std(self.cfg)
+        mean, std = resolve_mean_std(self.stream_data_cfg)
         x = plain_views(images, self.crop_size, mean, std)
         was = self.backbone.training
         self.backbone.eval()
@@ -207,7 +222,7 @@ class ReplayMixin(StrategyMixin):
         if "raw" not in extras:
             raise ValueError(
                 f"--strategy {self.strategy_name} needs the raw uint8 images in the batch: build the "
-                "ContinualDataModule with cfg['return_raw']=True (main_continual.py does this for replay strategies)"
+                "ContinualDataModule with DataConfig(return_raw=True) (main_continual.py does this for replay strategies)"
             )
         raw = extras["raw"]
         mb_pass = extras.get("mb_pass", 0)
@@ -326,14 +341,14 @@ class LUMPMixin(ReplayMixin):
     strategy_args = {"lump_alpha": (float, 0.4, "λ ~ Beta(alpha, alpha)")}
 
     @classmethod
-    def check_config(cls, method_cls: type, cfg: dict[str, Any]) -> None:
-        super().check_config(method_cls, cfg)
-        alpha = cls.strategy_hparams(cfg).lump_alpha
+    def check_config(cls, method_cls: type, hp: Any) -> None:
+        super().check_config(method_cls, hp)
+        alpha = hp.lump_alpha
         if not alpha > 0:
             raise ValueError(f"--lump_alpha must be positive (Beta(alpha, alpha)), got {alpha}")
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.lump_alpha = self.strategy_cfg.lump_alpha
 
     def sample_lambda(self) -> float:

@@ -88,6 +88,11 @@ BAD_VALUES = [
     (["--lr_decay_steps", "0"], "--lr_decay_steps"),
     (["--method", "vicreg", "--sim_loss_weight", "nan"], "--sim_loss_weight must be a finite number"),
     (["--strategy", "cassle", "--distill_lamb", "inf"], "--distill_lamb must be a finite number"),
+    # the methods' own ranges (check_cfg on the typed hyperparameters)
+    (["--method", "byol", "--base_tau_momentum", "2"], r"--base_tau_momentum is an EMA momentum: .* \[0, 1\]"),
+    (["--method", "dino", "--final_tau_momentum", "-0.1"], "--final_tau_momentum is an EMA momentum"),
+    (["--method", "swav", "--sk_iters", "0"], "--sk_iters must be at least 1"),
+    (["--method", "swav", "--sk_epsilon", "0"], "--sk_epsilon .* give a value > 0"),
 ]
 
 

@@ -226,8 +226,8 @@ def _tensor_dataset(n: int = 40) -> TensorImageDataset:
 
 def test_datamodule_gpu_augment_yields_the_torch_batch_structure() -> None:
     ds, test = _tensor_dataset(), _tensor_dataset(20)
-    torch_dm = ContinualDataModule(_cfg(), train_dataset=ds, test_dataset=test)
-    gpu_dm = ContinualDataModule(_cfg(gpu_augment=True), train_dataset=ds, test_dataset=test)
+    torch_dm = ContinualDataModule.from_flat(_cfg(), train_dataset=ds, test_dataset=test)
+    gpu_dm = ContinualDataModule.from_flat(_cfg(gpu_augment=True), train_dataset=ds, test_dataset=test)
     ref_idx, ref_views, ref_t = next(iter(torch_dm.train_dataloader()))
     raw = next(iter(gpu_dm.train_dataloader()))
     assert raw[1].dtype == torch.uint8 and raw[1].shape == (8, 1, 12, 12)
@@ -253,7 +253,7 @@ def test_gpu_augment_refuses_folder_datasets(tmp_path: Path) -> None:
         Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(p)
         paths.append(p)
     files = FileImageDataset(paths, torch.tensor([0, 1, 0, 1]), 2)
-    dm = ContinualDataModule(_cfg(gpu_augment=True, num_tasks=1), train_dataset=files, test_dataset=None)
+    dm = ContinualDataModule.from_flat(_cfg(gpu_augment=True, num_tasks=1), train_dataset=files, test_dataset=None)
     with pytest.raises(ValueError, match="--dali"):
         dm.setup("fit")
     with pytest.raises(ValueError, match="--dali"):

@@ -55,7 +55,9 @@ def _cfg(**kw: Any) -> dict[str, Any]:
 
 
 def _dm(train_n: int = 60, test_n: int = 30, **kw: Any) -> ContinualDataModule:
-    return ContinualDataModule(_cfg(**kw), train_dataset=_dataset(train_n), test_dataset=_dataset(test_n, offset=60))
+    return ContinualDataModule.from_flat(
+        _cfg(**kw), train_dataset=_dataset(train_n), test_dataset=_dataset(test_n, offset=60)
+    )
 
 
 def test_batch_structure_and_properties() -> None:
@@ -224,7 +226,7 @@ def test_set_task_validates() -> None:
 
 
 def test_no_test_set() -> None:
-    dm = ContinualDataModule(_cfg(), train_dataset=_dataset(60))
+    dm = ContinualDataModule.from_flat(_cfg(), train_dataset=_dataset(60))
     assert not dm.has_test and dm.split.test_indices == []
     assert dm.val_dataloader() == []
     with pytest.raises(ValueError, match="no test set"):
@@ -245,7 +247,7 @@ def test_domain_split_with_named_order_and_rgb() -> None:
     domains = torch.arange(30) // 10
     train = _dataset(30, channels=3, domains=domains)
     test = _dataset(15, channels=3, domains=torch.arange(15) // 5, offset=30)
-    dm = ContinualDataModule(
+    dm = ContinualDataModule.from_flat(
         _cfg(split_strategy="domain", num_tasks=2, domain_order="sketch,real"), train_dataset=train, test_dataset=test
     )
     assert dm.split.task_domains == [1, 0]
@@ -254,7 +256,7 @@ def test_domain_split_with_named_order_and_rgb() -> None:
     dm.set_task(1)
     assert sum(len(y) for _, y in dm.val_dataloader()) == 10  # domains 1 and 0 of the test set
     with pytest.raises(ValueError, match="painting"):
-        _ = ContinualDataModule(
+        _ = ContinualDataModule.from_flat(
             _cfg(split_strategy="domain", domain_order="painting"), train_dataset=train, test_dataset=test
         ).split
 
@@ -269,7 +271,7 @@ def test_loads_registered_digits_dataset() -> None:
     from cassle.data.datasets import DATASETS
 
     assert "digits" in DATASETS
-    dm = ContinualDataModule(
+    dm = ContinualDataModule.from_flat(
         dict(
             dataset="digits",
             data_dir=None,
@@ -299,3 +301,26 @@ def test_train_fraction_shrinks_training_and_probe_splits_only() -> None:
     assert torch.equal(torch.sort(seen).values, half.split.train_indices[1])
     assert len(half.eval_dataloader(1, "train").dataset) == len(half.split.train_indices[1])
     assert torch.equal(_dm(train_fraction=1.0).split.train_indices[0], full.split.train_indices[0])
+
+
+def test_typed_configs_and_from_flat() -> None:
+    """The data module takes its own typed configs; ``from_flat`` converts a flat dict; a flat dict passed to
+    the constructor (an old call site) fails loudly."""
+    from cassle.config import AugmentationConfig, DataConfig, ReplayConfig
+    from cassle.data.datamodule import resolve_mean_std
+
+    data = DataConfig(dataset="synthetic", num_tasks=3, seed=3, batch_size=8, num_workers=0, crop_size=12)
+    aug = AugmentationConfig(**{k: tuple(v) for k, v in NO_AUG.items()})
+    dm = ContinualDataModule(data, aug, ReplayConfig(online=True), train_dataset=_dataset(60))
+    assert dm.data_cfg is data and dm.aug_cfg is aug and dm.replay_cfg.online and not hasattr(dm, "cfg")
+    default = ContinualDataModule(data, train_dataset=_dataset(60))
+    assert default.aug_cfg == AugmentationConfig() and default.replay_cfg == ReplayConfig()
+    flat = ContinualDataModule.from_flat({**data.to_flat(), **NO_AUG, "online": True}, train_dataset=_dataset(60))
+    assert (flat.data_cfg, flat.aug_cfg, flat.replay_cfg) == (data, aug, ReplayConfig(online=True, seed=3))
+    assert torch.equal(flat.split.train_indices[1], dm.split.train_indices[1])
+    with pytest.raises(TypeError, match=r"ContinualDataModule\.from_flat"):
+        ContinualDataModule(data.to_flat(), train_dataset=_dataset(60))  # type: ignore[arg-type]
+    assert resolve_mean_std(DataConfig(mean=(0.1,) * 3, std=(0.2,) * 3)) == ((0.1,) * 3, (0.2,) * 3)
+    assert resolve_mean_std(DataConfig(dataset="synthetic"))[0] == (0.485, 0.456, 0.406)  # ImageNet's
+    with pytest.raises(TypeError, match="DataConfig"):
+        resolve_mean_std({"dataset": "digits"})  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cassle.config import AugmentationConfig
 from cassle.data.transforms import (
     AUGMENTATION_DEFAULTS,
     MultiViewTransform,
@@ -49,8 +50,8 @@ def test_grayscale_input_becomes_three_equal_channels() -> None:
 
 def test_asymmetric_solarization_on_constant_image() -> None:
     torch.manual_seed(0)
-    cfg = dict(crop_size=6, solarization_prob=[0.0, 1.0], **{k: [v] for k, v in NO_COLOUR.items()})
-    t = build_multiview_transform(cfg, 2, *ID)
+    aug = AugmentationConfig(solarization_prob=(0.0, 1.0), **{k: (v,) for k, v in NO_COLOUR.items()})
+    t = build_multiview_transform(aug, 6, 2, *ID)
     img = torch.full((3, 12, 12), 200, dtype=torch.uint8)
     for _ in range(10):
         v1, v2 = t(img)
@@ -59,24 +60,34 @@ def test_asymmetric_solarization_on_constant_image() -> None:
 
 
 def test_per_view_values_shared_per_view_and_errors() -> None:
-    vals = per_view_values({"brightness": [0.8], "min_scale": [0.2, 0.5], "hue": 0.05}, 2)
+    vals = per_view_values(AugmentationConfig.from_flat({"brightness": [0.8], "min_scale": [0.2, 0.5], "hue": 0.05}), 2)
     assert [v["brightness"] for v in vals] == [0.8, 0.8]
     assert [v["min_scale"] for v in vals] == [0.2, 0.5]
     assert [v["hue"] for v in vals] == [0.05, 0.05]
     # a missing key takes the one set of defaults, per view (solarization on the second view only)
     assert [v["solarization_prob"] for v in vals] == list(AUGMENTATION_DEFAULTS["solarization_prob"]) == [0.0, 0.2]
     with pytest.raises(ValueError, match=r"solarization_prob has 3 values.*2 views"):
-        per_view_values({"solarization_prob": [0.0, 0.1, 0.2]}, 2)
+        per_view_values(AugmentationConfig(solarization_prob=(0.0, 0.1, 0.2)), 2)
     with pytest.raises(ValueError, match="crop_size"):
-        build_multiview_transform({}, 2, *ID)
+        build_multiview_transform(AugmentationConfig(), None, 2, *ID)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="AugmentationConfig"):
+        per_view_values({"brightness": [0.8]}, 2)  # type: ignore[arg-type]  (the old flat-dict call)
     with pytest.raises(ValueError, match="min_scale"):
         build_view_transform(8, *ID, min_scale=0.9, max_scale=0.5)
     with pytest.raises(ValueError, match="grayscale_prob"):
         build_view_transform(8, *ID, grayscale_prob=1.5)
 
 
+def test_per_view_values_default_solarization_for_any_view_count() -> None:
+    """The 2-view default ``solarization_prob=(0.0, 0.2)``: the first view's value, then the last one."""
+    for n, expected in ((1, [0.0]), (2, [0.0, 0.2]), (4, [0.0, 0.2, 0.2, 0.2])):
+        assert [v["solarization_prob"] for v in per_view_values(AugmentationConfig(), n)] == expected
+    with pytest.raises(ValueError, match=r"solarization_prob has 2 values.*3 views"):
+        per_view_values(AugmentationConfig(solarization_prob=(0.1, 0.2)), 3)  # not the default: one per view
+
+
 def test_multiview_returns_list_of_views() -> None:
-    mv = build_multiview_transform({"crop_size": 8}, 3, *ID)
+    mv = build_multiview_transform(AugmentationConfig(), 8, 3, *ID)
     assert isinstance(mv, MultiViewTransform) and mv.num_views == 3
     views = mv(torch.randint(0, 256, (3, 12, 12), dtype=torch.uint8))
     assert isinstance(views, list) and len(views) == 3 and all(v.shape == (3, 8, 8) for v in views)

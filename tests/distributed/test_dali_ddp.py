@@ -74,9 +74,9 @@ def _dali_on_rank(rank: int, world: int, data_dir: str) -> dict[str, Any]:
         max_epochs=EPOCHS,
         num_classes=len(CLASSES),
     )
-    dm = ContinualDataModule(cfg)
+    dm = ContinualDataModule.from_flat(cfg)
     dm.setup("fit")
-    model = build_model_class("barlow_twins", "finetune")(**cfg)
+    model = build_model_class("barlow_twins", "finetune").from_flat(cfg)
     out: dict[str, Any] = {"tasks": [], "task_indices": [], "loader": []}
     for task in range(cfg["num_tasks"]):
         dm.set_task(task)

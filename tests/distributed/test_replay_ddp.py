@@ -116,10 +116,10 @@ class _CrashAfterCheckpoint(pl.Callback):
 def _fit(strategy: str, ckpt: Path, resume: bool = False, crash_after: int | None = None) -> tuple[Any, _Record]:
     """One fit of task 0 on this rank (a fresh model and data module, as a fresh process has)."""
     cfg = {**CFG, "strategy": strategy}
-    dm = ContinualDataModule(cfg, train_dataset=_dataset(64, 0), test_dataset=_dataset(16, 1))
+    dm = ContinualDataModule.from_flat(cfg, train_dataset=_dataset(64, 0), test_dataset=_dataset(16, 1))
     dm.setup("fit")
     pl.seed_everything(SEED, verbose=False)
-    model = build_model_class("barlow_twins", strategy)(**cfg)
+    model = build_model_class("barlow_twins", strategy).from_flat(cfg)
     dm.set_task(0)
     model.on_task_start(0)
     model.use_stream_augmentation(dm)
@@ -165,7 +165,7 @@ def _replay_on_rank(rank: int, world: int, strategy: str, tmp: str) -> dict[str,
     if rank == 0:
         atomic_torch_save(task_ckpt, tmp_dir / "task0.ckpt")
     dist.barrier()
-    fresh = build_model_class("barlow_twins", strategy)(**{**CFG, "strategy": strategy})
+    fresh = build_model_class("barlow_twins", strategy).from_flat({**CFG, "strategy": strategy})
     load_weights(fresh, load_task_checkpoint(tmp_dir / "task0.ckpt", "barlow_twins", "resnet9"))
 
     _, rec_killed = _fit(strategy, tmp_dir / "killed-last.ckpt", crash_after=0)

@@ -45,7 +45,7 @@ def _dm(split: str, train_n: int = 91, **kw: Any) -> ContinualDataModule:
         std=(1.0, 1.0, 1.0),
     )
     cfg.update(kw)
-    dm = ContinualDataModule(cfg, train_dataset=_dataset(train_n), test_dataset=_dataset(30, seed=1))
+    dm = ContinualDataModule.from_flat(cfg, train_dataset=_dataset(train_n), test_dataset=_dataset(30, seed=1))
     dm.setup("fit")
     return dm
 

@@ -88,7 +88,7 @@ def train_loader(n: int = 32) -> DataLoader:
 
 def check_contract(method_cls: type[BaseMethod], **extra: Any) -> dict[str, Any]:
     """One training step: the contract dict with per-view shapes."""
-    model = method_cls(**tiny_cfg(**extra))
+    model = method_cls.from_flat(tiny_cfg(**extra))
     out = model.training_step(make_batch(), 0)
     assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
     assert len(out["feats"]) == len(out["z"]) == model.num_views == 2
@@ -103,7 +103,7 @@ def check_contract(method_cls: type[BaseMethod], **extra: Any) -> dict[str, Any]
 def check_loss_decreases(method_cls: type[BaseMethod], steps: int = 15, lr: float = 0.05, **extra: Any) -> list[float]:
     """Plain SGD on one fixed batch: the SSL loss must go down."""
     torch.manual_seed(0)
-    model = method_cls(**tiny_cfg(num_classes=0, **extra))
+    model = method_cls.from_flat(tiny_cfg(num_classes=0, **extra))
     opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=lr, momentum=0.9)
     batch = make_batch()
     losses = []
@@ -121,7 +121,7 @@ def check_loss_decreases(method_cls: type[BaseMethod], steps: int = 15, lr: floa
 
 def check_fit(method_cls: type[BaseMethod], **extra: Any) -> BaseMethod:
     """A short real fit (optimizer, scheduler, hooks, validation) on the CPU."""
-    model = method_cls(**tiny_cfg(**extra))
+    model = method_cls.from_flat(tiny_cfg(**extra))
     trainer = make_trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(model, train_loader(), DataLoader(EvalDataset(16), batch_size=B))
     assert trainer.global_step == 4

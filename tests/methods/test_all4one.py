@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cassle.config import ModelConfig
 from cassle.losses.all4one import all4one_loss_func
 from cassle.losses.distill import contrastive_distill
 from cassle.methods import METHODS
@@ -28,7 +29,7 @@ from tests.methods.helpers import (
 
 def _model(**extra) -> All4One:
     torch.manual_seed(0)
-    return All4One(**tiny_cfg(**extra))
+    return All4One.from_flat(tiny_cfg(**extra))
 
 
 def _capture_logs(model: All4One) -> dict[str, torch.Tensor]:
@@ -189,11 +190,11 @@ def test_transformer_group_lr_is_scaled_like_the_others() -> None:
 
 def test_check_cfg_errors() -> None:
     with pytest.raises(ValueError, match="divisible by the transformer's 8 heads"):
-        All4One(**tiny_cfg(output_dim=12))
+        All4One.from_flat(tiny_cfg(output_dim=12))
     with pytest.raises(ValueError, match="queue_size must be at least 5"):
-        All4One(**tiny_cfg(queue_size=4))
+        All4One.from_flat(tiny_cfg(queue_size=4))
     with pytest.raises(ValueError, match="centroid_temperature must be positive"):
-        All4One.check_cfg({"centroid_temperature": 0.0})
+        All4One.check_cfg(ModelConfig(), All4One.method_hparams({"centroid_temperature": 0.0}))
 
 
 def test_checkpoint_round_trip_with_weights_only() -> None:
@@ -202,7 +203,7 @@ def test_checkpoint_round_trip_with_weights_only() -> None:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     buf.seek(0)
-    restored = All4One(**tiny_cfg())
+    restored = All4One.from_flat(tiny_cfg())
     restored.load_state_dict(torch.load(buf, weights_only=True))
     assert torch.equal(restored.queue.rows(), model.queue.rows())
     assert torch.equal(restored.queue.row_labels(), model.queue.row_labels())
@@ -222,7 +223,7 @@ def test_fit() -> None:
 def test_cassle_contrastive_distillation() -> None:
     torch.manual_seed(0)
     cls = build_model_class("all4one", "cassle")
-    model = cls(**tiny_cfg(method="all4one", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="all4one", distill_proj_hidden_dim=16))
     model.log = lambda *a, **k: None
     assert model.distiller == "contrastive"
     model.on_task_start(1)

@@ -37,7 +37,7 @@ class PlainMethod(BaseMethod):
 
 # ------------------------------------------------------------------- tests
 def test_classifier_sees_detached_features_only() -> None:
-    model = PlainMethod(**tiny_cfg())
+    model = PlainMethod.from_flat(tiny_cfg())
     out = model.training_step(make_batch(), 0)
     assert out["loss"] > 0 and set(out) >= {"loss", "feats"}
     out["loss"].backward()
@@ -46,7 +46,7 @@ def test_classifier_sees_detached_features_only() -> None:
 
 
 def test_unlabelled_targets_are_ignored() -> None:
-    model = PlainMethod(**tiny_cfg())
+    model = PlainMethod.from_flat(tiny_cfg())
     idx, views, y = make_batch()
     y_partial = y.clone()
     y_partial[:4] = -1
@@ -59,7 +59,7 @@ def test_unlabelled_targets_are_ignored() -> None:
 
 
 def test_no_classes_means_no_classifier() -> None:
-    model = PlainMethod(**tiny_cfg(num_classes=0))
+    model = PlainMethod.from_flat(tiny_cfg(num_classes=0))
     assert model.classifier is None
     assert "classifier" not in [g["name"] for g in model.learnable_params]
     assert model.training_step(make_batch(), 0)["loss"].item() == 0.0
@@ -67,7 +67,7 @@ def test_no_classes_means_no_classifier() -> None:
 
 
 def test_wrong_number_of_views_is_a_clear_error() -> None:
-    model = PlainMethod(**tiny_cfg())
+    model = PlainMethod.from_flat(tiny_cfg())
     idx, views, y = make_batch()
     with pytest.raises(ValueError, match="expects 2 views"):
         model.training_step((idx, views[:1], y), 0)
@@ -82,7 +82,7 @@ METHOD_CFG: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_learnable_params_cover_trainable_params_once(name: str) -> None:
-    model = METHODS[name](**tiny_cfg(**METHOD_CFG.get(name, {})))
+    model = METHODS[name].from_flat(tiny_cfg(**METHOD_CFG.get(name, {})))
     grouped = [p for g in model.learnable_params for p in g["params"]]
     assert len(grouped) == len({id(p) for p in grouped})
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
@@ -94,14 +94,17 @@ def test_learnable_params_cover_trainable_params_once(name: str) -> None:
 
 
 def test_config_validation_and_unknown_keys() -> None:
-    assert PlainMethod(**tiny_cfg(some_unknown_key=3)).cfg["some_unknown_key"] == 3
-    assert PlainMethod(**tiny_cfg(lars=True)).optimizer_name == "lars"
+    # a flat mapping is converted (unknown keys ignored); flat keys passed to the constructor are refused
+    assert PlainMethod.from_flat(tiny_cfg(some_unknown_key=3)).model_cfg.encoder == tiny_cfg()["encoder"]
+    with pytest.raises(TypeError, match=r"typed configuration parts .*from_flat"):
+        PlainMethod(**tiny_cfg())
+    assert PlainMethod.from_flat(tiny_cfg(lars=True)).optimizer_name == "lars"
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        PlainMethod(**tiny_cfg(optimizer="rmsprop"))
+        PlainMethod.from_flat(tiny_cfg(optimizer="rmsprop"))
     with pytest.raises(ValueError, match="adamw"):
-        PlainMethod(**tiny_cfg(optimizer="adamw", lars=True))
+        PlainMethod.from_flat(tiny_cfg(optimizer="adamw", lars=True))
     with pytest.raises(ValueError, match="scheduler must be one of"):
-        PlainMethod(**tiny_cfg(scheduler="poly"))
+        PlainMethod.from_flat(tiny_cfg(scheduler="poly"))
 
 
 #: published families of the methods we ship (a newly registered method needs no entry here)
@@ -116,17 +119,19 @@ def test_families_views_and_registry(name: str) -> None:
     assert cls.family in set(DISTILL_LOSSES) | {"reconstructive"}, cls.family
     if name in KNOWN_FAMILIES:
         assert cls.family == KNOWN_FAMILIES[name]
-    assert cls.views_for({}) == {"emp_ssl": 20, "mae": 1}.get(name, cls.num_views)  # EMP-SSL: --num_crops 20
+    assert cls.views_for(cls.method_hparams({})) == {"emp_ssl": 20, "mae": 1}.get(
+        name, cls.num_views
+    )  # EMP-SSL: --num_crops 20
     assert cls.has_projector == (cls.family != "reconstructive")
 
 
 def test_view_counts_follow_the_config() -> None:
-    assert METHODS["emp_ssl"].views_for({"num_crops": 4}) == 4
+    assert METHODS["emp_ssl"].views_for(METHODS["emp_ssl"].method_hparams({"num_crops": 4})) == 4
     assert [k for k, v in METHODS.items() if not v.has_projector] == ["mae"]
 
 
 def test_gather_is_identity_on_one_process() -> None:
-    model = PlainMethod(**tiny_cfg())
+    model = PlainMethod.from_flat(tiny_cfg())
     x = torch.randn(4, 3, requires_grad=True)
     assert model.gather(x) is x and model.world_size() == 1
 
@@ -211,7 +216,7 @@ def _lr_recorder():
 
 def test_lr_scaled_by_global_batch_and_warmup_cosine_in_trainer() -> None:
     # batch 8 -> scale 8/256; 4 steps per epoch, 1 warm-up epoch, 2 epochs = 8 steps
-    model = PlainMethod(**tiny_cfg(lr=0.8, classifier_lr=0.4, warmup_start_lr=0.001, min_lr=0.0))
+    model = PlainMethod.from_flat(tiny_cfg(lr=0.8, classifier_lr=0.4, warmup_start_lr=0.001, min_lr=0.0))
     seen, rec = _lr_recorder()
     trainer = make_trainer(max_epochs=2, callbacks=[rec])
     trainer.fit(model, train_loader(32))
@@ -226,7 +231,7 @@ def test_lr_scaled_by_global_batch_and_warmup_cosine_in_trainer() -> None:
 
 
 def test_lr_scaling_with_no_scheduler_and_lars() -> None:
-    model = PlainMethod(**tiny_cfg(lr=1.0, scheduler="none", lars=True, exclude_bias_n_norm=True))
+    model = PlainMethod.from_flat(tiny_cfg(lr=1.0, scheduler="none", lars=True, exclude_bias_n_norm=True))
     trainer = make_trainer(max_steps=1)
     trainer.fit(model, train_loader(16))
     opt = trainer.optimizers[0]
@@ -235,7 +240,7 @@ def test_lr_scaling_with_no_scheduler_and_lars() -> None:
 
 
 def test_short_runs_clip_the_warmup() -> None:
-    model = PlainMethod(**tiny_cfg(warmup_epochs=10, max_epochs=1, warmup_start_lr=0.0))
+    model = PlainMethod.from_flat(tiny_cfg(warmup_epochs=10, max_epochs=1, warmup_start_lr=0.0))
     seen, rec = _lr_recorder()
     trainer = make_trainer(max_epochs=1, callbacks=[rec])
     with pytest.warns(UserWarning, match="clipping"):
@@ -244,7 +249,7 @@ def test_short_runs_clip_the_warmup() -> None:
 
 
 def test_validation_logs_online_accuracy() -> None:
-    model = PlainMethod(**tiny_cfg())
+    model = PlainMethod.from_flat(tiny_cfg())
     trainer = make_trainer()
     metrics = trainer.validate(model, DataLoader(EvalDataset(16), batch_size=B), verbose=False)[0]
     assert {"val_loss", "val_acc1", "val_acc5"} <= set(metrics)
@@ -254,8 +259,8 @@ def test_validation_logs_online_accuracy() -> None:
 class _ExtraTermMixin:
     """What a strategy mixin does: its own module, param group and loss term."""
 
-    def __init__(self, **cfg: Any) -> None:
-        super().__init__(**cfg)
+    def __init__(self, **parts: Any) -> None:
+        super().__init__(**parts)
         self.extra_head = nn.Linear(self.output_dim, self.output_dim)
 
     @property
@@ -272,7 +277,7 @@ def test_a_strategy_style_mixin_composes_with_every_method_hook() -> None:
     from cassle.methods import BYOL
 
     cls = type("ExtraBYOL", (_ExtraTermMixin, BYOL), {})
-    model = cls(**tiny_cfg())
+    model = cls.from_flat(tiny_cfg())
     before = model.extra_head.weight.detach().clone()
     trainer = make_trainer(max_steps=2)
     trainer.fit(model, train_loader(16))

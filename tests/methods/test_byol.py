@@ -29,7 +29,7 @@ def test_contract() -> None:
 def test_loss_value_is_symmetric_byol_against_momentum_projections() -> None:
     from cassle.losses import byol_loss_func
 
-    model = BYOL(**tiny_cfg(num_classes=0))
+    model = BYOL.from_flat(tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     p1, p2 = out["p"]
     m1, m2 = out["momentum_z"]
@@ -42,7 +42,7 @@ def test_loss_decreases() -> None:
 
 
 def test_momentum_networks_get_no_gradients() -> None:
-    model = BYOL(**tiny_cfg())
+    model = BYOL.from_flat(tiny_cfg())
     model.training_step(make_batch(), 0)["loss"].backward()
     for online, target in model.momentum_pairs:
         assert all(p.grad is None and not p.requires_grad for p in target.parameters())
@@ -50,7 +50,7 @@ def test_momentum_networks_get_no_gradients() -> None:
 
 
 def test_ema_formula_and_shape_check() -> None:
-    model = BYOL(**tiny_cfg())
+    model = BYOL.from_flat(tiny_cfg())
     before = [p.clone() for p in model.momentum_projector.parameters()]
     with torch.no_grad():
         for p in model.projector.parameters():
@@ -70,7 +70,7 @@ def test_tau_schedule_endpoints() -> None:
 
 
 def test_fit_moves_target_by_ema_once_per_optimizer_step() -> None:
-    model = BYOL(**tiny_cfg())
+    model = BYOL.from_flat(tiny_cfg())
     start = [p.clone() for p in model.momentum_backbone.parameters()]
     calls = []
     original = model.update_momentum

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from cassle.callbacks import EpochCheckpoint, EpochSeeds
+from cassle.config import ModelConfig
 from cassle.losses.deepclusterv2 import deepclusterv2_loss_func
 from cassle.losses.distill import knowledge_distill
 from cassle.methods import METHODS
@@ -23,7 +24,7 @@ SMALL = dict(num_prototypes=4, num_prototype_heads=2)  # few prototypes: a bank 
 
 def _clustered(cfg: dict[str, Any] | None = None, cls: type = DeepClusterV2) -> DeepClusterV2:
     """A model whose bank holds ``make_batch()`` and which has clustered it (pseudo-labels for samples 0..7)."""
-    model = cls(**(cfg or tiny_cfg(**SMALL)))
+    model = cls.from_flat(cfg or tiny_cfg(**SMALL))
     model.reset_bank(B)
     model.training_step(make_batch(), 0)
     model.cluster_bank()
@@ -55,7 +56,7 @@ def test_loss_is_the_loss_function_of_the_step_tensors() -> None:
 
 
 def test_no_pseudo_labels_before_the_first_clustering() -> None:
-    model = DeepClusterV2(**tiny_cfg(num_classes=0, **SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(num_classes=0, **SMALL))
     out = model.training_step(make_batch(), 0)
     assert out["loss"].item() == 0.0 and out["loss"].requires_grad  # epoch 0: no SSL term yet
 
@@ -94,14 +95,14 @@ def test_prototypes_are_frozen_unit_rows_outside_the_optimizer() -> None:
 def test_bad_arguments_are_refused() -> None:
     for bad in (dict(num_prototypes=0), dict(num_prototype_heads=0), dict(kmeans_iters=-1), dict(temperature=0.0)):
         with pytest.raises(ValueError, match="--"):
-            DeepClusterV2.check_cfg(bad)
+            DeepClusterV2.check_cfg(ModelConfig(), DeepClusterV2.method_hparams(bad))
         with pytest.raises(ValueError, match="--"):
-            DeepClusterV2(**tiny_cfg(**bad))
+            DeepClusterV2.from_flat(tiny_cfg(**bad))
 
 
 # ------------------------------------------------------------------ memory bank
 def test_bank_rows_hold_the_batch_indexes_and_normalised_projections() -> None:
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     model.reset_bank(12)
     idx, views, y = make_batch()
     first = (idx + 40, views, y)
@@ -118,7 +119,7 @@ def test_bank_rows_hold_the_batch_indexes_and_normalised_projections() -> None:
 
 
 def test_under_replay_only_the_stream_rows_enter_the_bank() -> None:
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     model.reset_bank(16)
     model.replay_ctx = {"num_stream": 5, "num_replay": 3, "positions": torch.arange(3)}
     model.training_step(make_batch(), 0)
@@ -129,7 +130,7 @@ def test_under_replay_only_the_stream_rows_enter_the_bank() -> None:
 
 
 def test_pseudo_labels_are_found_by_sample_index() -> None:
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     model.label_index = torch.tensor([3, 7, 9])
     model.labels = torch.tensor([[0, 1, 2], [3, 2, 1]])
     got = model.pseudo_labels(torch.tensor([9, 4, 3, 12, 0]))
@@ -137,7 +138,7 @@ def test_pseudo_labels_are_found_by_sample_index() -> None:
 
 
 def test_clustering_labels_every_banked_sample_and_restarts_the_bank() -> None:
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     model.reset_bank(16)
     idx, views, y = make_batch()
     model.training_step((idx * 3, views, y), 0)  # indexes 0, 3, ..., 21: positions in the whole dataset
@@ -177,7 +178,7 @@ class _EpochProbe(pl.Callback):
 
 def test_fit_clusters_at_every_epoch_start_after_the_first() -> None:
     torch.manual_seed(0)
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     probe = _EpochProbe()
     make_trainer(max_epochs=3, callbacks=[probe]).fit(model, train_loader(32))
     first = probe.start[0]
@@ -199,7 +200,7 @@ def test_mid_task_state_dict_loads_into_a_fresh_model() -> None:
     torch.manual_seed(0)
     model = _clustered()
     model.training_step(make_batch(seed=1), 1)  # a partly filled bank of the new epoch
-    fresh = DeepClusterV2(**tiny_cfg(**SMALL))
+    fresh = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     assert fresh.bank_z.shape != model.bank_z.shape
     fresh.load_state_dict(model.state_dict())  # strict: the bank buffers take the checkpoint's sizes
     for name in BANK_BUFFERS:
@@ -210,7 +211,7 @@ def test_mid_task_state_dict_loads_into_a_fresh_model() -> None:
 
 def _fit(epochs: int, ckpt: str | None = None, save: str | None = None) -> dict[int, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     probe = _EpochProbe()
     callbacks = [EpochSeeds(3, 0), probe] + ([EpochCheckpoint(save, 1)] if save else [])
     make_trainer(max_epochs=epochs, callbacks=callbacks).fit(model, train_loader(16), ckpt_path=ckpt, weights_only=True)
@@ -264,7 +265,7 @@ def test_cassle_knowledge_distillation_on_the_first_head() -> None:
 
 
 def test_bank_buffers_are_kept_out_of_ddp_broadcast() -> None:
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     names = dict(model.named_buffers())
     assert set(model._ddp_params_and_buffers_to_ignore) == set(BANK_BUFFERS) <= set(names)
 
@@ -272,7 +273,7 @@ def test_bank_buffers_are_kept_out_of_ddp_broadcast() -> None:
 # ------------------------------------------------------------------ distributed
 def _ddp_fit(rank: int, world: int) -> dict[str, Any]:
     torch.manual_seed(0)
-    model = DeepClusterV2(**tiny_cfg(**SMALL))
+    model = DeepClusterV2.from_flat(tiny_cfg(**SMALL))
     probe = _EpochProbe()
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -31,7 +31,7 @@ K = 20  # tiny_cfg's num_prototypes
 
 def test_contract_and_head_layout() -> None:
     out = check_contract(DINO, num_classes=0)
-    model = DINO(**tiny_cfg())
+    model = DINO.from_flat(tiny_cfg())
     assert [lg.shape for lg in out["logits"]] == [(B, K), (B, K)]
     assert [lg.shape for lg in out["momentum_logits"]] == [(B, K), (B, K)]
     assert all(z.requires_grad for z in out["z"]) and not any(m.requires_grad for m in out["momentum_logits"])
@@ -48,7 +48,7 @@ def test_contract_and_head_layout() -> None:
 
 def test_loss_value_is_the_loss_function_on_the_steps_tensors() -> None:
     torch.manual_seed(0)
-    model = DINO(**tiny_cfg(num_classes=0))
+    model = DINO.from_flat(tiny_cfg(num_classes=0))
     model.training_step(make_batch(seed=1), 0)  # a non-zero centre
     center = model.center.clone()
     out = model.training_step(make_batch(), 1)
@@ -62,7 +62,7 @@ def test_loss_value_is_the_loss_function_on_the_steps_tensors() -> None:
 
 def test_centre_update_equals_the_formula() -> None:
     torch.manual_seed(0)
-    model = DINO(**tiny_cfg(center_momentum=0.8))
+    model = DINO.from_flat(tiny_cfg(center_momentum=0.8))
     expected = torch.zeros(1, K)
     for step in range(3):
         out = model.training_step(make_batch(seed=step), step)
@@ -73,13 +73,13 @@ def test_centre_update_equals_the_formula() -> None:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     buf.seek(0)
-    other = DINO(**tiny_cfg())
+    other = DINO.from_flat(tiny_cfg())
     other.load_state_dict(torch.load(buf, weights_only=True))
     assert torch.equal(other.center, model.center)
 
 
 def test_teacher_temperature_schedule_endpoints_in_a_fit() -> None:
-    model = DINO(**tiny_cfg(warmup_teacher_temperature_epochs=3, max_epochs=4))
+    model = DINO.from_flat(tiny_cfg(warmup_teacher_temperature_epochs=3, max_epochs=4))
     seen: list[float] = []
 
     class Rec(pl.Callback):
@@ -88,11 +88,11 @@ def test_teacher_temperature_schedule_endpoints_in_a_fit() -> None:
 
     make_trainer(max_epochs=4, limit_train_batches=1, callbacks=[Rec()]).fit(model, train_loader(8))
     assert seen == pytest.approx([0.04, 0.055, 0.07, 0.07])
-    assert DINO(**tiny_cfg()).teacher_temperature_now() == pytest.approx(0.04)  # no trainer: epoch 0
+    assert DINO.from_flat(tiny_cfg()).teacher_temperature_now() == pytest.approx(0.04)  # no trainer: epoch 0
 
 
 def test_last_layer_frozen_during_the_first_epoch() -> None:
-    model = DINO(**tiny_cfg(freeze_last_layer=1))
+    model = DINO.from_flat(tiny_cfg(freeze_last_layer=1))
     snapshots = []
 
     class Snap(pl.Callback):
@@ -111,7 +111,7 @@ def test_last_layer_frozen_during_the_first_epoch() -> None:
 
 def test_teacher_is_an_ema_of_the_student_without_gradients() -> None:
     torch.manual_seed(0)
-    model = DINO(**tiny_cfg(num_classes=0))
+    model = DINO.from_flat(tiny_cfg(num_classes=0))
     pairs = model.momentum_pairs
     assert (model.prototypes, model.momentum_prototypes) in pairs
     assert torch.equal(model.momentum_prototypes.weight, model.prototypes.weight)  # starts as a copy
@@ -133,7 +133,7 @@ def test_teacher_is_an_ema_of_the_student_without_gradients() -> None:
 
 def test_backbone_gradient_clipping() -> None:
     torch.manual_seed(0)
-    model = DINO(**tiny_cfg(clip_grad=1e-3))
+    model = DINO.from_flat(tiny_cfg(clip_grad=1e-3))
     model.training_step(make_batch(), 0)["loss"].backward()
     norms = [p.grad.norm().item() for p in model.backbone.parameters() if p.grad is not None]
     assert max(norms) > 1e-3  # something to clip
@@ -153,7 +153,7 @@ def test_fit() -> None:
 def test_cassle_knowledge_distillation_through_dinos_prototypes() -> None:
     torch.manual_seed(0)
     cls = build_model_class("dino", "cassle")
-    model = cls(**tiny_cfg(method="dino", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="dino", distill_proj_hidden_dim=16))
     model.log = lambda *a, **k: None  # outside a Trainer
     assert model.distiller == "knowledge" and model.distill_temperature == 0.1
     assert model.distill_prototypes.weight.shape == (K, 16)

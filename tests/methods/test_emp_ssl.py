@@ -79,11 +79,11 @@ def test_registered_and_defaults():
     assert args.num_crops == 20 and args.emp_invariance_weight == 200.0 and args.emp_eps == 0.2
     assert (args.proj_hidden_dim, args.output_dim) == (4096, 1024)
     assert args.min_scale == [0.25] and args.solarization_prob == [0.1]
-    assert EMPSSL.views_for(vars(args)) == 20
+    assert EMPSSL.views_for(EMPSSL.method_hparams(vars(args))) == 20
 
 
 def test_contract_and_loss_value():
-    model = EMPSSL(**CFG)
+    model = EMPSSL.from_flat(CFG)
     assert model.num_views == CROPS
     out = model.training_step(_batch(), 0)
     assert len(out["feats"]) == len(out["z"]) == CROPS
@@ -98,7 +98,7 @@ def test_contract_and_loss_value():
 
 def test_loss_decreases_on_fixed_batch():
     torch.manual_seed(0)
-    model = EMPSSL(**CFG)
+    model = EMPSSL.from_flat(CFG)
     opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=0.01, momentum=0.9)
     batch, losses = _batch(), []
     for step in range(10):
@@ -130,7 +130,7 @@ def test_bad_arguments_are_refused_before_training():
 @pytest.mark.parametrize("strategy", ["finetune", "cassle"])
 def test_strategies_train(strategy):
     cls = build_model_class("emp_ssl", strategy)
-    model = cls(**{**CFG, "method": "emp_ssl", "strategy": strategy})
+    model = cls.from_flat({**CFG, "method": "emp_ssl", "strategy": strategy})
     model.log = lambda *a, **k: None
     model.on_task_start(1)  # CaSSLe: a frozen teacher from here on
     opt = torch.optim.SGD([p for g in model.learnable_params for p in g["params"]], lr=0.01)

@@ -83,7 +83,7 @@ def test_non_vit_encoder_refused():
     with pytest.raises(ArgumentError, match="mae needs a ViT encoder"):
         parse_args(["--method", "mae", "--encoder", "resnet18"])
     with pytest.raises(ValueError, match="mae needs a ViT encoder"):
-        MAE(**{**CFG, "encoder": "resnet9"})
+        MAE.from_flat({**CFG, "encoder": "resnet9"})
     with pytest.raises(ArgumentError, match="--mask_ratio"):
         parse_args(["--method", "mae", "--encoder", "vit_tiny", "--mask_ratio", "1.0"])
     with pytest.raises(ArgumentError, match="--decoder_embed_dim"):
@@ -91,7 +91,7 @@ def test_non_vit_encoder_refused():
 
 
 def test_masks_exact_ratio_in_training_and_nothing_in_eval():
-    model = MAE(**CFG)
+    model = MAE.from_flat(CFG)
     x = _batch()[1][0]
     model.train()
     tokens, mask, ids_restore = model.encode(x)
@@ -119,7 +119,7 @@ def test_masking_follows_the_seed():
 
 
 def test_loss_value_and_contract():
-    model = MAE(**CFG)
+    model = MAE.from_flat(CFG)
     x = _batch()[1][0]
     torch.manual_seed(1)
     out = model.training_step(_batch(), 0)
@@ -127,7 +127,7 @@ def test_loss_value_and_contract():
     ref = mae_loss_func(out["pred"], patchify(x, 4), out["mask"])
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
     assert out["pred"].shape == (B, 16, 4 * 4 * 3)
-    norm_model = MAE(**{**CFG, "norm_pix_loss": True})
+    norm_model = MAE.from_flat({**CFG, "norm_pix_loss": True})
     out = norm_model.training_step(_batch(), 0)
     ref = mae_loss_func(out["pred"], patchify(x, 4), out["mask"], norm_pix_loss=True)
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
@@ -135,7 +135,7 @@ def test_loss_value_and_contract():
 
 def test_loss_decreases_on_fixed_batch():
     torch.manual_seed(0)
-    model = MAE(**CFG)
+    model = MAE.from_flat(CFG)
     opt = torch.optim.AdamW([p for g in model.learnable_params for p in g["params"]], lr=3e-3)
     batch, losses = _batch(), []
     for step in range(12):
@@ -151,7 +151,7 @@ def test_loss_decreases_on_fixed_batch():
 
 
 def test_finetune_trains_and_cassle_is_refused():
-    model = build_model_class("mae", "finetune")(**{**CFG, "method": "mae"})
+    model = build_model_class("mae", "finetune").from_flat({**CFG, "method": "mae"})
     model.on_task_start(1)
     out = model.training_step(_batch(), 0)
     out["loss"].backward()

@@ -12,7 +12,7 @@ from tests.methods.helpers import B, check_contract, check_fit, check_loss_decre
 
 
 def test_contract_loss_and_queue_update() -> None:
-    model = MoCoV2Plus(**tiny_cfg(num_classes=0, queue_size=20))
+    model = MoCoV2Plus.from_flat(tiny_cfg(num_classes=0, queue_size=20))
     queue_before = model.queue.rows().clone()
     assert queue_before.shape == (20, 16)
     assert torch.allclose(queue_before.norm(dim=1), torch.ones(20))
@@ -36,7 +36,7 @@ def test_contract_loss_and_queue_update() -> None:
 
 def test_defaults_and_contract() -> None:
     check_contract(MoCoV2Plus)
-    model = MoCoV2Plus(**tiny_cfg())
+    model = MoCoV2Plus.from_flat(tiny_cfg())
     assert (model.base_tau_momentum, model.final_tau_momentum) == (0.99, 0.999)
     assert len(model.momentum_pairs) == 2
     assert {"queue.queue", "queue.ptr", "queue.count"} <= set(model.state_dict())

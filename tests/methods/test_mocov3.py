@@ -32,11 +32,11 @@ def test_contract_and_defaults() -> None:
     assert (hp.temperature, hp.base_tau_momentum, hp.final_tau_momentum) == (0.2, 0.99, 1.0)
     assert MoCoV3.family == "contrastive" and not MoCoV3.normalized_projection
     with pytest.raises(ValueError, match="temperature"):
-        MoCoV3(**tiny_cfg(temperature=0.0))
+        MoCoV3.from_flat(tiny_cfg(temperature=0.0))
 
 
 def test_loss_is_summed_contrast_of_predictions_with_other_views_keys() -> None:
-    model = MoCoV3(**tiny_cfg(num_classes=0, temperature=0.3))
+    model = MoCoV3.from_flat(tiny_cfg(num_classes=0, temperature=0.3))
     out = model.training_step(make_batch(), 0)
     (p1, p2), (k1, k2) = out["p"], out["momentum_z"]
     ref = mocov3_loss_func(p1, k2, 0.3) + mocov3_loss_func(p2, k1, 0.3)
@@ -50,7 +50,7 @@ def _linears(module: nn.Module) -> list[nn.Linear]:
 
 
 def test_resnet_heads_follow_the_reference() -> None:
-    model = MoCoV3(**tiny_cfg())
+    model = MoCoV3.from_flat(tiny_cfg())
     proj, pred = model.projector, model.predictor
     assert len(_linears(proj)) == 2 and len(_linears(pred)) == 2
     assert all(lin.bias is None for lin in _linears(proj) + _linears(pred))
@@ -60,7 +60,7 @@ def test_resnet_heads_follow_the_reference() -> None:
 
 
 def test_vit_heads_have_the_papers_three_layer_projector() -> None:
-    model = MoCoV3(**tiny_cfg(encoder="vit_tiny", base_width=16))
+    model = MoCoV3.from_flat(tiny_cfg(encoder="vit_tiny", base_width=16))
     assert len(_linears(model.projector)) == 3
     assert isinstance(model.predictor[-1], nn.BatchNorm1d) and not model.predictor[-1].affine
 
@@ -81,7 +81,7 @@ class _SecondOfTwoRanks(MoCoV3):
 
 def test_keys_of_every_process_are_negatives_and_the_label_is_offset_by_rank() -> None:
     torch.manual_seed(0)
-    model = _SecondOfTwoRanks(**tiny_cfg(num_classes=0))
+    model = _SecondOfTwoRanks.from_flat(tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     (p1, p2), (k1, k2) = out["p"], out["momentum_z"]
     other = _SecondOfTwoRanks.other
@@ -92,7 +92,7 @@ def test_keys_of_every_process_are_negatives_and_the_label_is_offset_by_rank() -
 
 
 def test_momentum_networks_get_no_gradients_and_predictor_is_not_averaged() -> None:
-    model = MoCoV3(**tiny_cfg())
+    model = MoCoV3.from_flat(tiny_cfg())
     model.training_step(make_batch(), 0)["loss"].backward()
     for _, target in model.momentum_pairs:
         assert all(p.grad is None and not p.requires_grad for p in target.parameters())
@@ -102,7 +102,7 @@ def test_momentum_networks_get_no_gradients_and_predictor_is_not_averaged() -> N
 
 
 def test_fit_moves_the_key_encoder_by_ema() -> None:
-    model = MoCoV3(**tiny_cfg(warmup_epochs=0))
+    model = MoCoV3.from_flat(tiny_cfg(warmup_epochs=0))
     start = [p.clone() for p in model.momentum_projector.parameters()]
     trainer = make_trainer(max_epochs=1, limit_train_batches=2)
     trainer.fit(model, train_loader(16))
@@ -121,7 +121,7 @@ def test_fit() -> None:
 def test_cassle_contrastive_distillation() -> None:
     torch.manual_seed(0)
     cls = build_model_class("mocov3", "cassle")
-    model = cls(**tiny_cfg(method="mocov3", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="mocov3", distill_proj_hidden_dim=16))
     model.log = lambda *a, **k: None  # outside a Trainer
     assert model.distiller == "contrastive" and model.distill_lamb == 1.0
     model.on_task_start(1)

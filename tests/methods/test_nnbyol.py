@@ -36,14 +36,14 @@ def test_contract_and_defaults() -> None:
         "final_tau_momentum": 1.0,
         "queue_size": 65536,
     }
-    model = NNBYOL(**tiny_cfg())
+    model = NNBYOL.from_flat(tiny_cfg())
     assert len(model.momentum_pairs) == 2 and model.queue.rows().shape == (64, 16)
     with pytest.raises(ValueError, match="queue_size >= 1"):
-        NNBYOL(**tiny_cfg(queue_size=0))
+        NNBYOL.from_flat(tiny_cfg(queue_size=0))
 
 
 def test_loss_is_byol_against_neighbours_of_the_other_views_target() -> None:
-    model = NNBYOL(**tiny_cfg(num_classes=0))
+    model = NNBYOL.from_flat(tiny_cfg(num_classes=0))
     support = model.queue.rows().clone()
     out = model.training_step(make_batch(), 0)
     m1, m2 = out["momentum_z"]
@@ -58,7 +58,7 @@ def test_loss_is_byol_against_neighbours_of_the_other_views_target() -> None:
 
 
 def test_support_set_is_filled_fifo_with_normalised_target_projections_of_view1() -> None:
-    model = NNBYOL(**tiny_cfg(queue_size=12))
+    model = NNBYOL.from_flat(tiny_cfg(queue_size=12))
     batches = [make_batch(seed=s) for s in range(2)]
     keys = []
     for step, batch in enumerate(batches):
@@ -74,7 +74,7 @@ def test_support_set_is_filled_fifo_with_normalised_target_projections_of_view1(
 
 
 def test_no_gradient_reaches_the_target_network_or_the_neighbours() -> None:
-    model = NNBYOL(**tiny_cfg(num_classes=0))
+    model = NNBYOL.from_flat(tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     out["loss"].backward()
     for _, target in model.momentum_pairs:
@@ -85,7 +85,7 @@ def test_no_gradient_reaches_the_target_network_or_the_neighbours() -> None:
 
 
 def test_ema_moves_the_target_after_an_update() -> None:
-    model = NNBYOL(**tiny_cfg())
+    model = NNBYOL.from_flat(tiny_cfg())
     before = [p.clone() for p in model.momentum_projector.parameters()]
     with torch.no_grad():
         for p in model.projector.parameters():
@@ -109,7 +109,7 @@ def test_fit() -> None:
 def test_cassle_predictive_distillation() -> None:
     torch.manual_seed(0)
     cls = build_model_class("nnbyol", "cassle")
-    model = cls(**tiny_cfg(method="nnbyol", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="nnbyol", distill_proj_hidden_dim=16))
     assert model.distiller == "predictive"
     model.on_task_start(1)
     model.eval()

@@ -38,16 +38,16 @@ def test_contract_defaults_and_heads() -> None:
         "queue_size": 65536,
         "pred_hidden_dim": 4096,
     }
-    model = NNCLR(**tiny_cfg())
+    model = NNCLR.from_flat(tiny_cfg())
     assert isinstance(model.projector[-1], nn.BatchNorm1d) and model.projector[-1].affine  # ...-Linear-BN
     assert sum(isinstance(m, nn.Linear) for m in model.projector) == 3
     assert model.queue.rows().shape == (64, 16) and model.momentum_pairs == []
     with pytest.raises(ValueError, match="queue_size >= 1"):
-        NNCLR(**tiny_cfg(queue_size=0))
+        NNCLR.from_flat(tiny_cfg(queue_size=0))
 
 
 def test_loss_is_the_symmetric_nnclr_loss_of_the_neighbours_found_before_the_push() -> None:
-    model = NNCLR(**tiny_cfg(num_classes=0, temperature=0.3))
+    model = NNCLR.from_flat(tiny_cfg(num_classes=0, temperature=0.3))
     support = model.queue.rows().clone()
     out = model.training_step(make_batch(), 0)
     z1, z2 = (z.detach() for z in out["z"])
@@ -60,7 +60,7 @@ def test_loss_is_the_symmetric_nnclr_loss_of_the_neighbours_found_before_the_pus
 
 
 def test_support_set_is_filled_fifo_with_normalised_view1_projections_and_labels() -> None:
-    model = NNCLR(**tiny_cfg(queue_size=20))
+    model = NNCLR.from_flat(tiny_cfg(queue_size=20))
     random_start = model.queue.rows().clone()
     written = []
     for step in range(3):  # 8 + 8 + 8 rows into 20: the third step wraps around
@@ -79,7 +79,7 @@ def test_support_set_is_filled_fifo_with_normalised_view1_projections_and_labels
 
 
 def test_no_gradient_flows_through_the_neighbour() -> None:
-    model = NNCLR(**tiny_cfg(num_classes=0))
+    model = NNCLR.from_flat(tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     # the unit-norm projections reach the loss only through the (non-differentiable) lookup
     grads = torch.autograd.grad(out["loss"], out["z"], retain_graph=True, allow_unused=True)
@@ -105,7 +105,7 @@ class _SecondOfTwoProcesses(NNCLR):
 
 
 def test_multi_process_form_contrasts_against_the_gathered_batch_and_pushes_every_rank() -> None:
-    model = _SecondOfTwoProcesses(**tiny_cfg(num_classes=0, queue_size=40))
+    model = _SecondOfTwoProcesses.from_flat(tiny_cfg(num_classes=0, queue_size=40))
     batch = make_batch()
     out = model.training_step(batch, 0)
     nn1, nn2 = out["nn"]
@@ -124,12 +124,12 @@ def test_multi_process_form_contrasts_against_the_gathered_batch_and_pushes_ever
 
 
 def test_support_set_survives_a_weights_only_checkpoint() -> None:
-    model = NNCLR(**tiny_cfg(queue_size=20))
+    model = NNCLR.from_flat(tiny_cfg(queue_size=20))
     model.training_step(make_batch(), 0)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     buf.seek(0)
-    resumed = NNCLR(**tiny_cfg(queue_size=20))
+    resumed = NNCLR.from_flat(tiny_cfg(queue_size=20))
     resumed.load_state_dict(torch.load(buf, weights_only=True))
     assert {"queue.queue", "queue.ptr", "queue.count", "queue.labels"} <= set(model.state_dict())
     assert torch.equal(resumed.queue.queue, model.queue.queue) and torch.equal(resumed.queue.labels, model.queue.labels)
@@ -149,7 +149,7 @@ def test_fit_logs_loss_and_nn_accuracy() -> None:
 def test_cassle_contrastive_distillation() -> None:
     torch.manual_seed(0)
     cls = build_model_class("nnclr", "cassle")
-    model = cls(**tiny_cfg(method="nnclr", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="nnclr", distill_proj_hidden_dim=16))
     assert model.distiller == "contrastive"
     model.on_task_start(1)
     model.eval()  # running BatchNorm statistics: the teacher's pass is reproducible below

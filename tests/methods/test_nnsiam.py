@@ -32,16 +32,16 @@ def test_contract_and_defaults() -> None:
     assert issubclass(NNSiam, SimSiam) and (NNSiam.family, NNSiam.normalized_projection) == ("predictive", True)
     assert (NNSiam.default_proj_hidden_dim, NNSiam.default_output_dim) == (2048, 2048)
     assert {k: v[1] for k, v in NNSiam.all_method_args().items()} == {"pred_hidden_dim": 4096, "queue_size": 65536}
-    model = NNSiam(**tiny_cfg(pred_hidden_dim=24))
+    model = NNSiam.from_flat(tiny_cfg(pred_hidden_dim=24))
     assert model.predictor[0].out_features == 24 and model.momentum_pairs == []
     groups = {g["name"]: g for g in model.learnable_params}
     assert groups["predictor"].get("static_lr") is True
     with pytest.raises(ValueError, match="queue_size >= 1"):
-        NNSiam(**tiny_cfg(queue_size=0))
+        NNSiam.from_flat(tiny_cfg(queue_size=0))
 
 
 def test_loss_is_simsiam_against_neighbours_of_the_other_view() -> None:
-    model = NNSiam(**tiny_cfg(num_classes=0))
+    model = NNSiam.from_flat(tiny_cfg(num_classes=0))
     support = model.queue.rows().clone()
     out = model.training_step(make_batch(), 0)
     z1, z2 = (z.detach() for z in out["z"])
@@ -54,7 +54,7 @@ def test_loss_is_simsiam_against_neighbours_of_the_other_view() -> None:
 
 
 def test_support_set_is_filled_fifo_with_normalised_view1_projections() -> None:
-    model = NNSiam(**tiny_cfg(queue_size=12))
+    model = NNSiam.from_flat(tiny_cfg(queue_size=12))
     batches = [make_batch(seed=s) for s in range(2)]
     written = []
     for step, batch in enumerate(batches):
@@ -67,7 +67,7 @@ def test_support_set_is_filled_fifo_with_normalised_view1_projections() -> None:
 
 
 def test_the_lookup_is_the_stop_gradient() -> None:
-    model = NNSiam(**tiny_cfg(num_classes=0))
+    model = NNSiam.from_flat(tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     # the normalised projections reach the loss only through the (non-differentiable) neighbour lookup
     assert torch.autograd.grad(out["loss"], out["z"], retain_graph=True, allow_unused=True) == (None, None)
@@ -89,7 +89,7 @@ def test_fit() -> None:
 def test_cassle_predictive_distillation_on_the_normalised_projection() -> None:
     torch.manual_seed(0)
     cls = build_model_class("nnsiam", "cassle")
-    model = cls(**tiny_cfg(method="nnsiam", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="nnsiam", distill_proj_hidden_dim=16))
     assert model.distiller == "predictive"
     model.on_task_start(1)
     model.eval()

@@ -19,7 +19,7 @@ def test_contract_defaults_and_state() -> None:
     out = check_contract(ReSSL)
     assert len(out["momentum_z"]) == 2 and not out["momentum_z"][1].requires_grad
     assert all(z.requires_grad for z in out["z"])
-    model = ReSSL(**tiny_cfg())
+    model = ReSSL.from_flat(tiny_cfg())
     assert (model.temperature_q, model.temperature_k) == (0.1, 0.04)
     assert (model.base_tau_momentum, model.final_tau_momentum) == (0.99, 1.0)
     assert (ReSSL.default_proj_hidden_dim, ReSSL.default_output_dim) == (4096, 256)
@@ -31,7 +31,7 @@ def test_contract_defaults_and_state() -> None:
 
 def test_loss_is_strong_student_vs_weak_teacher_against_the_queue() -> None:
     torch.manual_seed(0)
-    model = ReSSL(**tiny_cfg(num_classes=0, queue_size=20))
+    model = ReSSL.from_flat(tiny_cfg(num_classes=0, queue_size=20))
     queue_before = model.queue.rows().clone()
     out = model.training_step(make_batch(), 0)
     ref = ressl_loss_func(out["z"][0], out["momentum_z"][1], queue_before, 0.1, 0.04)
@@ -43,7 +43,7 @@ def test_loss_is_strong_student_vs_weak_teacher_against_the_queue() -> None:
 
 
 def test_queue_receives_normalised_weak_view_teacher_keys_fifo() -> None:
-    model = ReSSL(**tiny_cfg(num_classes=0, queue_size=12))
+    model = ReSSL.from_flat(tiny_cfg(num_classes=0, queue_size=12))
     before = model.queue.rows().clone()
     out = model.training_step(make_batch(), 0)
     keys = F.normalize(out["momentum_z"][1], dim=1)
@@ -58,7 +58,7 @@ def test_queue_receives_normalised_weak_view_teacher_keys_fifo() -> None:
 
 def test_teacher_gets_no_gradient_and_follows_the_student_by_ema() -> None:
     torch.manual_seed(0)
-    model = ReSSL(**tiny_cfg(num_classes=0))
+    model = ReSSL.from_flat(tiny_cfg(num_classes=0))
     out = model.training_step(make_batch(), 0)
     out["loss"].backward()
     assert all(p.grad is None for p in model.momentum_backbone.parameters())
@@ -90,18 +90,18 @@ def test_weak_and_strong_view_augmentation_defaults() -> None:
 
 def test_bad_settings_raise() -> None:
     with pytest.raises(ValueError, match="temperature"):
-        ReSSL(**tiny_cfg(temperature_k=0.0))
+        ReSSL.from_flat(tiny_cfg(temperature_k=0.0))
     with pytest.raises(ValueError, match="queue_size"):
-        ReSSL(**tiny_cfg(queue_size=0))
+        ReSSL.from_flat(tiny_cfg(queue_size=0))
 
 
 def test_checkpoint_roundtrip_with_weights_only() -> None:
-    model = ReSSL(**tiny_cfg())
+    model = ReSSL.from_flat(tiny_cfg())
     model.training_step(make_batch(), 0)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     buf.seek(0)
-    fresh = ReSSL(**tiny_cfg())
+    fresh = ReSSL.from_flat(tiny_cfg())
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     assert torch.equal(fresh.queue.rows(), model.queue.rows()) and int(fresh.queue.ptr) == B
 
@@ -122,7 +122,7 @@ def test_cassle_predictive_distillation() -> None:
 
     torch.manual_seed(0)
     cls = build_model_class("ressl", "cassle")
-    model = cls(**tiny_cfg(method="ressl", distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="ressl", distill_proj_hidden_dim=16))
     model.log = lambda *a, **k: None
     assert model.distiller == "predictive" and model.distill_lamb == 1.0
     model.on_task_start(1)

@@ -16,11 +16,11 @@ def test_contract_and_loss_value() -> None:
     assert p1.shape == (B, 16)
     ref = simsiam_loss_func(p1, z2) / 2 + simsiam_loss_func(p2, z1) / 2
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-5)
-    assert SimSiam(**tiny_cfg()).momentum_pairs == []
+    assert SimSiam.from_flat(tiny_cfg()).momentum_pairs == []
 
 
 def test_predictor_has_static_lr() -> None:
-    groups = {g["name"]: g for g in SimSiam(**tiny_cfg()).learnable_params}
+    groups = {g["name"]: g for g in SimSiam.from_flat(tiny_cfg()).learnable_params}
     assert groups["predictor"].get("static_lr") is True
 
 

@@ -22,7 +22,7 @@ def test_uses_labels_as_positives() -> None:
 
 
 def test_unlabelled_rows_are_only_positive_with_their_other_view() -> None:
-    model = SupCon(**tiny_cfg(num_classes=0))
+    model = SupCon.from_flat(tiny_cfg(num_classes=0))
     idx, views, _ = make_batch()
     out = model.training_step((idx, views, torch.full_like(idx, -1)), 0)
     ref = simclr_loss_func(torch.cat(out["z"]), torch.cat([idx, idx]), temperature=0.2)

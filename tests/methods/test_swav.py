@@ -30,7 +30,7 @@ def test_contract_and_loss_value() -> None:
 
 
 def test_prototypes_are_normalised_each_step() -> None:
-    model = SwAV(**tiny_cfg())
+    model = SwAV.from_flat(tiny_cfg())
     with torch.no_grad():
         model.prototypes.weight.mul_(3.0)
     out = model.training_step(make_batch(), 0)
@@ -40,7 +40,7 @@ def test_prototypes_are_normalised_each_step() -> None:
 
 
 def test_queue_filled_with_normalised_projections_and_used_after_start() -> None:
-    model = SwAV(**tiny_cfg(queue_size=24, epoch_queue_starts=0))
+    model = SwAV.from_flat(tiny_cfg(queue_size=24, epoch_queue_starts=0))
     out = model.training_step(make_batch(), 0)
     for v in range(2):
         assert torch.allclose(model.queue.rows(v), F.normalize(out["z"][v], dim=1).detach())
@@ -51,11 +51,11 @@ def test_queue_filled_with_normalised_projections_and_used_after_start() -> None
     assert torch.allclose(model.queue.queue[:, :B], torch.stack([F.normalize(z, dim=1) for z in out["z"]]).detach())
     second = torch.stack([F.normalize(z, dim=1) for z in out2["z"]]).detach()
     assert torch.allclose(model.queue.queue[:, B : 2 * B], second)
-    assert not SwAV(**tiny_cfg(epoch_queue_starts=5)).use_queue()
+    assert not SwAV.from_flat(tiny_cfg(epoch_queue_starts=5)).use_queue()
 
 
 def test_prototypes_frozen_during_first_epochs() -> None:
-    model = SwAV(**tiny_cfg(freeze_prototypes_epochs=1))
+    model = SwAV.from_flat(tiny_cfg(freeze_prototypes_epochs=1))
     snapshots = []
 
     class Snap(pl.Callback):

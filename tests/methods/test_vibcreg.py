@@ -125,12 +125,12 @@ def test_contract_and_loss_value() -> None:
 
 
 def test_projector_is_gelu_mlp_ending_in_iternorm() -> None:
-    model = VIbCReg(**tiny_cfg(iternorm_groups=4))
+    model = VIbCReg.from_flat(tiny_cfg(iternorm_groups=4))
     kinds = [type(m) for m in model.projector]
     assert kinds == [nn.Linear, nn.BatchNorm1d, nn.GELU] * 2 + [nn.Linear, IterNorm]
     assert (model.projector[-1].num_groups, model.projector[-1].group_size) == (4, 4)
     assert not any(isinstance(m, nn.ReLU) for m in model.projector.modules())
-    plain = VIbCReg(**tiny_cfg(no_iternorm=True))
+    plain = VIbCReg.from_flat(tiny_cfg(no_iternorm=True))
     assert not any(isinstance(m, IterNorm) for m in plain.modules())
     hp = VIbCReg.method_hparams({})  # published defaults (solo-learn's cifar/vibcreg.yaml)
     assert (VIbCReg.default_proj_hidden_dim, VIbCReg.default_output_dim) == (2048, 2048)
@@ -139,7 +139,7 @@ def test_projector_is_gelu_mlp_ending_in_iternorm() -> None:
 
 
 def test_projections_are_whitened_per_group_and_checkpoint_loads_weights_only() -> None:
-    model = VIbCReg(**tiny_cfg(num_classes=0, iternorm_groups=4, output_dim=8))
+    model = VIbCReg.from_flat(tiny_cfg(num_classes=0, iternorm_groups=4, output_dim=8))
     out = model.training_step(make_batch(n=32), 0)
     c = _cov(out["z"][0].detach().double())
     for g in range(4):
@@ -165,7 +165,7 @@ def test_fit() -> None:
 def test_cassle_predictive_mse_distillation_and_frozen_iternorm() -> None:
     torch.manual_seed(0)
     cls = build_model_class("vibcreg", "cassle")
-    model = cls(**tiny_cfg(method="vibcreg", iternorm_groups=4, distill_proj_hidden_dim=16))
+    model = cls.from_flat(tiny_cfg(method="vibcreg", iternorm_groups=4, distill_proj_hidden_dim=16))
     model.log = lambda *a, **k: None  # outside a Trainer
     assert model.distiller == "predictive_mse" and model.distill_lamb == 25.0
     model.on_task_start(1)

@@ -18,7 +18,7 @@ SMALL = dict(output_dim=2, whitening_size=4)
 def test_contract_and_defaults() -> None:
     out = check_contract(WMSE, **SMALL)
     assert all(z.requires_grad for z in out["z"])
-    model = WMSE(**tiny_cfg())
+    model = WMSE.from_flat(tiny_cfg())
     assert (model.whitening_size, model.whitening_iters, model.whitening_eps) == (128, 1, 0.0)
     assert (WMSE.default_proj_hidden_dim, WMSE.default_output_dim) == (1024, 64)
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.projector.modules())
@@ -26,7 +26,7 @@ def test_contract_and_defaults() -> None:
 
 def test_loss_equals_the_loss_function_on_the_step_tensors() -> None:
     torch.manual_seed(0)
-    model = WMSE(**tiny_cfg(num_classes=0, **SMALL))
+    model = WMSE.from_flat(tiny_cfg(num_classes=0, **SMALL))
     out = model.training_step(make_batch(), 0)
     ref = wmse_loss_func(out["z"], 4, 1, 0.0, generator=model.whitening_generator())
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
@@ -38,7 +38,7 @@ def test_loss_equals_the_loss_function_on_the_step_tensors() -> None:
 
 
 def test_partition_depends_on_seed_task_and_step_only() -> None:
-    a, b = WMSE(**tiny_cfg(seed=3, **SMALL)), WMSE(**tiny_cfg(seed=3, **SMALL))
+    a, b = WMSE.from_flat(tiny_cfg(seed=3, **SMALL)), WMSE.from_flat(tiny_cfg(seed=3, **SMALL))
     parts = [subbatch_partition(B, 4, m.whitening_generator()) for m in (a, b)]
     assert all(torch.equal(x, y) for x, y in zip(*parts))  # two "ranks" draw the same sub-batches
     torch.manual_seed(123)  # the global RNG (rank-specific in a run) plays no part
@@ -53,7 +53,7 @@ def test_partition_depends_on_seed_task_and_step_only() -> None:
 def test_whitening_uses_the_gathered_global_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under DDP ``gather`` concatenates every rank's projections; the loss whitens sub-batches of that."""
     torch.manual_seed(0)
-    model = WMSE(**tiny_cfg(num_classes=0, output_dim=2, whitening_size=8))
+    model = WMSE.from_flat(tiny_cfg(num_classes=0, output_dim=2, whitening_size=8))
     g = torch.Generator().manual_seed(5)
     other_rank = [torch.randn(B, 2, generator=g) for _ in range(2)]
     gathered = iter(other_rank)
@@ -67,12 +67,12 @@ def test_whitening_uses_the_gathered_global_batch(monkeypatch: pytest.MonkeyPatc
 
 
 def test_sub_batch_is_capped_at_the_batch_and_small_batches_shrink() -> None:
-    model = WMSE(**tiny_cfg(num_classes=0, output_dim=2))  # whitening_size 128 > batch 8
+    model = WMSE.from_flat(tiny_cfg(num_classes=0, output_dim=2))  # whitening_size 128 > batch 8
     assert model.whitening_plan(B) == (B, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.training_step(make_batch(), 0)  # full rank: no warning
-    small = WMSE(**tiny_cfg(num_classes=0))  # 8 rows for 16-d projections: rank-deficient
+    small = WMSE.from_flat(tiny_cfg(num_classes=0))  # 8 rows for 16-d projections: rank-deficient
     with pytest.warns(UserWarning, match="full-rank"):
         out = small.training_step(make_batch(), 0)
     assert torch.isfinite(out["loss"])
@@ -83,11 +83,11 @@ def test_sub_batch_is_capped_at_the_batch_and_small_batches_shrink() -> None:
 
 def test_bad_settings_raise() -> None:
     with pytest.raises(ValueError, match="whitening_size"):
-        WMSE(**tiny_cfg(whitening_size=1))
+        WMSE.from_flat(tiny_cfg(whitening_size=1))
     with pytest.raises(ValueError, match="whitening_iters"):
-        WMSE(**tiny_cfg(whitening_iters=0))
+        WMSE.from_flat(tiny_cfg(whitening_iters=0))
     with pytest.raises(ValueError, match="whitening_eps"):
-        WMSE(**tiny_cfg(whitening_eps=1.5))
+        WMSE.from_flat(tiny_cfg(whitening_eps=1.5))
 
 
 def test_loss_decreases() -> None:
@@ -104,7 +104,7 @@ def test_cassle_distillation_family() -> None:
 
     torch.manual_seed(0)
     cls = build_model_class("wmse", "cassle")
-    model = cls(**tiny_cfg(method="wmse", distill_proj_hidden_dim=16, **SMALL))
+    model = cls.from_flat(tiny_cfg(method="wmse", distill_proj_hidden_dim=16, **SMALL))
     model.log = lambda *a, **k: None
     assert WMSE.family == "decorrelative" and model.distiller == "decorrelative"
     assert (model.distill_lamb, model.distill_barlow_lamb, model.distill_scale_loss) == (1.0, 5e-3, 0.1)

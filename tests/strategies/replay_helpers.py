@@ -39,7 +39,7 @@ METHOD_CFG = {
 
 def model(method: str, strategy: str, **over):
     cfg = {**CFG, **METHOD_CFG.get(method, {}), "method": method, "strategy": strategy, **over}
-    return build_model_class(method, strategy)(**cfg)
+    return build_model_class(method, strategy).from_flat(cfg)
 
 
 def batch(n: int = 6, seed: int = 0, start: int = 0, mb_pass: int = 0, num_views: int = 2):

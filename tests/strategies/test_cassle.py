@@ -32,7 +32,9 @@ CFG = dict(
 
 EXPECTED_FAMILY = PUBLISHED_FAMILIES
 #: every registered two-view method CaSSLe can wrap (the test batches have two views): the mechanism tests run on all
-DISTILLABLE = sorted(m for m, cls in METHODS.items() if cls.family in DISTILL_LOSSES and cls.views_for(CFG) == 2)
+DISTILLABLE = sorted(
+    m for m, cls in METHODS.items() if cls.family in DISTILL_LOSSES and cls.views_for(cls.method_hparams(CFG)) == 2
+)
 
 
 def _batch(n: int = 8, seed: int = 0):
@@ -43,7 +45,7 @@ def _batch(n: int = 8, seed: int = 0):
 
 def _model(method: str, **over):
     cls = build_model_class(method, "cassle")
-    return cls(**{**CFG, "method": method, **over})
+    return cls.from_flat({**CFG, "method": method, **over})
 
 
 def _sgd_steps(model, steps: int = 3):
@@ -72,7 +74,11 @@ def test_family_matches_method(method):
 
 def test_the_shipped_methods_are_all_distillable():
     # every method with a distillation family (all but MAE's reconstructive one) that takes two views
-    distillable = {m for m, f in EXPECTED_FAMILY.items() if f in DISTILL_LOSSES and METHODS[m].views_for(CFG) == 2}
+    distillable = {
+        m
+        for m, f in EXPECTED_FAMILY.items()
+        if f in DISTILL_LOSSES and METHODS[m].views_for(METHODS[m].method_hparams(CFG)) == 2
+    }
     assert distillable == set(DISTILLABLE) & set(EXPECTED_FAMILY)
     assert distillable >= {"barlow_twins", "byol", "mocov2plus", "simclr", "swav", "vicreg"}
 
@@ -96,7 +102,7 @@ def test_task0_adds_no_distillation(method):
     assert not m.distilling
     assert all(not p.requires_grad for p in m.distill_predictor.parameters())
     torch.manual_seed(0)
-    plain = _no_log(build_model_class(method, "finetune")(**{**CFG, "method": method}))
+    plain = _no_log(build_model_class(method, "finetune").from_flat({**CFG, "method": method}))
     plain.load_state_dict({k: v for k, v in m.state_dict().items() if k in plain.state_dict()})
     batch = _batch()
     m.eval(), plain.eval()
