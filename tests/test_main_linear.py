@@ -496,3 +496,15 @@ def test_real_checkpoint_from_main_continual(tmp_path, capsys):
     assert data["task_classes"] == make_splits(train.targets, None, 2, "class", seed=5).task_classes
     assert set(result.metrics) >= {"val_acc1", "val_acc1_task0", "val_acc1_task1", "val_task_aware_acc1_task1"}
     assert all(math.isfinite(v) for v in result.metrics.values())
+
+
+def test_second_evaluation_of_one_output_folder_is_refused_while_the_first_runs(ckpt_path, tmp_path, capsys):
+    """Two main_linear.py on one output folder (issue 10): the second stops at once naming the holder, writes
+    nothing, and the first's folder is untouched."""
+    from cassle.rundir import LOCK_FILE, run_lock
+
+    out = tmp_path / "linear_out"
+    with run_lock(out):  # what the first evaluation holds while it trains
+        err = _fails(capsys, ["--pretrained_model", str(ckpt_path), "--checkpoint_dir", str(out)], "is in use by pid")
+        assert "one process per run directory" in err
+    assert [p.name for p in out.iterdir()] == [LOCK_FILE]  # no results, no logs

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from cassle.checkpoint import atomic_write_json, atomic_write_text
-from cassle.devices import resolve_accelerator
+from cassle.devices import is_global_zero_process, resolve_accelerator
 from cassle.errors import (
     LinearEvalError,  # noqa: F401  (re-exported)
 )
@@ -71,6 +71,7 @@ from cassle.eval.linear_plan import (  # noqa: F401  (re-exported)
     load_run_args,
     prepare_linear,
 )
+from cassle.rundir import run_lock
 
 log = logging.getLogger("cassle")
 
@@ -183,10 +184,20 @@ def _feature_loaders(plan: LinearPlan) -> tuple[DataLoader, DataLoader, nn.Modul
 
 
 def run_linear(args: argparse.Namespace) -> LinearResult:
-    """Train and evaluate the linear classifier on the checkpoint of ``args.pretrained_model``."""
+    """Train and evaluate the linear classifier on the checkpoint of ``args.pretrained_model``.
+
+    The output folder is locked (:func:`cassle.rundir.run_lock`) while the evaluation runs: a second
+    ``main_linear.py`` on the same folder stops at once with a message naming the holder."""
+    plan = prepare_linear(args)  # every check, nothing written
+    if not is_global_zero_process():  # the other DDP ranks: rank 0 holds the output folder's lock
+        return _run_linear(args, plan)
+    with run_lock(plan.out_dir):  # one evaluation per output folder at a time
+        return _run_linear(args, prepare_linear(args))  # re-checked under the lock: another may have finished
+
+
+def _run_linear(args: argparse.Namespace, plan: LinearPlan) -> LinearResult:
     from lightning.pytorch.loggers import CSVLogger
 
-    plan = prepare_linear(args)
     precompute = bool(getattr(args, "precompute_features", True)) and not getattr(args, "augment", False)
     if precompute:
         t0 = time.perf_counter()
