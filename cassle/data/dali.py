@@ -43,16 +43,16 @@ DALI is imported lazily; without it, :func:`require_dali` raises a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from cassle.data.dali_loader import READER, DaliLoader, _to_torch  # noqa: F401  (re-exported)
 from cassle.data.transforms import gaussian_kernel_size
 from cassle.errors import DaliUnavailableError  # noqa: F401  (re-exported)
 
 #: DALI reader name (used to query the reader's metadata).
-READER = "Reader"
 
 
 def require_dali() -> Any:
@@ -204,85 +204,9 @@ def build_eval_pipeline(
     return p
 
 
-def _to_torch(out: Any) -> torch.Tensor:
-    """A DALI TensorList (CPU or GPU, uniform shape) as a torch tensor on the same device (a copy,
-    on the current CUDA stream for GPU data), with DALI's own converter."""
-    from nvidia.dali.plugin.pytorch.torch_utils import to_torch_tensor
-
-    return to_torch_tensor(out.as_tensor(), copy=True)
-
-
 def shard_range(num_files: int, shard_id: int, num_shards: int) -> tuple[int, int]:
     """Positions ``[start, end)`` of the files that DALI's reader gives shard ``shard_id``."""
     return num_files * shard_id // num_shards, num_files * (shard_id + 1) // num_shards
-
-
-class DaliLoader:
-    """A DALI pipeline as a plain iterable of torch batches with a fixed ``len()``.
-
-    Args:
-        pipeline: a built pipeline whose last output is the file position label.
-        indexes: dataset index of each file of the pipeline's list.
-        targets: class of each file (``-1`` unlabelled).
-        num_batches: batches per epoch (``len(self)``).
-        train: ``True`` → ``(indexes, [views], targets)``; ``False`` →
-            ``(images, targets)`` and the last batch is trimmed to the shard's
-            real samples.
-        num_samples: samples per epoch of this shard (used when ``train`` is ``False``).
-    """
-
-    def __init__(
-        self,
-        pipeline: Any,
-        indexes: torch.Tensor,
-        targets: torch.Tensor,
-        num_batches: int,
-        train: bool,
-        num_samples: int | None = None,
-    ) -> None:
-        if num_batches < 1:
-            raise ValueError(f"a DALI loader needs at least one batch per epoch, got {num_batches}")
-        self.pipeline = pipeline
-        self.indexes = torch.as_tensor(indexes, dtype=torch.long)
-        self.targets = torch.as_tensor(targets, dtype=torch.long)
-        self.num_batches = int(num_batches)
-        self.train = train
-        self.num_samples = num_samples
-        self.batch_size = int(pipeline.max_batch_size)
-        meta = pipeline.reader_meta(READER)
-        shards = max(1, int(meta.get("number_of_shards", 1)))
-        #: pipeline runs that make one reader epoch of this shard (shards are padded to whole batches)
-        self.runs_per_epoch = math.ceil(int(meta["epoch_size_padded"]) / shards / self.batch_size)
-        if self.runs_per_epoch < self.num_batches:
-            raise ValueError(
-                f"the DALI reader's epoch has {self.runs_per_epoch} batches per shard, fewer than the {self.num_batches} asked for"
-            )
-
-        self._left_in_epoch = 0  # reader batches still unread in the current reader epoch
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def __iter__(self) -> Iterator[Any]:
-        # a pass abandoned midway (e.g. limit_train_batches) left reader batches: skip them to realign epochs
-        for _ in range(self._left_in_epoch):
-            self.pipeline.run()
-        self._left_in_epoch = self.runs_per_epoch
-        seen = 0
-        for step in range(self.runs_per_epoch):
-            outs = self.pipeline.run()
-            self._left_in_epoch -= 1
-            if step >= self.num_batches:  # training: the reader's leftover partial batch is dropped
-                continue
-            pos = _to_torch(outs[-1]).view(-1).long().cpu()
-            tensors = [_to_torch(o) for o in outs[:-1]]
-            if not self.train:
-                keep = self.batch_size if self.num_samples is None else min(self.batch_size, self.num_samples - seen)
-                seen += keep
-                yield tensors[0][:keep], self.targets[pos[:keep]]
-            else:
-                yield self.indexes[pos], tensors, self.targets[pos]
-        # the reader's epoch is over: the next pass starts a new epoch (reshuffled for training)
 
 
 def _check_lists(files: Sequence[str], targets: torch.Tensor, indexes: torch.Tensor) -> None:
@@ -347,7 +271,7 @@ def build_pretrain_loader(
         shard_id=shard_id,
         num_shards=num_shards,
     )
-    return DaliLoader(pipe, indexes, targets, n_batches, train=True)
+    return DaliLoader(pipe, indexes, targets, n_batches, train=True, files=files)
 
 
 def build_eval_loader(
@@ -381,5 +305,11 @@ def build_eval_loader(
         num_shards=num_shards,
     )
     return DaliLoader(
-        pipe, torch.arange(len(files)), targets, math.ceil(n / min(batch_size, n)), train=False, num_samples=n
+        pipe,
+        torch.arange(len(files)),
+        targets,
+        math.ceil(n / min(batch_size, n)),
+        train=False,
+        num_samples=n,
+        files=files,
     )

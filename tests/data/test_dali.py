@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import main_continual
+from cassle.config import AugmentationConfig
 from cassle.data.base import TensorImageDataset
 from cassle.data.dali import (
     DaliUnavailableError,
@@ -77,7 +78,9 @@ def test_pretrain_loader_structure_labels_and_epochs(tmp_path: Path) -> None:
     files, labels = _write_folder(tmp_path)
     n = len(files)  # 15
     dataset_index = torch.arange(n) + 100
-    views = per_view_values(dict(solarization_prob=[0.0, 0.2], gaussian_prob=[1.0, 0.1]), 2)
+    views = per_view_values(
+        AugmentationConfig.from_flat(dict(solarization_prob=[0.0, 0.2], gaussian_prob=[1.0, 0.1])), 2
+    )
     loader = build_pretrain_loader(
         files,
         labels,
@@ -120,7 +123,7 @@ def test_pretrain_images_follow_their_files(tmp_path: Path) -> None:
         crop_size=8,
         mean=ID[0],
         std=ID[1],
-        view_params=per_view_values(PLAIN, 2),
+        view_params=per_view_values(AugmentationConfig.from_flat(PLAIN), 2),
         seed=0,
     )
     for idx, (v1, v2), _ in loader:
@@ -144,13 +147,13 @@ def _constant_folder(root: Path, n: int = 6, colour: tuple[int, int, int] = (200
 def test_asymmetric_views_and_probabilities(tmp_path: Path) -> None:
     """View 1 never solarizes, view 2 always does (constant 200 -> 55); grayscale at 1 equalises the channels."""
     files = _constant_folder(tmp_path / "grey")
-    params = per_view_values(dict(PLAIN, solarization_prob=[0.0, 1.0]), 2)
+    params = per_view_values(AugmentationConfig.from_flat(dict(PLAIN, solarization_prob=[0.0, 1.0])), 2)
     loader = build_pretrain_loader(files, torch.zeros(6), torch.arange(6), 6, 8, ID[0], ID[1], params, seed=1)
     for _, (v1, v2), _ in loader:
         assert torch.allclose(v1, torch.full_like(v1, 200 / 255), atol=1.5 / 255)
         assert torch.allclose(v2, torch.full_like(v2, 55 / 255), atol=1.5 / 255)
     files = _constant_folder(tmp_path / "red", colour=(220, 40, 10))
-    params = per_view_values(dict(PLAIN, grayscale_prob=[0.0, 1.0]), 2)
+    params = per_view_values(AugmentationConfig.from_flat(dict(PLAIN, grayscale_prob=[0.0, 1.0])), 2)
     loader = build_pretrain_loader(files, torch.zeros(6), torch.arange(6), 6, 8, ID[0], ID[1], params, seed=1)
     for _, (v1, v2), _ in loader:
         assert (v1[:, 0] - v1[:, 1]).abs().min() > 0.5  # colour kept
@@ -168,7 +171,7 @@ def test_small_shard_gives_one_full_batch_every_epoch(tmp_path: Path) -> None:
         crop_size=8,
         mean=ID[0],
         std=ID[1],
-        view_params=per_view_values({}, 2),
+        view_params=per_view_values(AugmentationConfig.from_flat({}), 2),
     )
     assert len(loader) == 1
     for _ in range(3):
@@ -188,7 +191,7 @@ def test_sharding_splits_files_without_overlap(tmp_path: Path) -> None:
             crop_size=8,
             mean=ID[0],
             std=ID[1],
-            view_params=per_view_values({}, 2),
+            view_params=per_view_values(AugmentationConfig.from_flat({}), 2),
             seed=7,
             shard_id=shard,
             num_shards=2,
@@ -240,7 +243,7 @@ def _cfg(tmp_path: Path, **kw: object) -> dict:
 def test_datamodule_dali_train_loader_serves_the_current_task(tmp_path: Path) -> None:
     _write_folder(tmp_path / "train")
     _write_folder(tmp_path / "val", n_per_class=2)
-    dm = ContinualDataModule(_cfg(tmp_path))
+    dm = ContinualDataModule.from_flat(_cfg(tmp_path))
     dm.setup("fit")
     for task in range(3):
         dm.set_task(task)
@@ -254,7 +257,7 @@ def test_datamodule_dali_train_loader_serves_the_current_task(tmp_path: Path) ->
 
 def test_dali_refuses_in_memory_datasets() -> None:
     ds = TensorImageDataset(torch.zeros(6, 1, 8, 8, dtype=torch.uint8), torch.arange(6) % 2, 2)
-    dm = ContinualDataModule(
+    dm = ContinualDataModule.from_flat(
         dict(dataset="digits", num_tasks=1, batch_size=2, crop_size=8, dali=True), train_dataset=ds
     )
     with pytest.raises(ValueError, match="--gpu_augment"):
@@ -298,3 +301,22 @@ def test_main_continual_runs_with_dali(tmp_path: Path) -> None:
             rows = [r for r in csv.DictReader(f) if r["train_barlow_loss_step"]]
         steps_per_epoch = [sum(1 for r in rows if r["epoch"] == str(e)) for e in range(2)]
         assert steps_per_epoch == [2, 2]
+
+
+@needs_dali
+@pytest.mark.parametrize("loader", ["pretrain", "eval"])
+def test_an_undecodable_file_is_named(tmp_path: Path, loader: str) -> None:
+    """DALI's own decoding error names no file (issue 10): the loader names the corrupt one and the fix."""
+    from cassle.errors import DatasetError
+
+    files, labels = _write_folder(tmp_path)
+    bad = next(f for f in files if f.endswith(".jpg"))
+    Path(bad).write_bytes(b"\xff\xd8\xff\xe0" + b"not a jpeg" * 20)  # a JPEG header, then garbage
+    if loader == "pretrain":
+        views = per_view_values(AugmentationConfig(**PLAIN), 2)
+        dl = build_pretrain_loader(files, labels, torch.arange(len(files)), 4, 16, *ID, views, seed=0)
+    else:
+        dl = build_eval_loader(files, labels, 4, 16, *ID)
+    with pytest.raises(DatasetError, match=rf"image {bad} cannot be decoded.*Replace it with a good copy"):
+        for _ in dl:
+            pass
