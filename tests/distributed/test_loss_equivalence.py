@@ -71,14 +71,26 @@ CASES: dict[str, tuple[str, str]] = {
     "supcon": ("supcon", "finetune"),
     "vicreg": ("vicreg", "finetune"),
     "swav": ("swav", "finetune"),
+    # methods added with issue 11 whose losses see the gathered batch
+    "mocov3": ("mocov3", "finetune"),  # keys gathered without gradient, positives at rank * B + i
+    "vibcreg": ("vibcreg", "finetune"),  # both views gathered with gradients (IterNorm in eval, like BatchNorm)
+    "wmse": ("wmse", "finetune"),  # projections gathered, whitened in sub-batches of the global batch
     "cassle_contrastive": ("simclr", "cassle"),
     "cassle_decorrelative": ("barlow_twins", "cassle"),
     "cassle_knowledge": ("swav", "cassle"),
+    "nnclr": ("nnclr", "finetune"),  # nearest neighbours from the (same) support set, predictions gathered
 }
+#: per-case settings over CFG (NNCLR needs a support set to look neighbours up in)
+CASE_CFG: dict[str, dict[str, Any]] = {"nnclr": {"queue_size": 32}}
 
 #: losses that are means over the local batch (per-sample terms): each rank logs its own, their mean is the
 #: single process' value; every other logged loss is computed on the gathered batch, the same on every rank
-RANK_LOCAL = {"swav": {"train_swav_loss"}, "cassle_knowledge": {"train_swav_loss", "train_distill_loss"}}
+RANK_LOCAL = {
+    "swav": {"train_swav_loss"},
+    "cassle_knowledge": {"train_swav_loss", "train_distill_loss"},
+    "mocov3": {"train_mocov3_loss"},  # each rank's queries against the gathered keys: a mean over local rows
+    "nnclr": {"train_nnclr_loss"},  # each rank's neighbours against the gathered predictions: likewise
+}
 
 #: CaSSLe's batch-wide distillers (contrastive, decorrelative) gather the predictions and frozen projections
 #: (``CaSSLeMixin.distill_loss``). Computed per rank, as in CaSSLe's reference, they were measured wrong under DDP:
@@ -106,8 +118,8 @@ class _Recorder:
 
     def training_step(self, batch, batch_idx):
         for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) or hasattr(m, "track_running_stats"):
+                m.eval()  # BatchNorm, and VIbCReg's IterNorm
         return super().training_step(batch, batch_idx)
 
     def _record(self, name: str, value: Any) -> None:
@@ -130,9 +142,9 @@ class _GradCapture(pl.Callback):
         pl_module.captured = {n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None}
 
 
-def _build(method: str, strategy: str) -> nn.Module:
+def _build(method: str, strategy: str, extra: dict[str, Any] | None = None) -> nn.Module:
     cls = build_model_class(method, strategy)
-    model = type(f"Recorded{cls.__name__}", (_Recorder, cls), {})(**{**CFG, "method": method})
+    model = type(f"Recorded{cls.__name__}", (_Recorder, cls), {}).from_flat({**CFG, **(extra or {}), "method": method})
     if strategy == "cassle":
         model.on_task_start(0)
         model.on_task_start(1)  # teacher: the current weights; the predictor learns
@@ -142,7 +154,7 @@ def _build(method: str, strategy: str) -> nn.Module:
 def _compare(rank: int, world: int, name: str) -> dict[str, Any]:
     method, strategy = CASES[name]
     torch.manual_seed(0)
-    model = _build(method, strategy)
+    model = _build(method, strategy, CASE_CFG.get(name))
     single = copy.deepcopy(model)
     full = _global_batch(B * world)
 
