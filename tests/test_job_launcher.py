@@ -702,7 +702,7 @@ python3 main_continual.py \
     --dataset digits --encoder resnet9 --base_width 4 --crop_size 8 \
     --method barlow_twins --proj_hidden_dim 32 --output_dim 32 \
     --batch_size 64 --lr 0.05 --warmup_epochs 0 --num_workers 0 \
-    --num_tasks 2 --max_epochs 1 --probes knn --no_progress_bar --seed 3
+    --num_tasks 2 --max_epochs 1 --probes knn --no_baseline --no_progress_bar --seed 3
 """
 
 
