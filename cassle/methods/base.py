@@ -260,20 +260,34 @@ class BaseMethod(ConfiguredMixin, pl.LightningModule):
             raise ValueError(f"{type(self).__name__} expects {self.num_views} views per batch, got {len(views)}")
         return indexes, views, targets
 
-    def online_classifier_step(self, feats: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def online_classifier_step(
+        self, feats: torch.Tensor, targets: torch.Tensor, global_mean: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Cross-entropy and accuracy of the online classifier on detached ``feats``.
 
         Rows with ``target == -1`` (unlabelled) are ignored; with no labelled
         row (or no classifier) the loss is a zero that carries no gradient.
+        ``global_mean`` (training): under DDP the loss is this rank's summed
+        cross-entropy times ``world_size`` over the labelled rows of *every*
+        rank, so DDP's average of the ranks' gradients is the gradient of the
+        mean over the global batch's labelled rows even when the ranks hold
+        different numbers of them (a mean of local means would weight a
+        rank's few labelled rows as much as another's many).
         """
         zero = feats.new_zeros(())
         if self.classifier is None:
             return {"loss": zero}
         logits = self.classifier(feats.detach())
         valid = targets >= 0
+        world = self.world_size() if global_mean else 1
+        if world > 1:  # every rank joins the count, labelled rows or not
+            count = self.gather(valid.sum().view(1).to(logits.dtype)).sum()
         if not bool(valid.any()):
             return {"loss": logits.sum() * 0.0, "logits": logits}
-        loss = F.cross_entropy(logits[valid], targets[valid])
+        if world > 1:
+            loss = F.cross_entropy(logits[valid], targets[valid], reduction="sum") * world / count
+        else:
+            loss = F.cross_entropy(logits[valid], targets[valid])
         top_k = (1, 5) if self.num_classes >= 5 else (1,)
         accs = accuracy_at_k(logits[valid], targets[valid], top_k)
         out = {"loss": loss, "logits": logits, "acc1": accs[0]}
@@ -289,7 +303,7 @@ class BaseMethod(ConfiguredMixin, pl.LightningModule):
         """
         _, views, targets = self._unpack_train_batch(batch)
         feats = [self.backbone(v) for v in views]
-        cls = self.online_classifier_step(feats[0], targets)
+        cls = self.online_classifier_step(feats[0], targets, global_mean=True)
         if self.classifier is not None:
             self._log("train_class_loss", cls["loss"])
             if "acc1" in cls:

@@ -207,7 +207,7 @@ class MAE(BaseMethod):
         loss_mask = mask if bool(mask.sum() > 0) else torch.ones_like(mask)
         loss = mae_loss_func(pred, patchify(x, p), loss_mask, norm_pix_loss=self.norm_pix_loss)
         feats = tokens[:, 0]
-        cls = self.online_classifier_step(feats, targets)
+        cls = self.online_classifier_step(feats, targets, global_mean=True)
         if self.classifier is not None:
             self._log("train_class_loss", cls["loss"])
             if "acc1" in cls:
