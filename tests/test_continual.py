@@ -320,26 +320,28 @@ def _final_state(run: Path) -> tuple[dict, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "extra",
+    "extra, task, epoch",
     [
-        ["--num_workers", "0"],
-        ["--num_workers", "2"],
-        ["--num_workers", "0", "--gpu_augment"],
-        ["--num_workers", "0", "--strategy", "lump", "--mem_size", "64"],
+        (["--num_workers", "0"], 0, 0),
+        (["--num_workers", "2"], 1, 1),  # late in the second task
+        (["--num_workers", "0", "--gpu_augment"], 0, 1),
+        (["--num_workers", "0", "--strategy", "lump", "--mem_size", "64"], 1, 0),  # the buffer holds task 0
     ],
-    ids=["workers0", "workers2", "gpu_augment", "lump"],
+    ids=["workers0-t0e0", "workers2-t1e1", "gpu_augment-t0e1", "lump-t1e0"],
 )
-def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, extra):
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path, monkeypatch, extra, task, epoch):
     """Every random draw of an epoch (shuffle order, per-sample and batched augmentations, the global RNG,
-    the replay generators) is a function of (seed, task, epoch), so a run killed mid-task and resumed from
-    its last mid-task checkpoint ends bit for bit where the uninterrupted run ends."""
+    the replay generators) is a function of (seed, task, epoch), so a run killed mid-task (at several points:
+    task 0 or 1, after epoch 0 or 1 of 3) and resumed from its last mid-task checkpoint ends bit for bit where
+    the uninterrupted run ends."""
     argv = [*TINY, "--num_tasks", "2", "--max_epochs", "3", "--probes", "knn", "--no_baseline", *extra]
     argv += ["--train_fraction", "0.5"]  # half of each task's images: the mechanism, at half the cost
     assert main_continual.main([*argv, "--checkpoint_dir", str(tmp_path / "whole")]) == 0
-    original = _crash_at(monkeypatch, task=0, epoch=0)
+    original = _crash_at(monkeypatch, task=task, epoch=epoch)
     with pytest.raises(_Boom):
         main_continual.main([*argv, "--checkpoint_dir", str(tmp_path / "killed")])
-    assert (tmp_path / "killed" / "resume" / "task0-last.ckpt").exists()
+    assert (tmp_path / "killed" / "resume" / f"task{task}-last.ckpt").exists()
+    assert not (tmp_path / "killed" / "task1.ckpt").exists()
     monkeypatch.setattr(continual._EpochCheckpoint, "on_train_epoch_end", original)
     assert main_continual.main([*argv, "--checkpoint_dir", str(tmp_path / "killed")]) == 0
     whole, killed = _final_state(tmp_path / "whole"), _final_state(tmp_path / "killed")
