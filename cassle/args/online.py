@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from cassle.buffers import BUFFERS
-from cassle.config import ReplayConfig, RunConfig
+from cassle.config import ReplayConfig
 from cassle.errors import ArgumentError
 
 
@@ -40,13 +40,13 @@ def add_online_args(p: argparse.ArgumentParser) -> None:
 
 
 def validate_online_args(
-    args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int, run: Any = None
+    args: argparse.Namespace, method_cls: type, strategy_cls: type, max_epochs_default: int, run: Any
 ) -> None:
     """Raise ArgumentError on a bad combination; normalise ``args`` in place (``--online`` sets ``--max_epochs 1``).
 
     Also runs the strategy's ``check_config`` (its own arguments) and, for replay strategies, ``check_replay``
-    (buffer size, buffer type) on the typed configuration ``run`` (:class:`cassle.config.RunConfig`; built from
-    ``args`` when not given), so that bad strategy settings fail before any file is written.
+    (buffer size, buffer type) on the typed configuration ``run`` (:class:`cassle.config.RunConfig`, built
+    once by ``cassle.args.validate.check_typed``), so that bad strategy settings fail before any file is written.
     """
 
     if args.mb_passes < 1:
@@ -64,12 +64,6 @@ def validate_online_args(
             f"--mb_passes {args.mb_passes} only applies to --online runs; add --online or drop --mb_passes"
         )
     try:
-        if run is None:
-            run = RunConfig.from_flat(
-                vars(args),
-                method_cls.all_method_args() if hasattr(method_cls, "all_method_args") else None,
-                strategy_cls.all_strategy_args() if hasattr(strategy_cls, "all_strategy_args") else None,
-            )
         if hasattr(strategy_cls, "check_config"):
             strategy_cls.check_config(method_cls, run.strategy)
         if hasattr(strategy_cls, "check_replay"):
