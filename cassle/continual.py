@@ -39,7 +39,7 @@ from cassle.checkpoint import (
     load_weights,
     task_checkpoint,
 )
-from cassle.devices import is_global_zero_process
+from cassle.devices import check_node_launch, is_global_zero_process
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.logs import build_loggers, log_results, quiet_framework_noise
 from cassle.run_plan import RunPlan, _resolve_accelerator, args_to_cfg, prepare_run  # noqa: F401  (re-exported)
@@ -172,6 +172,7 @@ def _run(args: argparse.Namespace) -> Any:
     from cassle.eval.report import format_table
 
     quiet_framework_noise()
+    check_node_launch(args.num_nodes)  # a multi-node start that would wait forever for its other nodes: one error
     plan = prepare_run(args)
     run_dir, cfg = plan.run_dir, plan.cfg
     if plan.start_task >= args.num_tasks and plan.report.is_written(run_dir / "results"):

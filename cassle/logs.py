@@ -90,8 +90,13 @@ def wandb_logger(run_dir: Path, args: Any, cfg: dict[str, Any]) -> Any:
     else:
         import uuid
 
+        from cassle.devices import is_global_zero_process
+
         run_id = uuid.uuid4().hex[:12]
-        atomic_write_text(run_id_file, run_id)
+        # rank 0 alone logs to WandB and keeps the id (the other nodes of a multi-node launch build their loggers at
+        # the same time: a second writer would replace rank 0's id with one no run has)
+        if is_global_zero_process():
+            atomic_write_text(run_id_file, run_id)
     return WandbLogger(
         name=args.name,
         project=args.project,

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
+from cassle.devices import is_global_zero_process
+
 #: the signal that asks for a stop at the end of the epoch (SLURM's ``--signal=USR1@seconds``)
 EPOCH_END_SIGNAL = signal.SIGUSR1
 
@@ -148,10 +150,7 @@ class StopOnSignal(pl.Callback):
 
 
 def _is_global_zero() -> bool:
-    return (
-        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
-        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
-    )
+    return is_global_zero_process()  # (the node's rank counts too: a multi-node launch by hand)
 
 
 #: the process's one instance (the handlers are process-wide); :func:`cassle.continual.run` installs it

@@ -78,3 +78,21 @@ def test_framework_noise_is_dropped_and_other_messages_kept() -> None:
         assert handler.filter(make("GPU available: False, used: False"))
     finally:
         lightning_log.removeHandler(handler)
+
+
+@pytest.mark.parametrize("node_rank, writes", [("0", True), ("1", False)])
+def test_only_rank_zero_keeps_the_wandb_id(tmp_path, monkeypatch, node_rank, writes) -> None:
+    """The other node of a multi-node launch by hand (``NODE_RANK=1``, no ``LOCAL_RANK``) builds its loggers while
+    rank 0 does: it must not write ``wandb_id.txt`` (rank 0's WandB run would then be resumed under another id)."""
+    pytest.importorskip("wandb")
+    from cassle.logs import wandb_logger
+
+    for var in ("RANK", "SLURM_PROCID", "GROUP_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NODE_RANK", node_rank)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = argparse.Namespace(name="tiny", project="cassle-test", entity=None, offline=True)
+    logger = wandb_logger(tmp_path, args, {})
+    assert (tmp_path / "wandb_id.txt").exists() == writes
+    if writes:
+        assert (tmp_path / "wandb_id.txt").read_text().strip() == logger.version

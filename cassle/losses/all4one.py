@@ -26,7 +26,9 @@ is written here rather than reused.
 Multi-device form (the reference's): the *candidates* (second argument of :func:`neighbour_contrast_loss`,
 ``p`` and ``s``) are the global batch gathered with gradients, the anchors stay local, and the
 positive of local row ``i`` is global column ``offset + i`` (``offset = rank · B``). The feature term
-uses the local batch, as the reference does::
+is a statistic of the batch it is given: :class:`cassle.methods.all4one.All4One` gives it the gathered
+global batch (the reference gives it each device's own batch, which makes several devices train unlike one
+device on the whole batch)::
 
     >>> import torch
     >>> from cassle.losses.all4one import all4one_loss_func
@@ -155,8 +157,8 @@ def all4one_loss_func(
         predictions: per view, ``M x D`` online predictions (gathered across devices).
         centroids: per view, ``B x D`` transformer output of the neighbour sequence.
         shifted_centroids: per view, ``M x D`` transformer output of the shifted sequence (gathered).
-        targets: per view, ``B x D`` momentum projections.
-        projections: per view, ``B x D`` online projections.
+        targets: per view, ``N x D`` momentum projections (the method passes the gathered global batch).
+        projections: per view, ``N x D`` online projections (gathered with gradients, likewise).
         temperature: temperature of the neighbour contrast.
         centroid_temperature: temperature of the centroid contrast.
         neighbour_weight / centroid_weight / feature_weight: the terms' weights.

@@ -33,6 +33,9 @@ fit; it is cleared at the end of a fit, so task checkpoints do not carry it.
 generator seeded from the global RNG, which the task loop reseeds from ``(seed, task, epoch, rank)`` before every
 epoch), and the per-cluster sums and counts are all-reduced, as in the reference. The bank buffers are excluded
 from DDP's per-step buffer broadcast (``_ddp_params_and_buffers_to_ignore``): each rank's shard is its own.
+The loss is a mean over the labelled rows of the global batch (:meth:`DeepClusterV2.pseudo_label_loss`: the
+counts are gathered), not a mean of the ranks' means, which differ when the ranks hold unequal numbers of rows
+without a pseudo-label.
 
 **Checkpoints.** Bank and labels are buffers (``bank_z``, ``bank_index``, ``bank_ptr``, ``label_index``,
 ``labels``); they are sized at ``on_train_start`` (kept when a mid-task checkpoint of the same size was
@@ -249,13 +252,41 @@ class DeepClusterV2(BaseMethod):
         return torch.where(found.unsqueeze(0), self.labels[:, pos], out)
 
     # ------------------------------------------------------------------ training
+    def pseudo_label_loss(self, scores: Sequence[Sequence[torch.Tensor]], labels: torch.Tensor) -> torch.Tensor:
+        """:func:`deepclusterv2_loss_func` of this batch, as a mean over the labelled rows of the *global* batch.
+
+        On one process that is the loss function itself. Under DDP each head's mean over this rank's labelled
+        (view, sample) pairs is rescaled by ``world_size x local count / global count`` (the counts gathered),
+        i.e. the rank's summed cross-entropy times ``world_size`` over every rank's labelled pairs, so DDP's
+        average of the ranks' gradients is the gradient of the global batch's mean even when the ranks hold
+        different numbers of samples without a pseudo-label (replayed rows of older tasks, samples the last
+        epoch's bank missed). The reference's per-rank ``cross_entropy(..., ignore_index=-1)`` (a mean of local
+        means) was measured off on 2 gloo ranks with 3 and 1 unlabelled rows of 8: the ranks logged 1.587 /
+        1.484 (mean 1.536) for 1.527 on the whole batch, and the gradients were off by up to 4.5e-2
+        (``tests/distributed/test_loss_equivalence.py``). The logged value is then this rank's share: its mean
+        over the ranks is the global batch's loss.
+        """
+        if self.world_size() <= 1:
+            return deepclusterv2_loss_func(scores, list(labels), temperature=self.temperature)
+        local = (labels >= 0).sum(dim=1).float()  # H: labelled samples per head (every view counts alike)
+        total = self.gather(local.unsqueeze(0)).sum(dim=0)  # every rank joins, labelled rows or not
+        per_head = torch.stack(
+            [
+                deepclusterv2_loss_func([views], [head_labels], temperature=self.temperature)
+                for views, head_labels in zip(scores, labels)
+            ]
+        )
+        local, total = (c.to(per_head.device, per_head.dtype) for c in (local, total))  # (counts exact in float32)
+        return (per_head * (self.world_size() * local / total.clamp(min=1.0))).mean()
+
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         indexes = batch[0]
         out = super().training_step(batch, batch_idx)
         z = [self.projector(f) for f in out["feats"]]
         z_norm = [F.normalize(zi, dim=1) for zi in z]
         scores = [[head(zn) for zn in z_norm] for head in self.prototype_heads]
-        loss = deepclusterv2_loss_func(scores, list(self.pseudo_labels(indexes)), temperature=self.temperature)
+        labels = self.pseudo_labels(indexes)
+        loss = self.pseudo_label_loss(scores, labels)
         self.update_bank(indexes, z_norm)
         self._log("train_deepclusterv2_loss", loss)
         out.update({"loss": out["loss"] + loss, "z": z, "logits": scores[0]})

@@ -294,6 +294,10 @@ class ReplayMixin(StrategyMixin):
 
     def on_train_start(self) -> None:
         self._per_rank_states: dict[str, list[Any]] = {}
+        pending = getattr(self, "_pending_rank_states", None)
+        if pending and self._trainer is not None:  # per-rank states loaded before the rank was known
+            self._load_own_states(pending, int(self._trainer.global_rank))
+        self._pending_rank_states = None
         self._seed_rank()
         super().on_train_start()  # type: ignore[misc]
 
@@ -314,9 +318,18 @@ class ReplayMixin(StrategyMixin):
 
     def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
         super().load_strategy_state_dict(state)
-        rank = self._rank()
+        self._load_own_states(state, self._rank())
+        # before a trainer exists (a task checkpoint loaded at start) the environment may not tell the global
+        # rank (the first process of a node started by hand has only NODE_RANK): keep every rank's entries and
+        # take this rank's again when the fit starts and the trainer knows it (on_train_start)
+        per_rank = {k: state[k] for k in ("buffer_per_rank", "replay_generator_per_rank") if state.get(k)}
+        self._pending_rank_states = per_rank if self._trainer is None and per_rank else None
 
-        def own(key: str) -> Any:  # this rank's entry of a per-rank list, else the single (rank 0's) value
+    def _load_own_states(self, state: dict[str, Any], rank: int) -> None:
+        """Load rank ``rank``'s buffer and replay generator from ``state`` (its entry of a per-rank list, else
+        the single value: rank 0's)."""
+
+        def own(key: str) -> Any:
             per_rank = state.get(f"{key}_per_rank")
             return per_rank[rank] if per_rank and rank < len(per_rank) else state.get(key)
 

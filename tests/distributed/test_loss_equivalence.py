@@ -19,7 +19,12 @@ Conventions that make the two equal (and what would break it):
 * BatchNorm layers are put in eval mode for the comparison: per-device batch statistics are what
   multi-GPU training without ``--sync_batchnorm`` does, and ``SyncBatchNorm`` refuses CPU tensors, so
   the equivalence is tested for everything *except* the encoder's batch statistics. (The losses'
-  own standardisation, Barlow Twins' ``F.batch_norm`` on the gathered ``z``, stays global.)
+  own standardisation, Barlow Twins' ``F.batch_norm`` on the gathered ``z``, stays global.) Dropout
+  (All4One's transformer) is off too: each process draws its own masks, none of them the single
+  process' mask of the same row.
+* Queues and support sets (NNCLR, ReSSL, All4One) are pushed with the keys of every rank, gathered in rank
+  order, so after the step every rank holds the same queue, the single process' queue after pushing the
+  whole batch (checked for every case that has a ``queue``).
 
 Everything runs in float64; tolerance ``1e-9`` absolute + ``1e-7`` relative (the measured differences
 are ~1e-15, rounding of the reordered sums).
@@ -35,6 +40,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from cassle.losses.swav import sinkhorn
@@ -79,9 +85,20 @@ CASES: dict[str, tuple[str, str]] = {
     "cassle_decorrelative": ("barlow_twins", "cassle"),
     "cassle_knowledge": ("swav", "cassle"),
     "nnclr": ("nnclr", "finetune"),  # nearest neighbours from the (same) support set, predictions gathered
+    # k-means pseudo-labels of the whole batch (a clustered previous epoch, _deepcluster_labels), some rows without
+    "deepclusterv2": ("deepclusterv2", "finetune"),
+    "ressl": ("ressl", "finetune"),  # each rank's relations to the same queue; the queue pushed with the gathered keys
+    # top-5 neighbours in the same support set; predictions, shifted centroids and (feature term) projections gathered
+    "all4one": ("all4one", "finetune"),
 }
-#: per-case settings over CFG (NNCLR needs a support set to look neighbours up in)
-CASE_CFG: dict[str, dict[str, Any]] = {"nnclr": {"queue_size": 32}}
+#: per-case settings over CFG: a support set / queue to look neighbours up in or relate to (NNCLR, ReSSL, All4One:
+#: 32 random unit vectors, as every queue starts), small predictors, DeepCluster V2's few prototypes per head
+CASE_CFG: dict[str, dict[str, Any]] = {
+    "nnclr": {"queue_size": 32},
+    "deepclusterv2": {"num_prototypes": 6, "num_prototype_heads": 2, "kmeans_iters": 5},
+    "ressl": {"queue_size": 32},
+    "all4one": {"queue_size": 32, "pred_hidden_dim": 32},
+}
 
 #: losses that are means over the local batch (per-sample terms): each rank logs its own, their mean is the
 #: single process' value; every other logged loss is computed on the gathered batch, the same on every rank
@@ -90,12 +107,22 @@ RANK_LOCAL = {
     "cassle_knowledge": {"train_swav_loss", "train_distill_loss"},
     "mocov3": {"train_mocov3_loss"},  # each rank's queries against the gathered keys: a mean over local rows
     "nnclr": {"train_nnclr_loss"},  # each rank's neighbours against the gathered predictions: likewise
+    # each rank's labelled rows, over the global count of labelled rows: mean over ranks = the whole batch's mean
+    "deepclusterv2": {"train_deepclusterv2_loss"},
+    "ressl": {"train_ressl_loss"},  # each rank's relations (cross-entropy per sample): a mean over local rows
+    # the neighbour and centroid contrasts are means over local anchors (as NNCLR's); the feature term is global
+    "all4one": {"train_all4one_loss", "train_all4one_neighbour_loss", "train_all4one_centroid_loss"},
 }
 
 #: CaSSLe's batch-wide distillers (contrastive, decorrelative) gather the predictions and frozen projections
 #: (``CaSSLeMixin.distill_loss``). Computed per rank, as in CaSSLe's reference, they were measured wrong under DDP:
 #: contrastive 2.80 / 2.82 on the ranks for 3.50 on the whole batch (gradients off by up to 6.6e-3),
 #: decorrelative 2.51 / 1.92 for 2.20 (gradients off by up to 0.33).
+#: Likewise measured before the fixes of issue 11: All4One's feature term on each rank's batch (the reference's)
+#: gave 0.5335 / 0.5267 for 0.5271 (gradients off by up to 0.38; now on the gathered batch); DeepCluster V2's mean
+#: over each rank's own labelled rows (3 and 1 of 8 rows unlabelled) gave 1.587 / 1.484, mean 1.536, for 1.527
+#: (gradients off by up to 4.5e-2; now over the global count, DeepClusterV2.pseudo_label_loss). ReSSL matched as it
+#: was (gradients within 1e-15; its queue is pushed with the gathered keys).
 
 
 def _global_batch(n: int, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
@@ -115,14 +142,50 @@ def _rows(batch: tuple, rows: slice) -> tuple:
     return idx[rows], [v[rows] for v in views], targets[rows]
 
 
+#: rows of the global batch that DeepCluster V2's k-means never saw (no pseudo-label: what a replayed sample of an
+#: older task, or one the previous epoch's bank missed, gets): 3 on rank 0, 1 on rank 1
+UNCLUSTERED = (0, 1, B - 1, B + 2)
+
+
+def _deepcluster_labels(model: nn.Module, batch: tuple) -> None:
+    """Pseudo-labels and prototypes as the previous epoch's k-means over ``batch`` leaves them.
+
+    The whole batch's projections are banked and clustered (``cluster_bank``: every rank does the same, from the
+    same seed, so every rank and the single process hold the same labels and centroids, as the all-reduced k-means
+    gives them; ``tests/methods/test_deepclusterv2.py`` checks that for a real 2-rank epoch), then the rows
+    :data:`UNCLUSTERED` lose theirs. The labels are kept in ``preset_buffers``: ``on_train_start`` (a fresh fit)
+    clears them with the bank, and :class:`_Recorder` puts them back."""
+    idx, views, _ = batch
+    model.eval()
+    model.reset_bank(idx.numel())
+    with torch.no_grad():
+        model.update_bank(idx, [F.normalize(model.projector(model.backbone(v)), dim=1) for v in views])
+    model.cluster_bank()
+    model.train()
+    keep = ~torch.isin(model.label_index, torch.tensor(UNCLUSTERED))
+    model.label_index, model.labels = model.label_index[keep].clone(), model.labels[:, keep].clone()
+    model.preset_buffers = {"label_index": model.label_index.clone(), "labels": model.labels.clone()}
+
+
+#: ``name -> setup(model, global_batch)`` run before the model is copied for the single process
+CASE_SETUP = {"deepclusterv2": _deepcluster_labels}
+
+
 class _Recorder:
-    """Mixin: batch statistics off, every logged scalar recorded."""
+    """Mixin: batch statistics and dropout off, every logged scalar recorded."""
 
     def training_step(self, batch, batch_idx):
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) or hasattr(m, "track_running_stats"):
                 m.eval()  # BatchNorm, and VIbCReg's IterNorm
+            if isinstance(m, (nn.Dropout, nn.MultiheadAttention)):
+                m.eval()  # All4One's transformer: per-process dropout masks are not the single process' ones
         return super().training_step(batch, batch_idx)
+
+    def on_train_start(self):
+        super().on_train_start()
+        for name, value in getattr(self, "preset_buffers", {}).items():
+            setattr(self, name, value.clone())  # DeepCluster V2's pseudo-labels (a fit starts without them)
 
     def _record(self, name: str, value: Any) -> None:
         if not hasattr(self, "logged"):
@@ -157,8 +220,10 @@ def _compare(rank: int, world: int, name: str) -> dict[str, Any]:
     method, strategy = CASES[name]
     torch.manual_seed(0)
     model = _build(method, strategy, CASE_CFG.get(name))
-    single = copy.deepcopy(model)
     full = _global_batch(B * world)
+    if name in CASE_SETUP:
+        CASE_SETUP[name](model, full)
+    single = copy.deepcopy(model)
 
     # one process, whole batch, no trainer: gather is the identity
     out = single.training_step(full, 0)
@@ -188,6 +253,10 @@ def _compare(rank: int, world: int, name: str) -> dict[str, Any]:
     within = {n: bool(torch.allclose(grads[n], g, atol=ATOL, rtol=RTOL)) for n, g in ref_grads.items() if n in grads}
     per_rank = {"train_class_loss", "train_online_acc1", "train_online_acc5"}
     losses = {k: (v, single.logged[k]) for k, v in model.logged.items() if k not in per_rank and k in single.logged}
+    queue = getattr(model, "queue", None)
+    queues = None
+    if isinstance(queue, nn.Module):  # after the step: this rank's queue and the single process' one
+        queues = {k: (v.clone(), single.queue.state_dict()[k]) for k, v in queue.state_dict().items()}
     return {
         "same_params": sorted(grads) == sorted(ref_grads),
         "num_params": len(ref_grads),
@@ -196,6 +265,7 @@ def _compare(rank: int, world: int, name: str) -> dict[str, Any]:
         "not_close": [n for n, ok in within.items() if not ok],
         "losses": losses,
         "grad_norm": float(torch.cat([g.flatten() for g in ref_grads.values()]).norm()),
+        "queues": queues,
     }
 
 
@@ -254,6 +324,12 @@ def test_two_ranks_step_like_one_process_on_the_whole_batch(ddp_results, name):
         assert r["all_close"], (rank, r["max_diff"], r["not_close"][:5])
 
 
+def test_deepcluster_step_trains_on_pseudo_labels_of_both_ranks(ddp_results):
+    """The DeepCluster V2 case compares a real loss: both ranks have labelled rows, unequally many."""
+    logged = [res["deepclusterv2"]["losses"]["train_deepclusterv2_loss"][0] for res in ddp_results]
+    assert min(logged) > 0.1 and abs(logged[0] - logged[1]) > 1e-3, logged
+
+
 def test_ranks_hold_identical_gradients(ddp_results):
     """After DDP's all-reduce both ranks see the same numbers (same logged loss, same max deviation)."""
     for name in CASES:
@@ -261,6 +337,22 @@ def test_ranks_hold_identical_gradients(ddp_results):
         assert a["max_diff"] == pytest.approx(b["max_diff"], abs=ATOL)
         gathered = [k for k in a["losses"] if k not in RANK_LOCAL.get(name, ())]
         assert [a["losses"][k][0] for k in gathered] == pytest.approx([b["losses"][k][0] for k in gathered])
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if "queue_size" in CASE_CFG.get(n, {})])
+def test_every_rank_holds_the_queue_of_the_whole_batch(ddp_results, name):
+    """After the step the queue (support set) is the same on every rank, bit for bit, and is the single process'
+    queue after pushing the whole batch: the keys of every rank, in rank order (a rank that pushed only its own
+    keys would hold B rows of its own where the others hold theirs)."""
+    mine, other = ddp_results[0][name]["queues"], ddp_results[1][name]["queues"]
+    assert mine is not None and mine.keys() == other.keys() and "queue" in mine
+    for key, (value, single) in mine.items():
+        assert torch.equal(value, other[key][0]), key
+        if value.is_floating_point():
+            assert torch.allclose(value, single, atol=ATOL, rtol=RTOL), (key, float((value - single).abs().max()))
+        else:
+            assert torch.equal(value, single), key
+    assert int(mine["count"][0]) == CASE_CFG[name]["queue_size"] and int(mine["ptr"][0]) == 2 * B  # pushed 2B rows
 
 
 def test_gather_scale(ddp_results):

@@ -96,6 +96,32 @@ def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
     assert torch.equal(fresh.buffer.data["indexes"], ranks[1].buffer.data["indexes"])
 
 
+def test_a_rank_the_environment_does_not_name_takes_its_buffer_when_the_fit_starts(monkeypatch):
+    """A node started by hand (``NODE_RANK=1``, no ``RANK``) loads the task checkpoint before a trainer exists,
+    when it cannot know its global rank: it keeps every rank's entry and takes its own in ``on_train_start``."""
+    from types import SimpleNamespace
+
+    ranks = [model("simclr", "er", seed=10 + r) for r in range(2)]
+    for r, m in enumerate(ranks):
+        for i in range(2):
+            sgd_step(m, batch(seed=10 * r + i, start=100 * r + 6 * i), i)
+    states = [m.buffer.state_dict() for m in ranks]
+    monkeypatch.setattr(type(ranks[0]), "_gather_buffer_states", lambda self: states)
+    ckpt: dict = {}
+    ranks[0].on_save_checkpoint(ckpt)
+    for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NODE_RANK", "1")
+    fresh = model("simclr", "er")
+    fresh.load_strategy_state_dict(ckpt["strategy_state"])  # no trainer yet: rank 0's entry for now
+    assert torch.equal(fresh.buffer.data["indexes"], ranks[0].buffer.data["indexes"])
+    fresh._trainer = SimpleNamespace(global_rank=1, world_size=2)
+    from cassle.strategies.replay import ReplayMixin
+
+    ReplayMixin.on_train_start(fresh)
+    assert torch.equal(fresh.buffer.data["indexes"], ranks[1].buffer.data["indexes"])
+
+
 @pytest.mark.parametrize("gpu_augment", [False, True])
 def test_task_loop_hands_over_the_stream_augmentation(gpu_augment):
     """Replayed samples are augmented by the data module's own pipeline (handed over by the task loop,
