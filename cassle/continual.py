@@ -128,6 +128,27 @@ def _probe(plan: RunPlan, backbone: torch.nn.Module) -> dict | None:
         backbone.to(prev)
 
 
+def _trial_forward(plan: RunPlan, model: torch.nn.Module) -> None:
+    """One forward pass of the built model on two of the data's training images (eval transform, eval mode, no
+    gradient, every random state kept), before anything is written: a model that cannot take this dataset's
+    images stops the start here, with nothing left behind that would tie the directory to the bad arguments."""
+    args = plan.args
+    x = plan.datamodule.trial_batch(min(plan.start_task, args.num_tasks - 1))
+    was_training = model.training
+    model.eval()  # BatchNorm keeps its running statistics: the run's numbers do not depend on the trial
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(x)
+    except Exception as e:  # noqa: BLE001  (whatever the model raises on the data is the arguments' problem)
+        raise RunError(
+            f"--method {args.method} with --encoder {args.encoder} fails on {args.dataset}'s images (a batch of "
+            f"shape {tuple(x.shape)}): {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
+            "fix the arguments and rerun: nothing was written"
+        ) from None
+    finally:
+        model.train(was_training)
+
+
 def _is_global_zero() -> bool:
     return is_global_zero_process()
 
@@ -184,6 +205,7 @@ def _run(args: argparse.Namespace) -> Any:
     pl.seed_everything(args.seed, workers=True, verbose=False)
     # built before anything is written (a model that cannot be built leaves no trace), from the typed configuration
     model = plan.model_cls.from_config(plan.config)
+    _trial_forward(plan, model)
     if not main:
         return _train(plan, model, args, main)
     with run_lock(run_dir):  # one process per run directory

@@ -244,6 +244,37 @@ def test_failed_start_does_not_lock_the_directory_to_its_arguments(tmp_path):
         prepare_run(parse_args(_args(tmp_path, "--num_tasks", "2")))
 
 
+def test_a_model_that_fails_on_the_data_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """Issue 10: one forward pass of the built model on two of the dataset's images runs before args.json (or
+    anything else) is written, so a model that cannot take the data fails with one line, not a traceback
+    after the directory holds the bad arguments (today the first place that met the data was the baseline probe)."""
+    from cassle.methods.barlow_twins import BarlowTwins
+
+    def broken(self, x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x16 and 32x32)")
+
+    monkeypatch.setattr(BarlowTwins, "forward", broken)
+    err = _fails(capsys, _args(tmp_path, "--num_tasks", "2"), "fails on digits's images", "(2, 3, 8, 8)", "mat1")
+    assert "nothing was written" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_trial_forward_changes_no_weight_statistic_or_random_state(tmp_path):
+    """The trial pass keeps the run's numbers: weights, BatchNorm running statistics, train mode and the global
+    random state are what they were (same seed, same numbers)."""
+    from cassle.run_plan import prepare_run
+
+    plan = prepare_run(parse_args(_args(tmp_path, "--num_tasks", "2")))
+    model = plan.model_cls.from_config(plan.config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    continual._trial_forward(plan, model)
+    assert model.training
+    assert torch.equal(torch.get_rng_state(), rng)
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_non_run_directory_is_not_used(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

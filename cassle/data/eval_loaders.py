@@ -59,6 +59,13 @@ class EvalLoadersMixin:
         dataset, per_task, targets = self._split_parts(split)
         return self._eval_loader(dataset, per_task[task], targets, batch_size)
 
+    def trial_batch(self, task: int, n: int = 2) -> torch.Tensor:
+        """The first ``n`` training images of ``task`` through the eval transform, stacked: the shape every
+        training view's global crop has, for a trial forward pass before a run writes anything."""
+        dataset, per_task, targets = self._split_parts("train")
+        ds = EvalSubset(dataset, per_task[task][:n], self.eval_transform(), targets)
+        return torch.stack([ds[i][0] for i in range(len(ds))])
+
     def joint_eval_dataloader(self, split: str = "test", batch_size: int | None = None) -> DataLoader:
         """Unshuffled, eval-transformed batches over the samples of all tasks (each once)."""
         dataset, per_task, targets = self._split_parts(split)
