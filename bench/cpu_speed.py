@@ -8,6 +8,7 @@ PyTorch loop (the method's ``training_step`` + backward + step, no Lightning: th
 
 * ``fp32``: the baseline;
 * ``channels_last``: model and inputs in NHWC memory format;
+* ``channels_last_model``: the model only (inputs stay NCHW): what ``main_continual.py --channels_last`` does;
 * ``bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward pass;
 * ``compile``: ``torch.compile`` of the backbone (compile time excluded: it happens in the warm-up steps).
 
@@ -33,7 +34,7 @@ import torch
 
 from cassle.methods import METHODS
 
-VARIANTS = ("fp32", "channels_last", "bf16", "compile")
+VARIANTS = ("fp32", "channels_last", "channels_last_model", "bf16", "compile")
 
 
 def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -56,6 +57,8 @@ def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], C
     if variant == "channels_last":
         model = model.to(memory_format=torch.channels_last)
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+    if variant == "channels_last_model":
+        model = model.to(memory_format=torch.channels_last)
     if variant == "compile":
         model.backbone = torch.compile(model.backbone)
     batch = (torch.arange(args.batch_size), views, torch.randint(0, 10, (args.batch_size,), generator=g))

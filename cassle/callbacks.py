@@ -1,5 +1,5 @@
 """The Lightning callbacks of the task loop (:mod:`cassle.continual`): per-epoch seeds, the stop at the first
-non-finite loss, the mid-task resume checkpoint, and one printed line per epoch when there is no progress bar."""
+non-finite loss, the mid-task resume checkpoint, NHWC weights on request, and one printed line per epoch when there is no progress bar."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ def resume_epoch(path: Path) -> int:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
     except Exception:  # unreadable: Lightning's own load reports it; the epoch order then starts at 0
         return 0
+
+
+class ChannelsLast(pl.Callback):
+    """``--channels_last``: the model's 4-d weights in NHWC memory format from the start of each task's fit
+    (teachers and copies included: they are submodules). Inputs stay as they come; a convolution with an NHWC
+    weight computes in NHWC, and every layer after it follows."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)
 
 
 class EpochSeeds(pl.Callback):

@@ -30,8 +30,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cassle import preempt
+from cassle.callbacks import ChannelsLast, EpochLine, EpochSeeds, FiniteLoss, resume_epoch
 from cassle.callbacks import EpochCheckpoint as _EpochCheckpoint  # noqa: F401  (tests patch it here)
-from cassle.callbacks import EpochLine, EpochSeeds, FiniteLoss, resume_epoch
 from cassle.checkpoint import (
     AtomicCheckpointIO,
     atomic_write_json,
@@ -89,6 +89,7 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
             preempt.STOP.for_task(resume, args.checkpoint_frequency),  # after it: SIGUSR1 saves at the epoch's end
             LearningRateMonitor(logging_interval="step"),
             *([EpochLine(task)] if args.no_progress_bar else []),
+            *([ChannelsLast()] if getattr(args, "channels_last", False) else []),
         ],
         plugins=[AtomicCheckpointIO(), *cluster],
         enable_checkpointing=False,

@@ -198,6 +198,7 @@ class TrainerConfig(_Component):
     devices: Any = "1"
     num_nodes: int = 1
     sync_batchnorm: bool = False
+    channels_last: bool = False
     check_val_every_n_epoch: int = 1
     log_every_n_steps: int = 10
     no_progress_bar: bool = False
