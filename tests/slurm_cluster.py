@@ -59,7 +59,8 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={munge_socket}
+# cred_expire also holds a requeued job back (default 120 s: BeginTime = requeue + 121 s); 5 is the minimum
+AuthInfo=socket={munge_socket},cred_expire=5
 StateSaveLocation={dir}/state
 SlurmdSpoolDir={dir}/spool
 SlurmctldPidFile={dir}/slurmctld.pid
@@ -74,6 +75,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
+# as on many clusters: a batch job is requeueable only when it asks (#SBATCH --requeue in job_launcher's script)
+JobRequeue=0
 SwitchType=switch/none
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1,bf_interval=1
