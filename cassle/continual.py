@@ -81,7 +81,14 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
         use_distributed_sampler=not getattr(args, "online", False),  # the online stream shards itself by rank
         precision=args.precision,
         sync_batchnorm=args.sync_batchnorm,
-        logger=build_loggers(plan.run_dir, plan.args, plan.cfg, task, plan.step_offset(task)),
+        logger=build_loggers(
+            plan.run_dir,
+            plan.args,
+            plan.cfg,
+            task,
+            plan.step_offset(task),
+            resume_epoch(resume) if resume.exists() else 0,
+        ),
         callbacks=[
             EpochSeeds(args.seed, task),
             FiniteLoss(task, args.lr, _resolve_accelerator(args) == "cpu"),  # before the checkpoint: NaN never saved

@@ -17,6 +17,8 @@ FRAMEWORK_NOISE = (
     "Tip: For seamless cloud logging",
     "The `srun` command is available on your system but is not used",
     "isinstance(treespec, LeafSpec)",
+    # a resumed task's CSV log: its earlier rows are written back (keep_earlier_rows), so the warning misleads
+    "Previous log files in this directory will be deleted",
 )
 
 
@@ -36,17 +38,22 @@ def quiet_framework_noise() -> None:
         warnings.filterwarnings("ignore", message=".*" + re.escape(text))
 
 
-def build_loggers(run_dir: Path, args: Any, cfg: dict[str, Any], task: int, step_offset: int = 0) -> list:
+def build_loggers(
+    run_dir: Path, args: Any, cfg: dict[str, Any], task: int, step_offset: int = 0, resumed_at: int = 0
+) -> list:
     """The loggers of one task's fit: CSV always (``logs/task<t>``), TensorBoard (one run, ``tensorboard/run``) and
     WandB (one run) when asked for.
 
     Every logger's step continues across tasks: task ``t``'s steps are logged from ``step_offset`` (the steps of
     the tasks before it) on, and each logged row carries ``task``, so loss curves and the continual metrics plot
-    against the whole run.
+    against the whole run. A task resumed at epoch ``resumed_at`` keeps the CSV rows of its epochs before that one
+    (:func:`keep_earlier_rows`).
     """
     from lightning.pytorch.loggers import CSVLogger
 
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="logs", version=f"task{task}")]
+    csv_logger = CSVLogger(save_dir=str(run_dir), name="logs", version=f"task{task}")
+    keep_earlier_rows(csv_logger, resumed_at)
+    loggers: list = [csv_logger]
     if args.tensorboard:
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -64,6 +71,44 @@ def build_loggers(run_dir: Path, args: Any, cfg: dict[str, Any], task: int, step
     for lg in loggers:
         continue_steps(lg, task, step_offset)
     return loggers
+
+
+def keep_earlier_rows(logger: Any, resumed_at: int) -> None:
+    """Keep the rows of epochs ``< resumed_at`` in a resumed task's ``metrics.csv``.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it is created, so a task resumed mid-way
+    lost the rows of the epochs trained before the stop (measured under SLURM: a run stopped after epoch 1 and
+    resumed logged only epochs 1 and 2 of 0-2). Here the writer is created, the rows of the epochs the resume
+    checkpoint holds are written back (rows of a partial epoch after it are dropped: the resumed fit trains
+    that epoch again) and the writer appends after them under the same header. Only the process that logs
+    (rank 0) has a writer; elsewhere, and for a task that starts afresh (``resumed_at`` 0), nothing is kept."""
+    import csv
+    import io
+
+    path = Path(logger.log_dir) / "metrics.csv"
+    header: list[str] = []
+    rows: list[dict[str, str]] = []
+    if resumed_at > 0 and path.is_file():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = [r for r in reader if _row_epoch(r) < resumed_at]
+    writer = logger.experiment  # its creation removes the old file
+    if not rows or not hasattr(writer, "metrics_keys"):
+        return
+    text = io.StringIO()
+    out = csv.DictWriter(text, fieldnames=header)
+    out.writeheader()
+    out.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+    writer.metrics_keys = header  # appended rows share the header; a new key rewrites the file, old rows kept
+
+
+def _row_epoch(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("epoch") or "inf")
+    except ValueError:
+        return float("inf")
 
 
 def continue_steps(logger: Any, task: int, step_offset: int) -> Any:

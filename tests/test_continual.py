@@ -110,6 +110,15 @@ def test_interrupted_task_resumes_mid_task(tmp_path, monkeypatch):
     assert (run / "task0.ckpt").exists() and not (run / "task1.ckpt").exists()
     assert (run / "resume" / "task1-last.ckpt").exists()
     task0_mtime = (run / "task0.ckpt").stat().st_mtime_ns
+    log_file = run / "logs" / "task1" / "metrics.csv"
+
+    def epochs_logged() -> list[int]:
+        import csv
+
+        with open(log_file, newline="") as f:
+            return sorted({int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("epoch")})
+
+    assert epochs_logged() == [0]  # the epoch trained before the crash
 
     calls.clear()
     monkeypatch.setattr(
@@ -131,6 +140,8 @@ def test_interrupted_task_resumes_mid_task(tmp_path, monkeypatch):
     assert (run / "task0.ckpt").stat().st_mtime_ns == task0_mtime
     assert seen == [("task1-last.ckpt", 1)]
     assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
+    # the resumed task's log joins up: the rows of epoch 0 are kept (Lightning's CSV writer used to delete them)
+    assert epochs_logged() == [0, 1]
 
 
 @pytest.mark.slow
