@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import torch
 
-import main_continual
 from cassle.callbacks import ChannelsLast
-from cassle.checkpoint import safe_torch_load
 from cassle.methods import METHODS
 from tests.helpers import TINY
 
@@ -53,15 +50,26 @@ def test_a_channels_last_step_gives_the_loss_and_gradients_of_the_default_layout
             torch.testing.assert_close(b.grad.contiguous(), a.grad, rtol=1e-4, atol=1e-5, msg=name)
 
 
-@pytest.mark.slow
-def test_the_channels_last_flag_reaches_the_trainer_and_the_checkpoint_keeps_the_layout(tmp_path):
-    """``main_continual.py --channels_last`` trains in NHWC; the task checkpoint keeps the layout, and loading it
-    into a default model copies the values."""
-    argv = TINY + ["--num_tasks", "2", "--max_epochs", "1", "--train_fraction", "0.5", "--no_baseline"]
-    assert main_continual.main(argv + ["--probes", "knn", "--channels_last", "--checkpoint_dir", str(tmp_path)]) == 0
-    state = safe_torch_load(tmp_path / "task1.ckpt", "task checkpoint")["state_dict"]
-    assert state["backbone.conv1.weight"].is_contiguous(memory_format=torch.channels_last)
+def test_the_channels_last_flag_gives_each_task_s_trainer_the_callback(tmp_path):
+    """``main_continual.py --channels_last`` reaches the trainer of every task (and only with the flag); the
+    layout then survives a checkpoint: loading NHWC weights into a default model copies the values."""
+    from cassle import continual
+    from cassle.args import parse_args
+    from cassle.run_plan import prepare_run
+
+    def callbacks(*extra: str) -> list:
+        plan = prepare_run(
+            parse_args(
+                TINY + ["--num_tasks", "2", "--checkpoint_dir", str(tmp_path / f"run{len(extra)}")] + list(extra)
+            )
+        )
+        return [type(c) for c in continual._make_trainer(plan, 1).callbacks]
+
+    assert ChannelsLast in callbacks("--channels_last")
+    assert ChannelsLast not in callbacks()
+    nhwc = METHODS["barlow_twins"].from_flat(CFG)
+    ChannelsLast().setup(None, nhwc, "fit")
     fresh = METHODS["barlow_twins"].from_flat(CFG)
-    fresh.backbone.load_state_dict({k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")})
+    fresh.load_state_dict(nhwc.state_dict())
     assert fresh.backbone.conv1.weight.is_contiguous()
-    torch.testing.assert_close(fresh.backbone.conv1.weight, state["backbone.conv1.weight"])
+    torch.testing.assert_close(fresh.backbone.conv1.weight, nhwc.backbone.conv1.weight)
