@@ -72,8 +72,8 @@ def test_same_seed_same_buffer_and_different_seed_differs():
     assert not torch.equal(run(3), run(4))
 
 
-def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
-    """Rank 0 writes the checkpoint with every rank's buffer; each rank loads its own entry."""
+def _two_rank_checkpoint(monkeypatch) -> tuple[list, dict]:
+    """Two ranks' ER models with different buffers, and the checkpoint rank 0 writes with both buffers."""
     ranks = [model("simclr", "er", seed=10 + r) for r in range(2)]
     for r, m in enumerate(ranks):
         for i in range(2):
@@ -82,6 +82,12 @@ def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
     monkeypatch.setattr(type(ranks[0]), "_gather_buffer_states", lambda self: states)
     ckpt: dict = {}
     ranks[0].on_save_checkpoint(ckpt)
+    return ranks, ckpt
+
+
+def test_each_ddp_rank_restores_its_own_buffer(monkeypatch):
+    """Rank 0 writes the checkpoint with every rank's buffer; each rank loads its own entry."""
+    ranks, ckpt = _two_rank_checkpoint(monkeypatch)
     assert len(ckpt["strategy_state"]["buffer_per_rank"]) == 2
     for r in range(2):
         fresh = model("simclr", "er")
@@ -101,14 +107,7 @@ def test_a_rank_the_environment_does_not_name_takes_its_buffer_when_the_fit_star
     when it cannot know its global rank: it keeps every rank's entry and takes its own in ``on_train_start``."""
     from types import SimpleNamespace
 
-    ranks = [model("simclr", "er", seed=10 + r) for r in range(2)]
-    for r, m in enumerate(ranks):
-        for i in range(2):
-            sgd_step(m, batch(seed=10 * r + i, start=100 * r + 6 * i), i)
-    states = [m.buffer.state_dict() for m in ranks]
-    monkeypatch.setattr(type(ranks[0]), "_gather_buffer_states", lambda self: states)
-    ckpt: dict = {}
-    ranks[0].on_save_checkpoint(ckpt)
+    ranks, ckpt = _two_rank_checkpoint(monkeypatch)
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NODE_RANK", "1")
