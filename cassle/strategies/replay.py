@@ -32,7 +32,6 @@ later hooks which rows are which.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -252,19 +251,13 @@ class ReplayMixin(StrategyMixin):
         self._rank_seeded = True
 
     # ------------------------------------------------------------- checkpoint
-    # Under DDP every rank keeps its own buffer and its own replay generator (seeded by rank), but only
-    # rank 0 writes checkpoints: every rank's buffer and generator states are gathered (mid-task
-    # checkpoints: in on_save_checkpoint, which Lightning runs on all ranks; task checkpoints: at the end
-    # of each fit) and stored as ``buffer_per_rank`` / ``replay_generator_per_rank``; on load each rank
-    # takes its own entry (``buffer`` / ``replay_generator``, rank 0's, otherwise).
+    # Under DDP every rank keeps its own buffer and replay generator (seeded by rank); only rank 0 writes
+    # checkpoints, so every rank's states are gathered (mid-task: in on_save_checkpoint, run on all ranks; task
+    # checkpoints: at the end of each fit) as ``buffer_per_rank`` / ``replay_generator_per_rank``; on load each
+    # rank takes its own entry (else ``buffer`` / ``replay_generator``: rank 0's).
     def _rank(self) -> int:
-        """This process' global rank (the trainer's, else the launcher's environment, else 0)."""
-        if self._trainer is not None:
-            return int(self._trainer.global_rank)
-        for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-            if os.environ.get(var, "").isdigit():
-                return int(os.environ[var])
-        return 0
+        """This process' global rank: the trainer's; 0 before a trainer exists (made good in on_train_start)."""
+        return int(self._trainer.global_rank) if self._trainer is not None else 0
 
     @staticmethod
     def _gather(obj: Any) -> list[Any] | None:
@@ -319,15 +312,13 @@ class ReplayMixin(StrategyMixin):
     def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
         super().load_strategy_state_dict(state)
         self._load_own_states(state, self._rank())
-        # before a trainer exists (a task checkpoint loaded at start) the environment may not tell the global
-        # rank (the first process of a node started by hand has only NODE_RANK): keep every rank's entries and
-        # take this rank's again when the fit starts and the trainer knows it (on_train_start)
+        # no trainer yet (a task checkpoint loaded at start; a node started by hand knows only NODE_RANK):
+        # every rank's entries wait for on_train_start, where the trainer knows this rank
         per_rank = {k: state[k] for k in ("buffer_per_rank", "replay_generator_per_rank") if state.get(k)}
         self._pending_rank_states = per_rank if self._trainer is None and per_rank else None
 
     def _load_own_states(self, state: dict[str, Any], rank: int) -> None:
-        """Load rank ``rank``'s buffer and replay generator from ``state`` (its entry of a per-rank list, else
-        the single value: rank 0's)."""
+        """Rank ``rank``'s buffer and generator from ``state`` (its per-rank entry, else the single one)."""
 
         def own(key: str) -> Any:
             per_rank = state.get(f"{key}_per_rank")
