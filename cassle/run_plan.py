@@ -17,7 +17,7 @@ from cassle.checkpoint import (
     safe_torch_load,
 )
 from cassle.config import AugmentationConfig, DataConfig, ReplayConfig, RunConfig, upgrade_flat
-from cassle.devices import resolve_accelerator
+from cassle.devices import is_global_zero_process, resolve_accelerator
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.fileio import read_json_object
 from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
@@ -128,7 +128,11 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
                 "Rerun with the same arguments to resume it, or pass a new --name / --checkpoint_dir; "
                 "nothing was overwritten."
             )
-    elif run_dir.exists() and any(not is_launcher_file(p.name) for p in run_dir.iterdir()):
+    elif (
+        is_global_zero_process()  # the other nodes of a launch by hand start while rank 0 fills the directory
+        and run_dir.exists()
+        and any(not is_launcher_file(p.name) for p in run_dir.iterdir())
+    ):
         raise RunError(
             f"{run_dir} exists, is not empty and holds no cassle run (no args.json); "
             "pass a new --name or --checkpoint_dir so nothing there is overwritten"

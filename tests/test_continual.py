@@ -294,6 +294,20 @@ def test_non_run_directory_is_not_used(tmp_path, capsys):
     assert os.listdir(run) == ["precious.txt"]
 
 
+def test_another_node_does_not_refuse_the_directory_rank_0_is_filling(tmp_path, monkeypatch):
+    """A node started by hand (``NODE_RANK=1``) starts while rank 0 fills the run directory (its lock and logs are
+    there, args.json not yet): only rank 0 decides whether the directory is foreign (seen under load as a
+    refusal of node 1 in the two-node test)."""
+    from cassle.run_plan import prepare_run
+
+    run = tmp_path / "run"
+    (run / "logs" / "task0").mkdir(parents=True)
+    with pytest.raises(continual.RunError, match="holds no cassle run"):
+        prepare_run(parse_args(_args(tmp_path)))
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert prepare_run(parse_args(_args(tmp_path))).start_task == 0
+
+
 @pytest.mark.slow
 def test_directory_prepared_by_job_launcher_is_a_fresh_run(tmp_path):
     """job_launcher.py writes command.sh / job.sbatch / SLURM logs before the run starts: still a new run."""

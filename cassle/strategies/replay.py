@@ -32,6 +32,7 @@ later hooks which rows are which.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -256,8 +257,9 @@ class ReplayMixin(StrategyMixin):
     # checkpoints: at the end of each fit) as ``buffer_per_rank`` / ``replay_generator_per_rank``; on load each
     # rank takes its own entry (else ``buffer`` / ``replay_generator``: rank 0's).
     def _rank(self) -> int:
-        """This process' global rank: the trainer's; 0 before a trainer exists (made good in on_train_start)."""
-        return int(self._trainer.global_rank) if self._trainer is not None else 0
+        """The trainer's global rank, else the launcher's (``RANK``...; 0 if none), made good in on_train_start."""
+        env = [os.environ.get(v, "") for v in ("RANK", "SLURM_PROCID", "LOCAL_RANK")]
+        return int(self._trainer.global_rank) if self._trainer else next((int(v) for v in env if v.isdigit()), 0)
 
     @staticmethod
     def _gather(obj: Any) -> list[Any] | None:
@@ -287,9 +289,8 @@ class ReplayMixin(StrategyMixin):
 
     def on_train_start(self) -> None:
         self._per_rank_states: dict[str, list[Any]] = {}
-        pending = getattr(self, "_pending_rank_states", None)
-        if pending and self._trainer is not None:  # per-rank states loaded before the rank was known
-            self._load_own_states(pending, int(self._trainer.global_rank))
+        if getattr(self, "_pending_rank_states", None) and self._trainer is not None:  # rank unknown at load
+            self._load_own_states(self._pending_rank_states, int(self._trainer.global_rank))
         self._pending_rank_states = None
         self._seed_rank()
         super().on_train_start()  # type: ignore[misc]
@@ -312,8 +313,7 @@ class ReplayMixin(StrategyMixin):
     def load_strategy_state_dict(self, state: dict[str, Any]) -> None:
         super().load_strategy_state_dict(state)
         self._load_own_states(state, self._rank())
-        # no trainer yet (a task checkpoint loaded at start; a node started by hand knows only NODE_RANK):
-        # every rank's entries wait for on_train_start, where the trainer knows this rank
+        # no trainer yet (a node started by hand knows only NODE_RANK): on_train_start takes this rank's entry
         per_rank = {k: state[k] for k in ("buffer_per_rank", "replay_generator_per_rank") if state.get(k)}
         self._pending_rank_states = per_rank if self._trainer is None and per_rank else None
 
