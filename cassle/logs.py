@@ -81,10 +81,17 @@ def keep_earlier_rows(logger: Any, resumed_at: int) -> None:
     resumed logged only epochs 1 and 2 of 0-2). Here the writer is created, the rows of the epochs the resume
     checkpoint holds are written back (rows of a partial epoch after it are dropped: the resumed fit trains
     that epoch again) and the writer appends after them under the same header. Only the process that logs
-    (rank 0) has a writer; elsewhere, and for a task that starts afresh (``resumed_at`` 0), nothing is kept."""
+    (global rank 0) creates a writer here: a node started by hand builds its loggers before its process group
+    exists, while Lightning still takes it for rank 0, and its writer would create ``logs/task<t>`` in the run
+    directory rank 0 is filling and delete rank 0's ``metrics.csv``. For a task that starts afresh (``resumed_at``
+    0) nothing is kept."""
     import csv
     import io
 
+    from cassle.devices import is_global_zero_process
+
+    if not is_global_zero_process():  # Lightning takes the other nodes for rank 0 until their process group exists
+        return
     path = Path(logger.log_dir) / "metrics.csv"
     header: list[str] = []
     rows: list[dict[str, str]] = []

@@ -96,3 +96,24 @@ def test_only_rank_zero_keeps_the_wandb_id(tmp_path, monkeypatch, node_rank, wri
     assert (tmp_path / "wandb_id.txt").exists() == writes
     if writes:
         assert (tmp_path / "wandb_id.txt").read_text().strip() == logger.version
+
+
+@pytest.mark.parametrize("resumed_at", [0, 1])
+def test_another_node_neither_creates_nor_clears_the_task_log(tmp_path, monkeypatch, resumed_at) -> None:
+    """The other node of a launch by hand (``NODE_RANK=1``) builds its loggers before the process group exists,
+    while Lightning still takes every process for rank 0: creating the CSV writer there made ``logs/task0`` in the
+    run directory before rank 0 had written ``args.json`` (rank 0 then refused the directory as foreign) and would
+    delete the ``metrics.csv`` rank 0 is filling. Nothing may appear or change in the run directory."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    for var in ("RANK", "SLURM_PROCID", "GROUP_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NODE_RANK", "1")
+    monkeypatch.setattr(rank_zero_only, "rank", 0)  # what Lightning reads from this environment before the fit
+    if resumed_at:
+        (tmp_path / "logs" / "task0").mkdir(parents=True)
+        (tmp_path / "logs" / "task0" / "metrics.csv").write_text("epoch,loss,step\n0,1.0,3\n")
+    before = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*"))
+    build_loggers(tmp_path, _args(), {}, task=0, resumed_at=resumed_at)
+    after = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else None) for p in tmp_path.rglob("*"))
+    assert after == before

@@ -11,6 +11,7 @@ the group, and returns what the function returned on every rank, in rank order.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import socket
 import tempfile
@@ -23,9 +24,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-#: ``fork`` where the platform has it: the children inherit the test process' imports (importing torch and
-#: lightning afresh takes tens of seconds on a loaded 2-core machine); ``spawn`` elsewhere
-START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+#: ``forkserver`` where the platform has it: the ranks are forked from a clean server process that imported torch,
+#: lightning and cassle once (importing them afresh per rank takes tens of seconds on a loaded 2-core machine),
+#: not from the test process. Forked from the test process itself, a rank inherits the locks that its other
+#: threads (DALI's and the data loaders' workers of earlier tests, OpenMP's pool) held at that moment, and one
+#: rank of a pair could hang in its first collective (CI, 2-core machine: the loss-equivalence pair timed out
+#: after 120 s in the first broadcast of a fit, the other rank never reaching it). ``spawn`` elsewhere.
+START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+#: what the fork server imports once, before it forks the first rank
+PRELOAD = ["torch", "torch.distributed", "lightning.pytorch", "cassle.strategies", "cassle.data.datamodule"]
 #: a collective that waits longer than this fails the test instead of hanging the suite
 TIMEOUT_S = 120
 
@@ -48,6 +55,9 @@ def _worker(rank: int, world_size: int, fn: Callable[..., Any], args: tuple, tmp
         PL_DISABLE_FORK="1",
     )
     torch.set_num_threads(1)
+    # a rank still waiting after most of a collective's timeout prints where each of its threads is (again every
+    # TIMEOUT_S): when a pair hangs, the test's output then shows what the other rank was doing
+    faulthandler.dump_traceback_later(TIMEOUT_S - 20, repeat=True)
     dist.init_process_group(
         "gloo",
         init_method=f"file://{tmp}/store",
@@ -60,6 +70,7 @@ def _worker(rank: int, world_size: int, fn: Callable[..., Any], args: tuple, tmp
         torch.save(result, Path(tmp) / f"rank{rank}.pt")
         dist.barrier()
     finally:
+        faulthandler.cancel_dump_traceback_later()
         dist.destroy_process_group()
 
 
@@ -69,6 +80,8 @@ def run_ranks(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> list[A
     ``fn`` must be importable (a module-level function) and its results ``torch.save``-able; an exception
     on any rank is re-raised here with that rank's traceback.
     """
+    if START_METHOD == "forkserver":
+        mp.get_context("forkserver").set_forkserver_preload(PRELOAD)  # read when the server starts (once)
     with tempfile.TemporaryDirectory(prefix="cassle-ddp-") as tmp:
         mp.start_processes(
             _worker,
