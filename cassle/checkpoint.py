@@ -32,11 +32,12 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     """``torch.load(weights_only=True)`` with one clear error for missing or corrupt files."""
     path = str(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"{what} {path} does not exist")
+        raise CheckpointError.because("is missing", f"{what} {path} does not exist")
     if os.path.getsize(path) == 0:
-        raise CheckpointError(
+        raise CheckpointError.because(
+            "is empty (0 bytes)",
             f"{what} {path} is empty (0 bytes): a write was cut off. Delete it (a rerun then restarts that task) "
-            "or pass another file."
+            "or pass another file.",
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -49,19 +50,20 @@ def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint") -> Any:
                 "code, so it is refused (weights_only=True). Use a checkpoint written by cassle, or convert it "
                 "where you trust its origin."
             ) from None
-        raise CheckpointError(_unreadable(what, path, e)) from None
+        raise _unreadable(what, path, e) from None
     except Exception as e:  # truncated zip, not a torch file...
-        raise CheckpointError(_unreadable(what, path, e)) from None
+        raise _unreadable(what, path, e) from None
 
 
-def _unreadable(what: str, path: str, e: Exception) -> str:
+def _unreadable(what: str, path: str, e: Exception) -> CheckpointError:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     detail = [ln for ln in lines if "Unsupported" in ln or "load key" in ln or "zip" in ln.lower()]
     first = (detail or lines or [""])[0][:200]
-    return (
-        f"{what} {path} cannot be read ({type(e).__name__}{': ' + first if first else ''}). "
-        "It is corrupt, truncated, or not a torch checkpoint: delete it (a rerun then restarts "
-        "that task) or pass another file."
+    reason = f"{type(e).__name__}{': ' + first if first else ''}"
+    return CheckpointError.because(
+        f"is unreadable ({reason})",
+        f"{what} {path} cannot be read ({reason}). It is corrupt, truncated, or not a torch checkpoint: delete it "
+        "(a rerun then restarts that task) or pass another file.",
     )
 
 

@@ -87,7 +87,7 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
             plan.cfg,
             task,
             plan.step_offset(task),
-            resume_epoch(resume) if resume.exists() else 0,
+            resume_epoch(resume) if plan.resume_checkpoint(task) else 0,
         ),
         callbacks=[
             EpochSeeds(args.seed, task),
@@ -264,7 +264,7 @@ def _train(plan: RunPlan, model: Any, args: argparse.Namespace, main: bool) -> A
         if hasattr(model, "use_stream_augmentation"):
             model.use_stream_augmentation(dm)  # replay augments its samples as the stream (handed over, not fetched)
         resume = run_dir / "resume" / f"task{task}-last.ckpt"
-        ckpt_path = str(resume) if resume.exists() else None
+        ckpt_path = str(resume) if plan.resume_checkpoint(task) else None
         dm.resume_at(resume_epoch(resume) if ckpt_path else 0)
         if ckpt_path:
             log.warning("resuming task %d from %s", task, ckpt_path)

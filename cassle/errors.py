@@ -32,6 +32,16 @@ class ArgumentError(CassleError):
 class CheckpointError(CassleError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
+    #: what is wrong with the file, without the advice ("missing", "empty (0 bytes)", "OSError: ..."): for a
+    #: caller that handles the error itself and says what it does instead
+    reason: str = ""
+
+    @classmethod
+    def because(cls, reason: str, message: str) -> CheckpointError:
+        err = cls(message)
+        err.reason = reason
+        return err
+
 
 class DatasetError(CassleError):
     """A dataset is missing, incomplete or malformed; the message says how to fix it."""

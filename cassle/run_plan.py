@@ -55,6 +55,13 @@ class RunPlan:
     #: arguments changed since the args.json of an attempt that left nothing to keep (no finished task, no resume
     #: checkpoint): the run starts afresh with the new ones
     restarted: dict[str, Any] | None = None
+    #: the start task's mid-task checkpoint when it cannot be read: the task starts again from its first epoch
+    bad_resume: Path | None = None
+
+    def resume_checkpoint(self, task: int) -> Path | None:
+        """``resume/task<task>-last.ckpt`` when the task continues from it (it exists and is not unreadable)."""
+        path = self.run_dir / "resume" / f"task{task}-last.ckpt"
+        return path if path.exists() and path != self.bad_resume else None
 
     @property
     def config(self) -> RunConfig:
@@ -178,7 +185,7 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
             pretrained = load_task_checkpoint(path, args.method, args.encoder)
             break
         except CheckpointError as e:
-            why = "is missing" if not path.exists() else f"is unreadable ({str(e).splitlines()[0]})"
+            why = e.reason or f"is unreadable ({str(e).splitlines()[0]})"
             print(f"{path} {why}: task {t} will be trained again" + (f" from task{t - 1}.ckpt" if t else ""))
             completed.pop()
     start = max([args.task_idx] + [t + 1 for t in completed])
@@ -188,11 +195,13 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         except CheckpointError as e:
             raise RunError(str(e)) from None
     resume_ckpt = run_dir / "resume" / f"task{start}-last.ckpt"
+    bad_resume = None
     if start < args.num_tasks and resume_ckpt.exists():
         try:
             safe_torch_load(resume_ckpt, "resume checkpoint")
-        except CheckpointError as e:
-            raise RunError(str(e)) from None
+        except CheckpointError as e:  # like a bad task checkpoint: the task trains again (its first save replaces it)
+            bad_resume = resume_ckpt
+            print(f"{resume_ckpt} {e.reason or 'is unreadable'}: task {start} starts again from its first epoch")
 
     report = (
         ContinualReport.from_dict(state["report"])
@@ -218,4 +227,5 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
         fixes or None,
         task_steps,
         restart or None,
+        bad_resume,
     )

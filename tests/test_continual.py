@@ -476,11 +476,14 @@ def test_a_missing_or_truncated_task_checkpoint_is_trained_again(tmp_path, capsy
     data = (run / "task2.ckpt").read_bytes()
     (run / "task2.ckpt").write_bytes(data[: len(data) // 3])  # truncated
     (run / "task1.ckpt").unlink()  # and the one before it is gone
+    (run / "resume").mkdir()  # and task 1's mid-task checkpoint is unreadable (a disk error, a partial copy)
+    (run / "resume" / "task1-last.ckpt").write_bytes(data[: len(data) // 4])
     capsys.readouterr()
     assert main_continual.main(argv) == 0
     out = capsys.readouterr().out
     assert "task2.ckpt is unreadable" in out and "task 2 will be trained again" in out
     assert "task1.ckpt is missing: task 1 will be trained again from task0.ckpt" in out
+    assert "task1-last.ckpt is unreadable" in out and "task 1 starts again from its first epoch" in out
     assert "=== task 1/2" in out and "=== task 2/2" in out and "=== task 0/2" not in out
     torch.load(run / "task2.ckpt", weights_only=True)
     # same seed, same numbers: the retrained tasks give the same matrix (exact resume)
