@@ -131,7 +131,7 @@ def gpu_step_share(crop_size: int = 32, batch_size: int = 256, steps: int = 20) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=2048, help="images per measure")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for both paths")
     args = p.parse_args(argv)

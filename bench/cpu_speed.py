@@ -87,7 +87,7 @@ def time_steps(step: Callable[[], None], n: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--method", default="barlow_twins")
     p.add_argument("--encoder", default="slim_resnet9")

@@ -34,7 +34,9 @@ from step_overhead import make_batch, make_cfg, run_lightning  # noqa: E402
 
 
 def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--methods", nargs="+", default=["barlow_twins"])
     p.add_argument("--encoder", default="slim_resnet9")
     p.add_argument("--crop_size", type=int, default=16)

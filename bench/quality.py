@@ -96,7 +96,9 @@ LINEAR_NAME = "quality"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--methods", nargs="+", default=METHODS)
     p.add_argument("--strategies", nargs="+", default=["finetune", "cassle"])
     p.add_argument(

@@ -114,7 +114,9 @@ def build(imagenet: Path, out: Path, classes: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     p.add_argument("--imagenet", type=Path, required=True, help="ImageNet root holding train/<wnid>/ and val/<wnid>/")
     p.add_argument(
         "--out", type=Path, required=True, help="the ImageNet-100 folder to create (e.g. $DATA_DIR/imagenet-100)"

@@ -56,3 +56,27 @@ def test_every_option_has_help_and_the_default_shows_once() -> None:
             assert not missing, (method, strategy, missing)
     text = build_parser(METHODS["byol"], STRATEGIES["cassle"]).format_help()
     assert "(default: None)" not in text and "--method X --strategy Y --help" in text
+
+
+def test_no_parser_in_the_repository_accepts_abbreviations() -> None:
+    """``--max_epoch 3`` must be an error, not ``--max_epochs 3``: every ``ArgumentParser`` (entry points, launcher,
+    sweep, benchmarks, scripts) is built with ``allow_abbrev=False`` (``cassle.args.parser._Parser`` sets it)."""
+    import ast
+
+    offenders = []
+    for path in sorted(REPO.rglob("*.py")):
+        rel = path.relative_to(REPO)
+        if rel.parts[0] in {"tests", ".venv", "build"} or rel.parts[0].startswith("."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(rel))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name not in {"ArgumentParser", "add_parser"}:
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            ok = isinstance(kw.get("allow_abbrev"), ast.Constant) and kw["allow_abbrev"].value is False
+            if not ok and not (str(rel) == "cassle/args/parser.py" and name == "ArgumentParser"):
+                offenders.append(f"{rel}:{node.lineno}")
+    assert offenders == []
+    assert any(REPO.glob("bench/*.py"))  # the walk saw the benchmarks
