@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +45,43 @@ def test_main_continual_refuses_a_directory_in_use(tmp_path, capsys):
     assert code == 2
     assert "in use by pid" in capsys.readouterr().err
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE]  # nothing of the run was written
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_on_one_directory_leave_one_complete_run_and_one_refusal(tmp_path):
+    """Two real ``main_continual.py`` processes on one ``--checkpoint_dir``, started at the same moment (before the
+    lock, one crashed in the CSV logger and ``metrics.csv`` lost a row; started apart, the second resumed from the
+    first's checkpoint and both wrote the same files): exactly one trains, the other stops with the lock's message."""
+    repo = Path(__file__).resolve().parent.parent
+    run = tmp_path / "run"
+    argv = [*TINY, "--num_tasks", "2", "--max_epochs", "2", "--probes", "knn", "--checkpoint_dir", str(run)]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(repo / "main_continual.py"), *argv],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], "\n=====\n".join(o[-2000:] for o in outs)
+    winner, loser = (outs[0], outs[1]) if codes[0] == 0 else (outs[1], outs[0])
+    assert "is in use by pid" in loser and "one process per run directory" in loser and "Traceback" not in loser
+    assert "=== task" not in loser  # it stopped before training
+    assert "Done." in winner
+    assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
+    rows = list(csv.reader((run / "results" / "accuracy_matrix.csv").open()))
+    assert len(rows) >= 3 and all(cell != "" for row in rows[1:] for cell in row)  # every task's row is filled
+    for task in range(2):  # every epoch of every task logged, its epoch-level row once
+        with open(run / "logs" / f"task{task}" / "metrics.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("epoch")]
+        ends = [int(float(r["epoch"])) for r in rows if any(k.endswith("_loss_epoch") and v for k, v in r.items())]
+        assert ends == [0, 1], (task, ends)
 
 
 def test_temp_files_of_interrupted_writes_are_cleaned(tmp_path):
