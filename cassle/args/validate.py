@@ -153,10 +153,12 @@ def check_machine(args: argparse.Namespace) -> None:
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
+        # a published GPU bash file also asks for fp16, which the CPU cannot run: one error names both fixes
+        fix = "--accelerator cpu" + (" --precision 32" if str(args.precision).startswith("16") else "")
         raise ArgumentError(
             f"--accelerator {args.accelerator}: this machine has no usable GPU (torch.cuda.is_available() is False); "
-            "pass --accelerator cpu (or auto: the GPU where there is one; through job_launcher.py: -- --accelerator "
-            "cpu), or run on a GPU node"
+            f"pass {fix} (or --accelerator auto: the GPU where there is one; through job_launcher.py: -- {fix}), "
+            "or run on a GPU node"
         )
     devices = args.devices
     wanted = max(devices) + 1 if isinstance(devices, list) and devices else (devices if isinstance(devices, int) else 0)

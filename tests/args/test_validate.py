@@ -150,6 +150,23 @@ def test_a_missing_gpu_stops_the_run_before_any_file_naming_the_fix(tmp_path, ca
     assert (accepted.accelerator, accepted.devices) == (("auto", n + 1) if n else ("gpu", 1))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+def test_a_gpu_bash_files_settings_on_a_cpu_machine_get_one_error_with_both_fixes(tmp_path, capsys):
+    """The published bash files ask for ``--accelerator gpu --precision 16-mixed``: the missing GPU's error named
+    only ``--accelerator cpu``, and the corrected command then stopped on fp16. Following the one error works."""
+    from cassle.run_plan import prepare_run
+
+    run = tmp_path / "run"
+    gpu = ["--accelerator", "gpu", "--precision", "16-mixed"]
+    assert main_continual.main(BASE + ["--checkpoint_dir", str(run), *gpu]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pass --accelerator cpu --precision 32" in err
+    assert "through job_launcher.py: -- --accelerator cpu --precision 32" in err
+    fixed = parse_args(BASE + ["--checkpoint_dir", str(run), *gpu, "--accelerator", "cpu", "--precision", "32"])
+    prepare_run(fixed)  # the corrected command passes every check that runs before training
+    assert not run.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere: the slow test below drops that right")
 def test_a_read_only_checkpoint_dir_is_refused_by_validation(tmp_path, monkeypatch):
     ro = tmp_path / "shared"
