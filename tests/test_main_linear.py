@@ -508,3 +508,28 @@ def test_second_evaluation_of_one_output_folder_is_refused_while_the_first_runs(
         err = _fails(capsys, ["--pretrained_model", str(ckpt_path), "--checkpoint_dir", str(out)], "is in use by pid")
         assert "one process per run directory" in err
     assert [p.name for p in out.iterdir()] == [LOCK_FILE]  # no results, no logs
+
+
+def test_fit_warnings_name_a_rising_or_non_finite_loss_and_chance_accuracy():
+    from cassle.eval.linear_metrics import fit_warnings
+
+    assert fit_warnings([2.3, 1.1, 0.7], 88.0, 10, 0.1) == []
+    rising = fit_warnings([6.9, 12.0, 30.0], 34.9, 10, 0.1)  # the issue's diverging default
+    assert len(rising) == 1 and "rose from 6.9 (epoch 0) to 30 (epoch 2)" in rising[0] and "--lr (now 0.1)" in rising[0]
+    assert "non-finite" in fit_warnings([2.3, float("nan")], 50.0, 10, 1e3)[0]
+    (chance,) = fit_warnings([2.30, 2.30], 10.1, 10, 0.1)  # flat loss, top-1 at 1/C: the tiny run's 10.1 %
+    assert "at chance level (10.0 % for 10 classes)" in chance
+    assert fit_warnings([2.3], 14.0, 10, 0.1) and not fit_warnings([2.3], 16.0, 10, 0.1)  # up to 1.5 x chance
+    assert fit_warnings([1.0, 1.04], 90.0, 10, 0.1) == []  # within 5 %: noise, not divergence
+
+
+def test_a_linear_evaluation_that_does_not_learn_says_so(ckpt_path, capsys):
+    """On its raw features with a huge lr the classifier diverges: the run says so in one warning line per finding
+    and keeps the warnings in linear_results.json (before, 10.1 % top-1 came with no word)."""
+    argv = ["--pretrained_model", str(ckpt_path), "--feature_norm", "none", "--lr", "1e6", "--scheduler", "none"]
+    assert main_linear.main([*argv, *FAST]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("warning: ")]
+    assert lines and all("--lr" in ln for ln in lines), out
+    saved = json.loads(next((ckpt_path.parent / "linear").rglob("linear_results.json")).read_text())
+    assert saved["warnings"] == [ln.removeprefix("warning: ") for ln in lines]

@@ -52,7 +52,7 @@ from cassle.devices import is_global_zero_process, resolve_accelerator
 from cassle.errors import (
     LinearEvalError,  # noqa: F401  (re-exported)
 )
-from cassle.eval.linear_metrics import EvalLayout, aggregate_metrics, sample_outcomes  # noqa: F401  (re-exported)
+from cassle.eval.linear_metrics import EvalLayout, aggregate_metrics, fit_warnings, sample_outcomes  # noqa: F401  (re-exported)
 from cassle.eval.linear_model import (  # noqa: F401  (re-exported)
     IndexedSubset,
     LinearModel,
@@ -198,6 +198,10 @@ def run_linear(args: argparse.Namespace) -> LinearResult:
 def _run_linear(args: argparse.Namespace, plan: LinearPlan) -> LinearResult:
     from lightning.pytorch.loggers import CSVLogger
 
+    from cassle.logs import quiet_framework_noise
+
+    quiet_framework_noise()  # Lightning's adverts, as in main_continual.py
+
     precompute = bool(getattr(args, "precompute_features", True)) and not getattr(args, "augment", False)
     if precompute:
         t0 = time.perf_counter()
@@ -248,9 +252,14 @@ def _run_linear(args: argparse.Namespace, plan: LinearPlan) -> LinearResult:
         raise KeyboardInterrupt
     metrics = _ordered(model.last_metrics, len(plan.layout.task_classes))
     plan.info["epochs_trained"] = model.last_epoch + 1
+    notes = fit_warnings(model.epoch_losses, metrics.get("val_acc1", float("nan")), plan.layout.num_classes, args.lr)
+    if notes:  # kept with the results too: a sweep's table shows which evaluations did not learn
+        plan.info["warnings"] = notes
     if trainer.is_global_zero:
         write_results(plan.out_dir, metrics, plan.info, args)
         print(format_results(metrics))
+        for note in notes:
+            print(f"warning: {note}")
         print(f"\nResults in {plan.out_dir}/{RESULTS_JSON} and {RESULTS_CSV}")
     return LinearResult(metrics, model, plan.out_dir, plan.info)
 

@@ -93,3 +93,27 @@ class EvalLayout:
         for t, classes in enumerate(self.task_classes):
             masks[t, torch.as_tensor(classes, dtype=torch.long)] = True
         return masks
+
+
+def fit_warnings(epoch_losses: Sequence[float], acc1: float, num_classes: int, lr: float) -> list[str]:
+    """What a researcher should know about a linear evaluation that did not learn: a training loss that is not
+    finite or ends above where it started (the lr is too high for these features), and a top-1 accuracy at chance
+    (at most 1.5 x ``100 / num_classes``). Empty when the fit looks healthy."""
+    import math
+
+    out = []
+    if any(not math.isfinite(v) for v in epoch_losses):
+        out.append(f"the training loss became non-finite: the classifier diverged; lower --lr (now {lr:g})")
+    elif len(epoch_losses) >= 2 and epoch_losses[-1] > 1.05 * epoch_losses[0]:
+        out.append(
+            f"the training loss rose from {epoch_losses[0]:.3g} (epoch 0) to {epoch_losses[-1]:.3g} (epoch "
+            f"{len(epoch_losses) - 1}): the classifier is not converging; lower --lr (now {lr:g}) or keep "
+            "--feature_norm bn"
+        )
+    chance = 100.0 / max(num_classes, 1)
+    if num_classes > 1 and math.isfinite(acc1) and acc1 <= 1.5 * chance:
+        out.append(
+            f"top-1 {acc1:.2f} % is at chance level ({chance:.1f} % for {num_classes} classes): the classifier "
+            "learned nothing from these features (check the checkpoint, --lr and --max_epochs)"
+        )
+    return out

@@ -149,6 +149,8 @@ class LinearModel(pl.LightningModule):
         self._val_parts: list[tuple[Tensor, ...]] = []
         self.last_metrics: dict[str, float] = {}
         self.last_epoch = -1
+        #: the mean training loss of every epoch (what :func:`~cassle.eval.linear_metrics.fit_warnings` reads)
+        self.epoch_losses: list[float] = []
         self.backbone.eval()
 
     def train(self, mode: bool = True) -> LinearModel:
@@ -167,12 +169,22 @@ class LinearModel(pl.LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, targets)
         acc1 = (logits.argmax(1) == targets).float().mean() * 100.0
+        if hasattr(self, "_loss_sum"):  # summed on the device: no sync per step
+            self._loss_sum += loss.detach() * len(targets)
+            self._loss_count += len(targets)
         # averaged over the ranks under DDP (each trains on its shard): the logged numbers are the whole set's
         self.log(
             "train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(targets), sync_dist=True
         )
         self.log("train_acc1", acc1, on_step=False, on_epoch=True, batch_size=len(targets), sync_dist=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
+
+    def on_train_epoch_end(self) -> None:  # this rank's mean (Lightning's epoch value is reduced after this hook)
+        if getattr(self, "_loss_count", 0):
+            self.epoch_losses.append(float(self._loss_sum) / self._loss_count)
 
     def on_validation_epoch_start(self) -> None:
         self._val_parts = []
