@@ -1,5 +1,6 @@
 """The Lightning callbacks of the task loop (:mod:`cassle.continual`): per-epoch seeds, the stop at the first
-non-finite loss, the mid-task resume checkpoint, NHWC weights on request, and one printed line per epoch when there is no progress bar."""
+non-finite loss, the mid-task resume checkpoint, NHWC weights on request, the progress bar with the loss, and one
+printed line per epoch when there is no progress bar."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from cassle.errors import DivergedError
 
@@ -134,3 +136,27 @@ class EpochLine(pl.Callback):
             f"lr {lr:.4g}  {self._images / seconds:.0f} images/s",
             flush=True,
         )
+
+
+class LossProgressBar(TQDMProgressBar):
+    """Lightning's bar with the training loss instead of ``v_num`` (the logger version, cut to ``ask0``). The loss
+    tensor is kept as it comes and read only when the bar redraws, so no step waits for the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loss: torch.Tensor | None = None
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._loss = loss.detach()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        if self._loss is not None:
+            items = {"loss": f"{float(self._loss):.4g}", **items}
+        return items

@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cassle import preempt
-from cassle.callbacks import ChannelsLast, EpochLine, EpochSeeds, FiniteLoss, resume_epoch
+from cassle.callbacks import ChannelsLast, EpochLine, EpochSeeds, FiniteLoss, LossProgressBar, resume_epoch
 from cassle.callbacks import EpochCheckpoint as _EpochCheckpoint  # noqa: F401  (tests patch it here)
 from cassle.checkpoint import (
     AtomicCheckpointIO,
@@ -95,7 +95,7 @@ def _make_trainer(plan: RunPlan, task: int) -> pl.Trainer:
             _EpochCheckpoint(resume, args.checkpoint_frequency),
             preempt.STOP.for_task(resume, args.checkpoint_frequency),  # after it: SIGUSR1 saves at the epoch's end
             LearningRateMonitor(logging_interval="step"),
-            *([EpochLine(task)] if args.no_progress_bar else []),
+            *([EpochLine(task)] if args.no_progress_bar else [LossProgressBar()]),
             *([ChannelsLast()] if getattr(args, "channels_last", False) else []),
         ],
         plugins=[AtomicCheckpointIO(), *cluster],

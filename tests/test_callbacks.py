@@ -73,3 +73,48 @@ def test_the_channels_last_flag_gives_each_task_s_trainer_the_callback(tmp_path)
     fresh.load_state_dict(nhwc.state_dict())
     assert fresh.backbone.conv1.weight.is_contiguous()
     torch.testing.assert_close(fresh.backbone.conv1.weight, nhwc.backbone.conv1.weight)
+
+
+def test_the_progress_bar_shows_the_training_loss_not_the_logger_version(tmp_path):
+    """Lightning's bar showed only ``v_num=ask0`` (the CSV logger's version ``task0``, cut): it shows the loss
+    of the last step now; a run with the bar gets it, ``--no_progress_bar`` gets the per-epoch line instead."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.loggers import CSVLogger
+
+    from cassle import continual
+    from cassle.args import parse_args
+    from cassle.callbacks import EpochLine, LossProgressBar
+    from cassle.run_plan import prepare_run
+
+    seen = []
+
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            seen.append(float(out["loss"]))
+            return out
+
+    bar = LossProgressBar()
+    trainer = pl.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=CSVLogger(str(tmp_path), name="logs", version="task0"),
+        callbacks=[bar],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    model = Model()
+    trainer.fit(model)
+    shown = bar.get_metrics(trainer, model)
+    assert "v_num" not in shown and shown["loss"] == f"{seen[-1]:.4g}"
+
+    def callbacks(*extra: str) -> list:
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        argv = [a for a in TINY if a != "--no_progress_bar"] + ["--checkpoint_dir", str(run), *extra]
+        return [type(c) for c in continual._make_trainer(prepare_run(parse_args(argv)), 0).callbacks]
+
+    assert LossProgressBar in callbacks() and EpochLine not in callbacks()
+    assert EpochLine in callbacks("--no_progress_bar") and LossProgressBar not in callbacks("--no_progress_bar")
