@@ -81,21 +81,23 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def wrap_text(text: str, width_in: float, pt: float) -> str:
+def wrap_text(text: str, width_in: float, pt: float, sep: str = " · ", keep_sep: bool = False) -> str:
     """``text`` broken into lines that fit ``width_in`` inches at ``pt`` points (about 0.55 em a character).
 
-    A line breaks after a `` · `` separator where it can (the parts of a :func:`run_title`), else between words.
+    A line breaks after a ``sep`` separator where it can (`` · `` between the parts of a :func:`run_title`,
+    ``", "`` between a sweep series' parameters), else between words; ``keep_sep`` ends a broken line with the
+    separator's mark (the comma of a list), otherwise the break replaces it (the dot between title parts).
     """
     chars = max(20, int(width_in * 72 / (0.55 * pt)))
     lines: list[str] = []
     for line in text.split("\n"):
         cur = ""
-        for part in line.split(" · "):
-            if cur and len(cur) + 3 + len(part) > chars:
-                lines += textwrap.wrap(cur, chars)
+        for part in line.split(sep):
+            if cur and len(cur) + len(sep) + len(part) > chars:
+                lines += textwrap.wrap(cur + (sep.rstrip() if keep_sep else ""), chars)
                 cur = part
             else:
-                cur = f"{cur} · {part}" if cur else part
+                cur = f"{cur}{sep}{part}" if cur else part
         lines += textwrap.wrap(cur, chars) or [""]
     return "\n".join(lines)
 

@@ -45,7 +45,14 @@ def _sweep_bars(
     """
     params = list(header[1 : header.index("seeds")]) if "seeds" in header else []
     group_col = "method" if "method" in params else "experiment"
-    rest = list(dict.fromkeys(k for k in ("strategy", *params) if k in params and k != group_col))
+    # a parameter with one value in every row names no series (it would only lengthen every legend entry)
+    rest = list(
+        dict.fromkeys(
+            k
+            for k in ("strategy", *params)
+            if k in params and k != group_col and len({row.get(k, "") for row in rows}) > 1
+        )
+    )
 
     def series(row: dict[str, str], with_experiment: bool) -> str:
         parts = [row[k] if k == "strategy" else f"{k}={row[k]}" for k in rest if row.get(k, "") != ""]
@@ -94,10 +101,24 @@ def sweep_figure(summary_csv: Path, metric: str = "joint_accuracy") -> Figure | 
 
     per_group = max(len(bars(p, g)) for p in probes for g in groups)
     nice = metric.replace("_", " ")
+    shown = sorted({k for p in probes for g in groups for k, _, _ in bars(p, g)})  # the series with a bar
+    pt = STYLE["legend.fontsize"]
     with style_context():
         panel_w = max(3.4, 1.0 + len(groups) * (0.45 * per_group + 0.4))
         width = min(24.0, max(4.8, panel_w * len(probes) + 0.3))
-        fig = new_figure(width, 4.2)
+        # the legend below the panels: as many columns as fit, and a name longer than its column (a sweep that
+        # varies many parameters at once) wrapped at its commas; the figure grows by the legend's height
+        entry_in = max(len(names[k]) for k in shown) * 0.55 * pt / 72 + 0.75
+        ncols = max(1, min(len(shown), 4, int((width - 0.3) // entry_in)))
+        labels = {k: wrap_text(names[k], (width - 0.3) / ncols - 0.75, pt, sep=", ", keep_sep=True) for k in shown}
+        title = wrap_text(", ".join(series_cols), width - 0.5, pt, sep=", ", keep_sep=True) if series_cols else ""
+        legend_lines = 0
+        if names != [""]:
+            per_row = [
+                max(labels[k].count("\n") + 1 for k in shown[i : i + ncols]) for i in range(0, len(shown), ncols)
+            ]
+            legend_lines = sum(per_row) + (title.count("\n") + 1 if title else 0)
+        fig = new_figure(width, 4.2 + max(0, legend_lines - 2) * 1.5 * pt / 72)
         axes = np.atleast_1d(fig.subplots(1, len(probes), squeeze=False)[0])
         bar_w = 0.8 / per_group
         bar_in = bar_w * (panel_w - 1.0) / len(groups)  # about how wide a bar is on paper
@@ -139,15 +160,13 @@ def sweep_figure(summary_csv: Path, metric: str = "joint_accuracy") -> Figure | 
             ax.set_axisbelow(True)
         if names != [""]:
             order = sorted(handles)
-            entry_in = max(len(names[k]) for k in order) * 0.55 * STYLE["legend.fontsize"] / 72 + 0.75
-            ncols = max(1, min(len(order), 4, int((width - 0.3) // entry_in)))  # as many columns as fit
             fig.legend(
                 [handles[k] for k in order],
-                [names[k] for k in order],
+                [labels[k] for k in order],
                 loc="outside lower center",
                 ncols=ncols,
                 frameon=False,
-                title=", ".join(series_cols) or None,
+                title=title or None,
             )
         fig.suptitle(wrap_text(f"final {nice}: mean ± std over seeds", width, STYLE["figure.titlesize"]))
     return fig

@@ -213,3 +213,31 @@ def test_sweep_figure_without_method_column_groups_experiments(tmp_path):
     paths = sweep_figure.write_sweep_figure(path)
     assert [p.name for p in paths] == ["summary_joint_accuracy.png", "summary_joint_accuracy.pdf"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_sweep_figure_legend_with_long_series_names_stays_inside_the_figure(tmp_path):
+    """The README's example sweep varies seven parameters at once: each series was named in one ~110-character
+    line, and the one-column legend (and its title) ran off both edges of the figure, hiding which bar is which
+    strategy. Names and title now wrap at their ", " separators to the figure's width."""
+    params = ("encoder", "base_width", "lr", "decoder_depth", "decoder_embed_dim", "decoder_num_heads")
+    header = ("experiment", "method", "strategy", *params, "seeds", "n")
+    rows = [
+        [f"e{j}", "mae", s, enc, str(16 * (j + 1)), lr, str(j % 2 + 1), str(16 * (j % 2 + 1)), "2", "1 2", 2, 50.0 + j]
+        + [1.0, 80.0]
+        for j, (s, enc, lr) in enumerate(
+            (("finetune", "vit_tiny", "0.001"), ("cassle", "vit_tiny", "0.001"), ("finetune", "resnet9", "0.1"))
+        )
+    ]
+    fig = sweep_figure.sweep_figure(_summary(tmp_path / "summary.csv", rows, header=header))
+    fig.canvas.draw()
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts[0].startswith("finetune, encoder=vit_tiny") and "\n" in texts[0]  # wrapped, strategy first
+    assert [t.replace("\n", " ") for t in texts][1].startswith("cassle, encoder=vit_tiny, base_width=32")
+    assert all("decoder_num_heads" not in t for t in texts)  # the same in every row: names no series
+    box, page = legend.get_window_extent(), fig.bbox
+    assert box.x0 >= page.x0 and box.x1 <= page.x1, (box, page)
+    title = legend.get_title().get_window_extent()
+    assert title.x0 >= page.x0 and title.x1 <= page.x1
+    axes = fig.axes[0].get_window_extent()
+    assert axes.height > 0.35 * page.height and axes.y0 > box.y1  # the panel keeps its room above the legend
