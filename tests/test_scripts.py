@@ -182,6 +182,21 @@ def test_imagenet100_linear_scripts_at_the_cassle_readme_paths(split, monkeypatc
         assert same == {k: v for k, v in flat.items() if k != "name"}, m
 
 
+@pytest.mark.parametrize("dataset", ["cifar", "imagenet-100", "domainnet"])
+def test_the_papers_linear_scripts_use_the_papers_protocol(dataset, monkeypatch):
+    """main_linear.py's defaults (stored, standardised features) are not the CaSSLe paper's protocol: every
+    published linear script of the paper's datasets passes ``--augment --feature_norm none`` (random-resized crop
+    and flip through the frozen backbone every epoch, raw features) and the encoder of its continual scripts."""
+    monkeypatch.setenv("DATA_DIR", "/data")
+    monkeypatch.setenv("PRETRAINED_PATH", "/ckpt")
+    scripts = sorted((REPO / "bash_files" / "linear" / dataset).rglob("*_linear.sh"))
+    assert len(scripts) >= 6
+    for path in scripts:
+        a = parse_script(path).args
+        assert "augment" in a and a["feature_norm"] == ["none"], path.relative_to(REPO)
+        assert a["encoder"] == ["resnet18"], path.relative_to(REPO)
+
+
 # --------------------------------------------------------------------------- scripts/make_imagenet100.py
 
 MAKE_I100 = REPO / "scripts" / "make_imagenet100.py"

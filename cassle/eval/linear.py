@@ -13,10 +13,15 @@
    num_classes)`` (after a non-affine ``BatchNorm1d`` that standardises the
    features, ``--feature_norm bn``, the default; ``none`` for raw features) is
    trained on the training set of **all** classes (or one
-   DomainNet domain, or a class-stratified fraction) with random-resized-crop +
-   flip augmentation, evaluated on the whole test set after every epoch.
+   DomainNet domain, or a class-stratified fraction), evaluated on the whole
+   test set after every epoch. By default on features of the un-augmented
+   images extracted once (``--precompute_features``); ``--augment`` (the
+   paper's protocol, with ``--feature_norm none``) runs the backbone on a
+   random-resized crop + flip of every image every epoch instead.
 3. The metrics of the last epoch are written to ``linear_results.json`` and
-   ``linear_results.csv`` in the output folder and printed as a table.
+   ``linear_results.csv`` in the output folder and printed as a table, with a
+   ``warning:`` line for a classifier that did not learn
+   (:func:`~cassle.eval.linear_metrics.fit_warnings`).
 
 Metrics (percent):
 
