@@ -81,6 +81,11 @@ class All4One(BaseMomentumMethod):
     L2-normalised, as in the reference. Step outputs beyond the contract: ``p`` (NN predictor),
     ``q`` (shift predictor), ``neighbours`` (``B x 5 x D`` per view, most similar first),
     ``centroids`` and ``shifted_centroids`` (``B x D`` per view).
+
+    CaSSLe family: ``contrastive``, as NNCLR: two of its three terms are InfoNCE contrasts (NNCLR's neighbour
+    term and the centroid term, which contrast each sample's positive against the batch's other samples), so
+    the past network is distilled with the same cross InfoNCE, not with the redundancy-reduction
+    (``decorrelative``) loss that only its feature term resembles.
     """
 
     family: ClassVar[str] = "contrastive"

@@ -3,6 +3,9 @@ lookup, FIFO filling with the normalised target projections, no gradient into ta
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,6 +58,45 @@ def test_loss_is_byol_against_neighbours_of_the_other_views_target() -> None:
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
     # the plain BYOL loss would be different: the neighbours, not the targets, are regressed
     assert out["loss"].item() != pytest.approx((byol_loss_func(p1, m2) + byol_loss_func(p2, m1)).item(), rel=1e-3)
+
+
+def _paper_loss(p1: np.ndarray, p2: np.ndarray, nn1: np.ndarray, nn2: np.ndarray) -> float:
+    """BYOL's Eq. 2 symmetrised (``L + L~``), per sample ``||q/||q|| - y/||y||||^2`` averaged over the batch, with
+    NNBYOL's targets: the other view's neighbours. Loops over rows and features."""
+
+    def term(q: np.ndarray, y: np.ndarray) -> float:
+        total = 0.0
+        for qi, yi in zip(q, y):
+            nq, ny = math.sqrt(sum(v * v for v in qi)), math.sqrt(sum(v * v for v in yi))
+            total += sum((a / nq - b / ny) ** 2 for a, b in zip(qi, yi))
+        return total / len(q)
+
+    return term(p1, nn2) + term(p2, nn1)
+
+
+def test_gradient_matches_finite_differences_of_the_papers_formula() -> None:
+    """float64: the gradient of the step's loss w.r.t. the predictions (the loss's only differentiable input)
+    equals the central differences of the loop formula; the neighbours and targets are constants."""
+    torch.manual_seed(0)
+    model = NNBYOL.from_flat(tiny_cfg(num_classes=0, output_dim=4, queue_size=16)).double()
+    idx, views, y = make_batch()
+    out = model.training_step((idx, [v.double() for v in views], y), 0)
+    p1, p2 = out["p"]
+    nn1, nn2 = (n.numpy() for n in out["nn"])
+    assert not any(t.requires_grad for t in out["nn"] + out["momentum_z"])
+    grads = torch.autograd.grad(out["loss"], [p1, p2])
+    base = [p1.detach().numpy(), p2.detach().numpy()]
+    assert out["loss"].item() == pytest.approx(_paper_loss(*base, nn1, nn2), rel=1e-12)
+    eps = 1e-6
+    for view, grad in enumerate(grads):
+        numeric = np.zeros_like(base[view])
+        for i, j in np.ndindex(*numeric.shape):
+            up, down = [b.copy() for b in base], [b.copy() for b in base]
+            up[view][i, j] += eps
+            down[view][i, j] -= eps
+            numeric[i, j] = (_paper_loss(*up, nn1, nn2) - _paper_loss(*down, nn1, nn2)) / (2 * eps)
+        assert np.abs(numeric).max() > 1e-3  # a real gradient, not a trivially zero one
+        assert np.allclose(grad.numpy(), numeric, atol=1e-8), view
 
 
 def test_support_set_is_filled_fifo_with_normalised_target_projections_of_view1() -> None:

@@ -3,6 +3,9 @@ normalised projections, the lookup as the stop-gradient, constant-lr predictor, 
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,6 +54,44 @@ def test_loss_is_simsiam_against_neighbours_of_the_other_view() -> None:
     p1, p2 = out["p"]
     ref = simsiam_loss_func(p1, nn2) / 2 + simsiam_loss_func(p2, nn1) / 2
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
+
+
+def _paper_loss(p1: np.ndarray, p2: np.ndarray, nn1: np.ndarray, nn2: np.ndarray) -> float:
+    """SimSiam's ``L = 1/2 D(p1, z2) + 1/2 D(p2, z1)``, ``D(p, z) = -p/||p|| . z/||z||`` averaged over the batch,
+    with NNSiam's ``z``: the other view's neighbours. Loops over rows and features."""
+
+    def d(p: np.ndarray, z: np.ndarray) -> float:
+        total = 0.0
+        for pi, zi in zip(p, z):
+            np_, nz = math.sqrt(sum(v * v for v in pi)), math.sqrt(sum(v * v for v in zi))
+            total += -sum(a * b for a, b in zip(pi, zi)) / (np_ * nz)
+        return total / len(p)
+
+    return d(p1, nn2) / 2 + d(p2, nn1) / 2
+
+
+def test_gradient_matches_finite_differences_of_the_papers_formula() -> None:
+    """float64: the gradient of the step's loss w.r.t. the predictions (the loss's only differentiable input)
+    equals the central differences of the loop formula; the neighbours are constants (the stop-gradient)."""
+    torch.manual_seed(0)
+    model = NNSiam.from_flat(tiny_cfg(num_classes=0, output_dim=4, queue_size=16)).double()
+    idx, views, y = make_batch()
+    out = model.training_step((idx, [v.double() for v in views], y), 0)
+    p1, p2 = out["p"]
+    nn1, nn2 = (n.numpy() for n in out["nn"])
+    grads = torch.autograd.grad(out["loss"], [p1, p2])
+    base = [p1.detach().numpy(), p2.detach().numpy()]
+    assert out["loss"].item() == pytest.approx(_paper_loss(*base, nn1, nn2), rel=1e-12)
+    eps = 1e-6
+    for view, grad in enumerate(grads):
+        numeric = np.zeros_like(base[view])
+        for i, j in np.ndindex(*numeric.shape):
+            up, down = [b.copy() for b in base], [b.copy() for b in base]
+            up[view][i, j] += eps
+            down[view][i, j] -= eps
+            numeric[i, j] = (_paper_loss(*up, nn1, nn2) - _paper_loss(*down, nn1, nn2)) / (2 * eps)
+        assert np.abs(numeric).max() > 1e-3  # a real gradient, not a trivially zero one
+        assert np.allclose(grad.numpy(), numeric, atol=1e-8), view
 
 
 def test_support_set_is_filled_fifo_with_normalised_view1_projections() -> None:
