@@ -21,7 +21,8 @@ ratio ``lightning / bare``, measured in the same run. Lines printed::
 
 plus, with ``--diagnose``, the same ratio for variants that switch one thing
 off on the Lightning side (logger, per-step logging, online classifier) so the
-source of an overhead can be read off.
+source of an overhead can be read off, and one that adds main_continual.py's
+divergence stop (``FiniteLoss``, a host sync of the loss every step): its cost.
 
     PYTHONPATH=$PWD python bench/step_overhead.py                 # ~1 min on 2 cores
     PYTHONPATH=$PWD python bench/step_overhead.py --diagnose --methods barlow_twins simclr
@@ -175,10 +176,18 @@ def run_bare(model: Any, method: str, batch: tuple, a: argparse.Namespace, total
 
 
 def run_lightning(
-    model: Any, batch: tuple, a: argparse.Namespace, total: int, logger: bool = True, log_every: int = 10
+    model: Any,
+    batch: tuple,
+    a: argparse.Namespace,
+    total: int,
+    logger: bool = True,
+    log_every: int = 10,
+    finite_loss: bool = False,
 ) -> float:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
+
+    from cassle.callbacks import FiniteLoss
 
     class Stamp(pl.Callback):
         t0 = t1 = 0.0
@@ -198,7 +207,8 @@ def run_lightning(
             accelerator="cpu",
             devices=1,
             logger=CSVLogger(tmp, name="logs") if logger else False,
-            callbacks=[Stamp()],
+            # main_continual.py's divergence stop, checked every step as on the CPU (on a GPU: every log interval)
+            callbacks=[Stamp(), *([FiniteLoss(0, 1.0, every_step=True)] if finite_loss else [])],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -241,6 +251,7 @@ def main() -> int:
                     "lightning, no logger": {"logger": False},
                     "lightning, log_every_n_steps=1000": {"log_every": 1000},
                     "lightning, no online classifier": {"no_classifier": True},
+                    "lightning + FiniteLoss every step": {"finite_loss": True},
                 }
             )
         pairs: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}  # (bare, lightning) per rep
