@@ -13,6 +13,7 @@ from typing import Any
 from cassle.callbacks import EpochCheckpoint as _EpochCheckpoint  # noqa: F401  (tests patch it here)
 from cassle.checkpoint import (
     CheckpointError,
+    check_backbone_state,
     load_task_checkpoint,
     safe_torch_load,
 )
@@ -191,7 +192,12 @@ def prepare_run(args: argparse.Namespace) -> RunPlan:
     start = max([args.task_idx] + [t + 1 for t in completed])
     if pretrained is None and args.pretrained_model is not None:
         try:
-            pretrained = load_task_checkpoint(args.pretrained_model, args.method, args.encoder)
+            pretrained = load_task_checkpoint(args.pretrained_model, args.method, args.encoder, allow_foreign=True)
+            if pretrained.get("foreign"):  # its backbone must fit --encoder exactly (own checkpoints: load_weights)
+                state = {k[len("backbone.") :]: v for k, v in pretrained["state_dict"].items()}
+                check_backbone_state(
+                    args.encoder, args.crop_size, args.base_width, state, args.pretrained_model, foreign=True
+                )
         except CheckpointError as e:
             raise RunError(str(e)) from None
     resume_ckpt = run_dir / "resume" / f"task{start}-last.ckpt"

@@ -31,3 +31,28 @@ PUBLISHED_FAMILIES = {
     "deepclusterv2": "knowledge",
     "mae": "reconstructive",
 }
+
+
+def write_foreign_checkpoint(path, encoder="resnet9", crop_size=8, base_width=4, prefix="backbone.", **top):
+    """A Lightning checkpoint as solo-learn (``backbone.*``) or CaSSLe (``encoder.*``, ``prefix``) write it: the
+    ``state_dict`` of the whole module (backbone with BN statistics moved, projector, momentum copy, classifier)
+    plus Lightning's bookkeeping, no cassle ``format``. Returns the backbone's state (what must be loaded)."""
+    import torch
+    from torch import nn
+
+    from cassle.backbones import build_backbone
+
+    torch.manual_seed(11)
+    backbone = build_backbone(encoder, crop_size, base_width)
+    with torch.no_grad():  # non-default statistics, so a load that skipped them would show
+        for m in backbone.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.9, 1.1)
+    state = {k: v.clone() for k, v in backbone.state_dict().items()}
+    sd = {f"{prefix}{k}": v for k, v in state.items()}
+    sd |= {f"momentum_{prefix}{k}": torch.zeros_like(v) for k, v in state.items()}  # must be ignored
+    sd |= {"projector.0.weight": torch.randn(8, 8), "classifier.weight": torch.randn(10, 8)}
+    ckpt = {"epoch": 9, "global_step": 90, "pytorch-lightning_version": "1.9.0", "state_dict": sd, **top}
+    torch.save(ckpt, path)
+    return state

@@ -325,8 +325,9 @@ PAPER_METHODS = ["byol", "barlow_twins", "mocov2plus", "simclr", "swav", "vicreg
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["finetune", "cassle"])
 @pytest.mark.parametrize("method", PAPER_METHODS)
-def test_paper_methods_run_end_to_end(tmp_path, method, strategy):
-    """Each of the paper's six methods, fine-tuned and with CaSSLe, through the whole task loop."""
+def test_paper_methods_run_end_to_end(tmp_path, method, strategy, recwarn, capfd):
+    """Each of the paper's six methods, fine-tuned and with CaSSLe, through the whole task loop; no "Found N
+    module(s) in eval mode" (issue 12: Lightning said so for the CaSSLe teacher at every task)."""
     extra = [
         "--method",
         method,
@@ -354,6 +355,8 @@ def test_paper_methods_run_end_to_end(tmp_path, method, strategy):
     header = (run / "logs" / "task1" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert ("train_distill_loss_epoch" in header) == (strategy == "cassle")
     assert json.loads((run / "run_state.json").read_text())["completed_tasks"] == [0, 1]
+    printed = "".join(capfd.readouterr()) + "".join(str(w.message) for w in recwarn)
+    assert "module(s) in eval mode" not in printed  # the warning (the model summary counts "Modules in eval mode")
 
 
 def _crash_at(monkeypatch, task: int, epoch: int):

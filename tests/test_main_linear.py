@@ -428,9 +428,10 @@ def test_missing_corrupt_and_foreign_checkpoints(tmp_path, capsys):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a torch file at all")
     _fails(capsys, ["--pretrained_model", str(bad)], "cannot be read", "corrupt")
-    foreign = tmp_path / "foreign.ckpt"
-    torch.save({"state_dict": {}}, foreign)
-    _fails(capsys, ["--pretrained_model", str(foreign)], "not a cassle task checkpoint")
+    foreign = tmp_path / "foreign.ckpt"  # foreign checkpoints are read (tests/eval/test_linear_plan.py), not empty ones
+    for sd in ({}, {"projector.0.weight": torch.ones(2)}):
+        torch.save({"state_dict": sd}, foreign)
+        _fails(capsys, ["--pretrained_model", str(foreign), "--encoder", "resnet18"], "holds no backbone tensors")
     _fails(capsys, [], "--pretrained_model")  # required
 
 

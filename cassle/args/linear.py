@@ -51,14 +51,15 @@ def build_linear_parser() -> argparse.ArgumentParser:
         "--pretrained_feature_extractor",
         dest="pretrained_model",
         required=True,
-        help="task checkpoint (taskK.ckpt) written by main_continual.py",
+        help="task checkpoint (taskK.ckpt) written by main_continual.py, or a solo-learn / CaSSLe checkpoint "
+        "(its backbone; then --encoder and --dataset are required)",
     )
     m.add_argument(
         "--encoder",
         "--backbone",
         dest="encoder",
         default=None,
-        help="must match the checkpoint's encoder; default: the checkpoint's",
+        help="must match the checkpoint's encoder; default: the checkpoint's (a foreign checkpoint records none)",
     )
     m.add_argument("--base_width", type=int, default=None, help="default: the checkpoint's")
 

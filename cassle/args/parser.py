@@ -208,7 +208,10 @@ def _add_continual_args(p: argparse.ArgumentParser) -> None:
         help="first task to train (CaSSLe workflow, with --pretrained_model)",
     )
     g.add_argument(
-        "--pretrained_model", default=R.pretrained_model, help="task checkpoint whose weights start --task_idx"
+        "--pretrained_model",
+        default=R.pretrained_model,
+        help="task checkpoint whose weights start --task_idx (a solo-learn / CaSSLe checkpoint: its backbone, "
+        "which must fit --encoder)",
     )
     g.add_argument("--name", default=R.name, help="run name; default <method>-<strategy>-<dataset>")
     g.add_argument(

@@ -228,9 +228,14 @@ def _run_linear(args: argparse.Namespace, plan: LinearPlan) -> LinearResult:
         warmup_epochs=args.warmup_epochs,
         feature_norm=getattr(args, "feature_norm", "bn"),
     )
+    origin = (
+        f"a foreign checkpoint, {plan.info['encoder']} from --encoder"
+        if plan.info.get("foreign_checkpoint")
+        else f"{plan.info['method']}/{plan.info['strategy']}, task {plan.info['task_idx']}"
+    )
     print(
-        f"linear evaluation of {plan.checkpoint_path} ({plan.info['method']}/{plan.info['strategy']}, task "
-        f"{plan.info['task_idx']}) on {plan.info['dataset']}: {len(plan.train_indices)} training images, "
+        f"linear evaluation of {plan.checkpoint_path} ({origin}) on {plan.info['dataset']}: "
+        f"{len(plan.train_indices)} training images, "
         f"{plan.layout.num_test} test images, {plan.layout.num_classes} classes, {len(plan.layout.task_classes)} tasks"
     )
     devices = args.devices

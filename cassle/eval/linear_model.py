@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cassle.checkpoint import CheckpointError
+from cassle.checkpoint import CheckpointError, check_backbone_state
 from cassle.data.subsets import IndexedSubset  # noqa: F401  (re-exported)
 from cassle.eval.linear_metrics import EvalLayout, aggregate_metrics, sample_outcomes
 
@@ -67,39 +67,23 @@ def backbone_state_dict(state_dict: dict[str, Tensor], path: str = "checkpoint")
 
 
 def load_frozen_backbone(
-    encoder: str, crop_size: int, base_width: int | None, state: dict[str, Tensor], path: str = "checkpoint"
+    encoder: str,
+    crop_size: int,
+    base_width: int | None,
+    state: dict[str, Tensor],
+    path: str = "checkpoint",
+    foreign: bool = False,
 ) -> nn.Module:
     """Build ``encoder``, load ``state`` strictly, freeze it and put it in eval mode.
 
     Raises:
         CheckpointError: missing, unexpected or mis-shaped tensors (the message
-            names one and the arguments to fix).
+            names a few and the arguments to fix: :func:`cassle.checkpoint.check_backbone_state`).
     """
     from cassle.backbones import build_backbone
 
-    try:
-        backbone = build_backbone(encoder, crop_size, base_width)
-    except ValueError as e:
-        raise CheckpointError(f"cannot build the checkpoint's encoder: {e}") from None
-    own = backbone.state_dict()
-    fix = "pass the --crop_size / --base_width the run used (they default to the checkpoint's)"
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise CheckpointError(
-            f"{path} lacks {len(missing)} backbone tensors of {encoder} (e.g. 'backbone.{missing[0]}'); "
-            f"the checkpoint is incomplete or of another architecture: {fix}"
-        )
-    unexpected = [k for k in state if k not in own]
-    if unexpected:
-        raise CheckpointError(
-            f"{path} has {len(unexpected)} backbone tensors that {encoder} lacks (e.g. 'backbone.{unexpected[0]}'); {fix}"
-        )
-    for k, v in state.items():
-        if own[k].shape != v.shape:
-            raise CheckpointError(
-                f"checkpoint tensor 'backbone.{k}' has shape {tuple(v.shape)} but {encoder} expects "
-                f"{tuple(own[k].shape)}; {fix}"
-            )
+    check_backbone_state(encoder, crop_size, base_width, state, path, foreign=foreign)
+    backbone = build_backbone(encoder, crop_size, base_width)
     backbone.load_state_dict(state, strict=True)
     for p in backbone.parameters():
         p.requires_grad_(False)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cassle.checkpoint import load_task_checkpoint
+from cassle.checkpoint import FOREIGN_METHOD, load_task_checkpoint
 from cassle.config import DataConfig, ModelConfig, upgrade_flat
 from cassle.devices import resolve_accelerator
 from cassle.errors import ArgumentError, LinearEvalError
@@ -89,8 +89,9 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     """Check the checkpoint, data, options and output folder; load the data; write nothing.
 
     Raises:
-        CheckpointError: missing / corrupt / foreign checkpoint, wrong encoder,
-            missing or mis-shaped backbone tensors.
+        CheckpointError: missing / corrupt checkpoint, wrong encoder, missing or
+            mis-shaped backbone tensors; a foreign checkpoint (solo-learn, CaSSLe)
+            without --encoder, without backbone tensors or holding pickled objects.
         ArgumentError: an option that contradicts the checkpoint or the dataset
             (``--domain`` on a dataset without domains, an unknown domain, ...).
         LinearEvalError: data that cannot be read or split, an output folder
@@ -100,8 +101,10 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     from cassle.data.datasets import DATASETS, DOMAINNET_DOMAINS, check_dataset, load_dataset
 
     ckpt_path = Path(args.pretrained_model)
-    ckpt = load_task_checkpoint(ckpt_path, encoder=args.encoder)
-    run_cfg = load_run_args(ckpt_path, ckpt)
+    ckpt = load_task_checkpoint(ckpt_path, encoder=args.encoder, allow_foreign=True)
+    foreign = bool(ckpt.get("foreign"))
+    # a foreign checkpoint records no cassle run arguments (an args.json next to it is another framework's)
+    run_cfg = {} if foreign else load_run_args(ckpt_path, ckpt)
     try:  # the pretraining run's data settings, typed (defaults for what an older or foreign run did not record)
         run_data = DataConfig.from_flat(upgrade_flat(run_cfg))
         run_base_width = ModelConfig.from_flat(upgrade_flat(run_cfg)).base_width
@@ -110,7 +113,8 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
 
     dataset = args.dataset or run_cfg.get("dataset")  # no default: a checkpoint that does not say is asked about
     if dataset is None:
-        raise ArgumentError(f"{ckpt_path} does not record its dataset; pass --dataset")
+        why = "is a foreign checkpoint (no cassle run arguments)" if foreign else "does not record its dataset"
+        raise ArgumentError(f"{ckpt_path} {why}; pass --dataset (and --data_dir, --crop_size where needed)")
     if dataset not in DATASETS:
         raise ArgumentError(
             f"unknown dataset '{dataset}' (from the checkpoint); pass --dataset, one of: {', '.join(sorted(DATASETS))}"
@@ -167,7 +171,12 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
             )
 
     backbone = load_frozen_backbone(
-        encoder, int(crop_size), base_width, backbone_state_dict(ckpt["state_dict"], str(ckpt_path)), str(ckpt_path)
+        encoder,
+        int(crop_size),
+        base_width,
+        backbone_state_dict(ckpt["state_dict"], str(ckpt_path)),
+        str(ckpt_path),
+        foreign=foreign,
     )
 
     try:
@@ -219,8 +228,9 @@ def prepare_linear(args: argparse.Namespace) -> LinearPlan:
     image_size = getattr(train, "image_size", None) or info.image_size
     plan_info = {
         "pretrained_model": str(ckpt_path.resolve()),
-        "method": ckpt.get("method"),
-        "strategy": ckpt.get("strategy"),
+        "method": FOREIGN_METHOD if foreign else ckpt.get("method"),
+        "strategy": "unknown" if foreign else ckpt.get("strategy"),
+        "foreign_checkpoint": foreign,
         "encoder": encoder,
         "task_idx": ckpt.get("task_idx"),
         "dataset": dataset,
