@@ -15,8 +15,10 @@ Two families live here:
 
 Both pick their stem from the image size: images of at most
 :data:`SMALL_IMAGE_MAX` pixels get the CIFAR stem (3×3 conv, stride 1, no
-max-pool, ``maxpool`` is an ``nn.Identity``); larger images get the ImageNet
-stem (7×7 conv, stride 2, then a 3×3 stride-2 max-pool).
+max-pool, ``maxpool`` is an ``nn.Identity``; :class:`ResNet` pads that conv by
+2 pixels as the CaSSLe repository and solo-learn do, :class:`ResNet9` by 1);
+larger images get the ImageNet stem (7×7 conv, stride 2, then a 3×3 stride-2
+max-pool).
 
 Every encoder maps ``B×3×S×S`` float images to ``B×num_features`` after global
 average pooling and exposes ``.num_features``.
@@ -46,15 +48,21 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _make_stem(out_channels: int, image_size: int) -> tuple[nn.Conv2d, nn.Module]:
+#: zero padding of the CIFAR stem's 3×3 ``conv1`` in :class:`ResNet`: 2, as the CaSSLe repository and solo-learn
+#: build their CIFAR ResNet-18/50 (a 32 px image gives a 34×34 first map); :class:`ResNet9` keeps 1
+RESNET_CIFAR_PADDING = 2
+
+
+def _make_stem(out_channels: int, image_size: int, cifar_padding: int = 1) -> tuple[nn.Conv2d, nn.Module]:
     """Return ``(conv1, maxpool)`` for the stem chosen by ``image_size``.
 
     Small images (``image_size <= SMALL_IMAGE_MAX``) get a 3×3 stride-1
-    convolution and no pooling; larger ones a 7×7 stride-2 convolution followed
-    by a 3×3 stride-2 max-pool (the ImageNet stem).
+    convolution (zero padding ``cifar_padding``) and no pooling; larger ones a
+    7×7 stride-2 convolution followed by a 3×3 stride-2 max-pool (the ImageNet
+    stem).
     """
     if image_size <= SMALL_IMAGE_MAX:
-        conv = nn.Conv2d(3, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+        conv = nn.Conv2d(3, out_channels, kernel_size=3, stride=1, padding=cifar_padding, bias=False)
         pool: nn.Module = nn.Identity()
     else:
         conv = nn.Conv2d(3, out_channels, kernel_size=7, stride=2, padding=3, bias=False)
@@ -107,7 +115,7 @@ class ResNet(nn.Module):
         self.image_size = image_size
         self.inplanes = base_width
 
-        self.conv1, self.maxpool = _make_stem(base_width, image_size)
+        self.conv1, self.maxpool = _make_stem(base_width, image_size, RESNET_CIFAR_PADDING)
         self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = self._make_layer(block_cls, base_width, layers[0], stride=1)

@@ -100,6 +100,25 @@ def test_imagenet_stem_for_large_images(name: str) -> None:
     assert model.maxpool.stride == 2
 
 
+@pytest.mark.parametrize("image_size", [8, 32])
+def test_resnet18_cifar_stem_computes_what_the_cassle_and_solo_learn_resnet18_computes(image_size: int) -> None:
+    """The references (CaSSLe's ``methods/base.py``, solo-learn) build the CIFAR ResNet-18 from torchvision's,
+    with ``conv1 = Conv2d(3, 64, 3, stride 1, padding 2)``, no max-pool and no ``fc``: with the same weights ours
+    gives the same features (ours padded by 1 before: a 32 px image gave a 32 x 32 map instead of 34 x 34)."""
+    torch.manual_seed(0)
+    ours = build_backbone("resnet18", image_size).eval()
+    ref = torchvision.models.resnet18(weights=None)
+    ref.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+    ref.maxpool, ref.fc = nn.Identity(), nn.Identity()
+    ref.load_state_dict(ours.state_dict())
+    ref.eval()
+    x = torch.randn(2, 3, image_size, image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-6)
+    assert ours.conv1.padding == (2, 2)
+    assert build_backbone("resnet9", image_size).conv1.padding == (1, 1)  # our own encoder keeps its stem
+
+
 def test_stem_threshold_is_64_pixels() -> None:
     assert _meta_build("resnet18", image_size=64).conv1.stride == (1, 1)
     assert _meta_build("resnet18", image_size=65).conv1.stride == (2, 2)
