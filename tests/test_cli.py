@@ -58,6 +58,15 @@ def test_every_option_has_help_and_the_default_shows_once() -> None:
     assert "(default: None)" not in text and "--method X --strategy Y --help" in text
 
 
+def test_every_main_linear_option_has_help() -> None:
+    """``main_linear.py --help`` left 11 options without a line (so without their default)."""
+    from cassle.args.linear import build_linear_parser
+
+    parser = build_linear_parser()
+    assert [a.option_strings for a in parser._actions if not a.help] == []
+    assert "(default: 0.1)" in parser.format_help()
+
+
 def test_no_parser_in_the_repository_accepts_abbreviations() -> None:
     """``--max_epoch 3`` must be an error, not ``--max_epochs 3``: every ``ArgumentParser`` (entry points, launcher,
     sweep, benchmarks, scripts) is built with ``allow_abbrev=False`` (``cassle.args.parser._Parser`` sets it)."""

@@ -64,11 +64,16 @@ def build_linear_parser() -> argparse.ArgumentParser:
     m.add_argument("--base_width", type=int, default=None, help="default: the checkpoint's")
 
     d = p.add_argument_group("data (defaults: the checkpoint's run arguments)")
-    d.add_argument("--dataset", default=None)
+    d.add_argument("--dataset", default=None, help="default: the pretraining run's (required for a foreign checkpoint)")
     d.add_argument("--data_dir", default=None, help="folder holding the dataset (nothing is downloaded)")
-    d.add_argument("--crop_size", type=int, default=None)
+    d.add_argument("--crop_size", type=int, default=None, help="image side fed to the backbone; default: the run's")
     d.add_argument("--num_tasks", type=int, default=None, help="tasks of the split the per-task accuracies use")
-    d.add_argument("--split_strategy", choices=["class", "data", "domain"], default=None)
+    d.add_argument(
+        "--split_strategy",
+        choices=["class", "data", "domain"],
+        default=None,
+        help="split of the per-task columns; default: the run's",
+    )
     d.add_argument("--domain", default=None, help="DomainNet: train the classifier on this domain's samples only")
     d.add_argument(
         "--data_fraction",
@@ -76,7 +81,7 @@ def build_linear_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="keep this class-stratified fraction of the training samples (semi-supervised evaluation)",
     )
-    d.add_argument("--num_workers", type=int, default=2)
+    d.add_argument("--num_workers", type=int, default=2, help="data loader worker processes")
 
     o = p.add_argument_group("optimisation of the linear classifier")
     o.add_argument(
@@ -98,13 +103,18 @@ def build_linear_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the default (stored un-augmented features); accepted for clarity, refused together with --augment",
     )
-    o.add_argument("--max_epochs", type=int, default=100)
+    o.add_argument("--max_epochs", type=int, default=100, help="epochs of the linear classifier")
     o.add_argument("--batch_size", type=int, default=256, help="per device")
-    o.add_argument("--lr", type=float, default=0.1)
-    o.add_argument("--optimizer", choices=list(LINEAR_OPTIMIZERS), default="sgd")
+    o.add_argument("--lr", type=float, default=0.1, help="learning rate of the linear classifier")
+    o.add_argument("--optimizer", choices=list(LINEAR_OPTIMIZERS), default="sgd", help="optimizer of the classifier")
     o.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    o.add_argument("--weight_decay", type=float, default=0.0)
-    o.add_argument("--scheduler", choices=list(LINEAR_SCHEDULERS), default="step")
+    o.add_argument("--weight_decay", type=float, default=0.0, help="weight decay of the classifier")
+    o.add_argument(
+        "--scheduler",
+        choices=list(LINEAR_SCHEDULERS),
+        default="step",
+        help="lr schedule (step: x0.1 at --lr_decay_steps)",
+    )
     o.add_argument(
         "--lr_decay_steps",
         type=int,
@@ -130,8 +140,8 @@ def build_linear_parser() -> argparse.ArgumentParser:
         help="seeds the classifier's initialisation, the augmentations and --data_fraction "
         "(the task split always uses the pretraining seed)",
     )
-    t.add_argument("--no_progress_bar", action="store_true")
-    t.add_argument("--log_every_n_steps", type=int, default=10)
+    t.add_argument("--no_progress_bar", action="store_true", help="no progress bar (SLURM logs)")
+    t.add_argument("--log_every_n_steps", type=int, default=10, help="training steps between logged rows")
 
     r = p.add_argument_group("output")
     r.add_argument("--name", default=None, help="default: the checkpoint's stem (e.g. task4)")
