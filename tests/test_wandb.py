@@ -59,3 +59,25 @@ def test_offline_wandb_run_writes_its_files(tmp_path, monkeypatch):
         time.sleep(0.5)
     history = history_file.read_bytes()
     assert b"barlow_twins" in history and b"knn_average_accuracy" in history
+
+
+def test_the_wandb_step_continues_across_tasks(tmp_path, monkeypatch):
+    """WandB's ``trainer/global_step`` restarted at 0 every task (issue 12): task 2, whose tasks before it took
+    100 steps, logs its step 3 as 103, with the task index in the same record."""
+    import argparse
+
+    from cassle.logs import build_loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    args = argparse.Namespace(tensorboard=False, wandb=True, name="t", project="cassle-test", entity=None, offline=True)
+    logger = build_loggers(tmp_path, args, {}, task=2, step_offset=100)[-1]
+    seen = []
+    run = logger.experiment
+    try:
+        run.log = lambda data, *a, **k: seen.append(data)
+        logger.log_metrics({"train_loss": 1.5}, step=3)
+    finally:
+        wandb.finish()
+    assert seen == [{"train_loss": 1.5, "task": 2.0, "trainer/global_step": 103}]

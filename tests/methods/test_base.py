@@ -254,6 +254,12 @@ def test_validation_logs_online_accuracy() -> None:
     metrics = trainer.validate(model, DataLoader(EvalDataset(16), batch_size=B), verbose=False)[0]
     assert {"val_loss", "val_acc1", "val_acc5"} <= set(metrics)
     assert 0.0 <= metrics["val_acc1"] <= metrics["val_acc5"] <= 100.0  # % like the probes
+    data = EvalDataset(16)  # the same value by hand, in percent (issue 12: it was a fraction)
+    model.eval()
+    with torch.no_grad():
+        x, y = torch.stack([data[i][0] for i in range(len(data))]), torch.stack([data[i][1] for i in range(len(data))])
+        correct = (model.classifier(model.backbone(x)).argmax(1) == y).float().mean().item()
+    assert correct > 0 and metrics["val_acc1"] == pytest.approx(100.0 * correct, abs=1e-4)
 
 
 class _ExtraTermMixin:
