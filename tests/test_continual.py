@@ -421,7 +421,7 @@ def test_kill_9_mid_task_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     import time
 
     root = Path(__file__).resolve().parents[1]
-    argv = [*TINY, "--num_tasks", "2", "--max_epochs", "3", "--probes", "knn", "--no_baseline"]
+    argv = [*TINY, "--num_tasks", "2", "--max_epochs", "2", "--probes", "knn", "--no_baseline"]
     argv += ["--num_workers", "2", "--train_fraction", "0.5"]
     cmd = [sys.executable, str(root / "main_continual.py"), *argv]
     env = dict(os.environ, PYTHONPATH=str(root))
