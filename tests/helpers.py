@@ -56,3 +56,17 @@ def write_foreign_checkpoint(path, encoder="resnet9", crop_size=8, base_width=4,
     ckpt = {"epoch": 9, "global_step": 90, "pytorch-lightning_version": "1.9.0", "state_dict": sd, **top}
     torch.save(ckpt, path)
     return state
+
+
+def central_differences(f, x, eps: float = 1e-6):
+    """The gradient of the scalar ``f`` at the numpy array ``x`` by central differences (float64 tests compare
+    autograd with it, ``f`` being an independent formula written from a paper)."""
+    import numpy as np
+
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        grad[idx] = (f(xp) - f(xm)) / (2 * eps)
+    return grad

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cassle.losses.all4one import all4one_loss_func, feature_contrast_loss, neighbour_contrast_loss
+from tests.helpers import central_differences
 
 
 # ------------------------------------------------------- independent formulas
@@ -33,16 +34,6 @@ def _np_feature(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return 0.5 * np.sqrt(np.mean(on)) + 0.5 * np.sqrt(np.mean(off))
 
 
-def _finite_diff(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += eps
-        xm[idx] -= eps
-        grad[idx] = (f(xp) - f(xm)) / (2 * eps)
-    return grad
-
-
 # ----------------------------------------------------------- neighbour / centroid contrast
 def test_contrast_hand_computed() -> None:
     # orthogonal unit anchors; candidates equal to them: logits = I / T
@@ -59,8 +50,8 @@ def test_contrast_value_and_gradient_match_numpy() -> None:
     loss = neighbour_contrast_loss(ut, vt, temperature=0.2, offset=2)
     assert loss.item() == pytest.approx(_np_contrast(u, v, 0.2, offset=2), rel=1e-10)
     loss.backward()
-    gu = _finite_diff(lambda x: _np_contrast(x, v, 0.2, 2), u)
-    gv = _finite_diff(lambda x: _np_contrast(u, x, 0.2, 2), v)
+    gu = central_differences(lambda x: _np_contrast(x, v, 0.2, 2), u)
+    gv = central_differences(lambda x: _np_contrast(u, x, 0.2, 2), v)
     assert np.allclose(ut.grad.numpy(), gu, atol=1e-6) and np.allclose(vt.grad.numpy(), gv, atol=1e-6)
 
 
@@ -106,9 +97,9 @@ def test_feature_value_and_gradient_match_numpy() -> None:
     loss = feature_contrast_loss([ts[0], ts[2]], [ts[1], ts[3]])
     assert loss.item() == pytest.approx(_np_feature([(t1, z2), (t2, z1)]), rel=1e-10)
     loss.backward()
-    g = _finite_diff(lambda x: _np_feature([(t1, x), (t2, z1)]), z2)
+    g = central_differences(lambda x: _np_feature([(t1, x), (t2, z1)]), z2)
     assert np.allclose(ts[1].grad.numpy(), g, atol=1e-6)
-    g = _finite_diff(lambda x: _np_feature([(x, z2), (t2, z1)]), t1)
+    g = central_differences(lambda x: _np_feature([(x, z2), (t2, z1)]), t1)
     assert np.allclose(ts[0].grad.numpy(), g, atol=1e-6)
 
 

@@ -15,6 +15,7 @@ from cassle.losses.simsiam import simsiam_loss_func
 from cassle.methods.nnsiam import NNSiam
 from cassle.methods.simsiam import SimSiam
 from cassle.strategies import build_model_class
+from tests.helpers import central_differences
 from tests.methods.helpers import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
 
 
@@ -82,14 +83,11 @@ def test_gradient_matches_finite_differences_of_the_papers_formula() -> None:
     grads = torch.autograd.grad(out["loss"], [p1, p2])
     base = [p1.detach().numpy(), p2.detach().numpy()]
     assert out["loss"].item() == pytest.approx(_paper_loss(*base, nn1, nn2), rel=1e-12)
-    eps = 1e-6
     for view, grad in enumerate(grads):
-        numeric = np.zeros_like(base[view])
-        for i, j in np.ndindex(*numeric.shape):
-            up, down = [b.copy() for b in base], [b.copy() for b in base]
-            up[view][i, j] += eps
-            down[view][i, j] -= eps
-            numeric[i, j] = (_paper_loss(*up, nn1, nn2) - _paper_loss(*down, nn1, nn2)) / (2 * eps)
+        numeric = central_differences(
+            lambda x, view=view: _paper_loss(*(x if k == view else b for k, b in enumerate(base)), nn1, nn2),
+            base[view],
+        )
         assert np.abs(numeric).max() > 1e-3  # a real gradient, not a trivially zero one
         assert np.allclose(grad.numpy(), numeric, atol=1e-8), view
 

@@ -15,30 +15,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from cassle.methods import METHODS
 from cassle.strategies import build_model_class
+from tests.strategies.test_cassle import CFG as CASSLE_CFG
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: the methods issue 11 added (the CaSSLe repository's five, then solo-learn's five)
 NEW_METHODS = ["dino", "nnclr", "deepclusterv2", "ressl", "wmse", "mocov3", "nnbyol", "nnsiam", "vibcreg", "all4one"]
 S, B = 8, 8
-CFG = dict(
-    encoder="resnet9",
-    base_width=4,
-    crop_size=S,
-    num_classes=4,
-    proj_hidden_dim=16,
-    output_dim=8,
-    pred_hidden_dim=16,
-    distill_proj_hidden_dim=16,
-    num_prototypes=6,
-    queue_size=32,
-    batch_size=B,
-    lr=0.05,
-    max_epochs=2,
-    warmup_epochs=0,
-    optimizer="sgd",
-    weight_decay=0.0,
-)
+#: the CaSSLe mechanism tests' tiny configuration, two epochs of one batch per task
+CFG = {**CASSLE_CFG, "crop_size": S, "batch_size": B, "max_epochs": 2, "warmup_epochs": 0}
 
 
 class _Task(Dataset):
