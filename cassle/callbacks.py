@@ -31,7 +31,8 @@ def resume_epoch(path: Path) -> int:
     """The epoch a mid-task checkpoint resumes at (it is written at the end of epoch ``ckpt["epoch"]``); read
     through a memory map, so the weights are not loaded twice."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
+        # a str: torch 2.1 refuses mmap for a Path ("f must be a string filename"), and this returned 0
+        return int(torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)["epoch"]) + 1
     except Exception:  # unreadable: Lightning's own load reports it; the epoch order then starts at 0
         return 0
 
