@@ -33,23 +33,31 @@ PUBLISHED_FAMILIES = {
 }
 
 
-def write_foreign_checkpoint(path, encoder="resnet9", crop_size=8, base_width=4, prefix="backbone.", **top):
-    """A Lightning checkpoint as solo-learn (``backbone.*``) or CaSSLe (``encoder.*``, ``prefix``) write it: the
-    ``state_dict`` of the whole module (backbone with BN statistics moved, projector, momentum copy, classifier)
-    plus Lightning's bookkeeping, no cassle ``format``. Returns the backbone's state (what must be loaded)."""
+def perturbed_backbone_state(encoder: str, crop_size: int, base_width: int, seed: int) -> dict:
+    """The state of a freshly built backbone whose BatchNorm running statistics were moved off their defaults
+    (so a load that skipped them, or changed them, shows): what the checkpoint-writing tests save."""
     import torch
     from torch import nn
 
     from cassle.backbones import build_backbone
 
-    torch.manual_seed(11)
+    torch.manual_seed(seed)
     backbone = build_backbone(encoder, crop_size, base_width)
-    with torch.no_grad():  # non-default statistics, so a load that skipped them would show
+    with torch.no_grad():
         for m in backbone.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.9, 1.1)
-    state = {k: v.clone() for k, v in backbone.state_dict().items()}
+    return {k: v.clone() for k, v in backbone.state_dict().items()}
+
+
+def write_foreign_checkpoint(path, encoder="resnet9", crop_size=8, base_width=4, prefix="backbone.", **top):
+    """A Lightning checkpoint as solo-learn (``backbone.*``) or CaSSLe (``encoder.*``, ``prefix``) write it: the
+    ``state_dict`` of the whole module (backbone with BN statistics moved, projector, momentum copy, classifier)
+    plus Lightning's bookkeeping, no cassle ``format``. Returns the backbone's state (what must be loaded)."""
+    import torch
+
+    state = perturbed_backbone_state(encoder, crop_size, base_width, seed=11)
     sd = {f"{prefix}{k}": v for k, v in state.items()}
     sd |= {f"momentum_{prefix}{k}": torch.zeros_like(v) for k, v in state.items()}  # must be ignored
     sd |= {"projector.0.weight": torch.randn(8, 8), "classifier.weight": torch.randn(10, 8)}

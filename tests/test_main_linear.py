@@ -33,6 +33,7 @@ from cassle.eval.linear import (
     sample_outcomes,
     stratified_fraction,
 )
+from tests.helpers import perturbed_backbone_state
 
 RUN_ARGS = {
     "dataset": "digits",
@@ -51,14 +52,7 @@ FAST = ["--max_epochs", "2", "--batch_size", "64", "--num_workers", "0", "--no_p
 
 def make_checkpoint(path: Path, drop: str | None = None, **arg_overrides) -> dict[str, torch.Tensor]:
     """Write a task checkpoint with a randomly initialised (but BN-stat-perturbed) backbone; return its backbone state."""
-    torch.manual_seed(1)
-    backbone = build_backbone("resnet9", 8, 4)
-    with torch.no_grad():  # non-trivial running statistics, so a change would show
-        for m in backbone.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.9, 1.1)
-    state = {k: v.clone() for k, v in backbone.state_dict().items()}
+    state = perturbed_backbone_state("resnet9", 8, 4, seed=1)
     sd = {f"backbone.{k}": v for k, v in state.items()}
     sd["projector.0.weight"] = torch.randn(4, 4)
     sd["momentum_backbone.conv1.weight"] = torch.randn(2)  # must be ignored

@@ -133,3 +133,33 @@ def check_fit(method_cls: type[BaseMethod], **extra: Any) -> BaseMethod:
 
 def _name_of(method_cls: type[BaseMethod]) -> str:
     return next(k for k, v in METHODS.items() if v is method_cls)
+
+
+def check_neighbour_prediction_gradient(method_cls: type[BaseMethod], paper_loss: Any) -> dict[str, Any]:
+    """float64, one training step of a nearest-neighbour predictor method (NNBYOL, NNSiam): the loss equals
+    ``paper_loss(p1, p2, nn1, nn2)`` (an independent loop formula on numpy arrays) and its gradient w.r.t. the
+    predictions, the loss's only differentiable input, equals that formula's central differences; the
+    neighbours are constants. Returns the step's output."""
+    import numpy as np
+    import pytest
+
+    from tests.helpers import central_differences
+
+    torch.manual_seed(0)
+    model = method_cls.from_flat(tiny_cfg(num_classes=0, output_dim=4, queue_size=16)).double()
+    idx, views, y = make_batch()
+    out = model.training_step((idx, [v.double() for v in views], y), 0)
+    p1, p2 = out["p"]
+    nn1, nn2 = (n.numpy() for n in out["nn"])
+    assert not any(t.requires_grad for t in out["nn"])
+    grads = torch.autograd.grad(out["loss"], [p1, p2])
+    base = [p1.detach().numpy(), p2.detach().numpy()]
+    assert out["loss"].item() == pytest.approx(paper_loss(*base, nn1, nn2), rel=1e-12)
+    for view, grad in enumerate(grads):
+        numeric = central_differences(
+            lambda x, view=view: paper_loss(*(x if k == view else b for k, b in enumerate(base)), nn1, nn2),
+            base[view],
+        )
+        assert np.abs(numeric).max() > 1e-3  # a real gradient, not a trivially zero one
+        assert np.allclose(grad.numpy(), numeric, atol=1e-8), view
+    return out

@@ -15,8 +15,15 @@ from cassle.losses.distill import DISTILL_LOSSES
 from cassle.methods.byol import BYOL
 from cassle.methods.nnbyol import NNBYOL
 from cassle.strategies import build_model_class
-from tests.helpers import central_differences
-from tests.methods.helpers import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
+from tests.methods.helpers import (
+    B,
+    check_contract,
+    check_fit,
+    check_loss_decreases,
+    check_neighbour_prediction_gradient,
+    make_batch,
+    tiny_cfg,
+)
 
 
 def _brute_force_nearest(z: torch.Tensor, support: torch.Tensor) -> list[int]:
@@ -78,23 +85,8 @@ def _paper_loss(p1: np.ndarray, p2: np.ndarray, nn1: np.ndarray, nn2: np.ndarray
 def test_gradient_matches_finite_differences_of_the_papers_formula() -> None:
     """float64: the gradient of the step's loss w.r.t. the predictions (the loss's only differentiable input)
     equals the central differences of the loop formula; the neighbours and targets are constants."""
-    torch.manual_seed(0)
-    model = NNBYOL.from_flat(tiny_cfg(num_classes=0, output_dim=4, queue_size=16)).double()
-    idx, views, y = make_batch()
-    out = model.training_step((idx, [v.double() for v in views], y), 0)
-    p1, p2 = out["p"]
-    nn1, nn2 = (n.numpy() for n in out["nn"])
-    assert not any(t.requires_grad for t in out["nn"] + out["momentum_z"])
-    grads = torch.autograd.grad(out["loss"], [p1, p2])
-    base = [p1.detach().numpy(), p2.detach().numpy()]
-    assert out["loss"].item() == pytest.approx(_paper_loss(*base, nn1, nn2), rel=1e-12)
-    for view, grad in enumerate(grads):
-        numeric = central_differences(
-            lambda x, view=view: _paper_loss(*(x if k == view else b for k, b in enumerate(base)), nn1, nn2),
-            base[view],
-        )
-        assert np.abs(numeric).max() > 1e-3  # a real gradient, not a trivially zero one
-        assert np.allclose(grad.numpy(), numeric, atol=1e-8), view
+    out = check_neighbour_prediction_gradient(NNBYOL, _paper_loss)
+    assert not any(t.requires_grad for t in out["momentum_z"])
 
 
 def test_support_set_is_filled_fifo_with_normalised_target_projections_of_view1() -> None:
