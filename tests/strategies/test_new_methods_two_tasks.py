@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cassle.methods import METHODS
 from cassle.strategies import build_model_class
+from tests.methods.helpers import make_trainer
 from tests.strategies.test_cassle import CFG as CASSLE_CFG
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,18 +77,8 @@ def _fit_task(model, task: int) -> _Record:
     pl.seed_everything(task, verbose=False)
     model.on_task_start(task)  # as main_continual: the teacher snapshot, before the task's fit
     rec = _Record()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=2,
-        limit_train_batches=1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[rec],
+    trainer = make_trainer(
+        max_epochs=2, limit_train_batches=1, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[rec]
     )
     trainer.fit(model, DataLoader(_Task(task), batch_size=B, drop_last=True))
     assert trainer.global_step == 2
