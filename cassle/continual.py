@@ -39,7 +39,7 @@ from cassle.checkpoint import (
     load_weights,
     task_checkpoint,
 )
-from cassle.devices import check_node_launch, is_global_zero_process
+from cassle.devices import align_rank_zero_only, check_node_launch, is_global_zero_process
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.logs import build_loggers, log_results, quiet_framework_noise
 from cassle.run_plan import RunPlan, _resolve_accelerator, args_to_cfg, prepare_run  # noqa: F401  (re-exported)
@@ -202,6 +202,7 @@ def _run(args: argparse.Namespace) -> Any:
 
     quiet_framework_noise()
     check_node_launch(args.num_nodes)  # a multi-node start that would wait forever for its other nodes: one error
+    align_rank_zero_only()  # a node started by hand is not Lightning's rank 0 before its process group exists
     plan = prepare_run(args)
     run_dir, cfg = plan.run_dir, plan.cfg
     if plan.start_task >= args.num_tasks and plan.report.is_written(run_dir / "results"):

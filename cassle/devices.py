@@ -57,6 +57,18 @@ def is_global_zero_process() -> bool:
     return all(_env_rank(name) == 0 for name in RANK_VARIABLES)
 
 
+def align_rank_zero_only() -> None:
+    """Make Lightning's rank-zero-only helpers agree with :func:`is_global_zero_process` before a process group
+    exists. Lightning guesses the rank from ``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID`` and so takes the first
+    process of a node started by hand (``NODE_RANK`` 1..) for rank 0: its loggers then created their log dirs,
+    and could delete rank 0's files, in the shared run directory. Such a process gets a non-zero rank here;
+    Lightning's strategy sets the true global rank when the fit sets up."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if not is_global_zero_process() and getattr(rank_zero_only, "rank", 0) == 0:
+        rank_zero_only.rank = max(_env_rank(name) for name in RANK_VARIABLES)
+
+
 def _cluster_launched() -> bool:
     """Whether a cluster launcher that Lightning's trainer detects (``torchrun``, SLURM's ``srun``, LSF, MPI: the
     environments it tries before its default one) started this process: it then tells Lightning every rank."""

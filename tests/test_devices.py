@@ -94,3 +94,23 @@ def test_parse_devices():
     assert parse_devices(3) == 3
     with pytest.raises(ArgumentError, match="--devices 'two'"):
         parse_devices("two")
+
+
+def test_a_hand_launched_node_is_not_lightnings_rank_zero_before_its_process_group(monkeypatch):
+    """Lightning reads RANK / LOCAL_RANK / SLURM_PROCID, not NODE_RANK: before the process group exists it takes
+    node 1's process for rank 0, and every rank-zero-only write (loggers' log dirs, files) happened on node 1
+    too. After align_rank_zero_only the process is non-zero until Lightning's strategy sets the true rank."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from cassle.devices import align_rank_zero_only
+
+    for var in ("RANK", "SLURM_PROCID", "GROUP_RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    monkeypatch.setenv("NODE_RANK", "1")
+    align_rank_zero_only()
+    assert rank_zero_only.rank != 0
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    monkeypatch.setenv("NODE_RANK", "0")
+    align_rank_zero_only()
+    assert rank_zero_only.rank == 0  # the main node stays rank 0
