@@ -16,6 +16,12 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from cassle.errors import DivergedError
 
 
+def step_loss(outputs: Any) -> torch.Tensor | None:
+    """The training loss a ``training_step`` returned (its ``loss`` entry, or the tensor itself), else ``None``."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    return loss if isinstance(loss, torch.Tensor) else None
+
+
 class EpochCheckpoint(pl.Callback):
     """Writes ``resume/task{t}-last.ckpt`` every ``every`` epochs (atomically, via the trainer's IO)."""
 
@@ -78,8 +84,8 @@ class FiniteLoss(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor):
+        loss = step_loss(outputs)
+        if loss is None:
             return
         bad = ~torch.isfinite(loss.detach()).all()
         self._bad = bad if self._bad is None else self._bad | bad
@@ -117,8 +123,8 @@ class EpochLine(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor):
+        loss = step_loss(outputs)
+        if loss is not None:
             self._loss += float(loss.detach())
             self._steps += 1
         views = batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else batch
@@ -150,8 +156,8 @@ class LossProgressBar(TQDMProgressBar):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor):
+        loss = step_loss(outputs)
+        if loss is not None:
             self._loss = loss.detach()
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
