@@ -2,9 +2,10 @@
 """Quality benchmark: does CaSSLe beat fine-tuning on Split-Fashion-MNIST?
 
 For every method in ``--methods`` and every seed in ``--seeds`` this runs
-``main_continual.py`` with ``--strategy finetune`` and ``--strategy cassle``,
-class-incremental over ``--num_tasks`` tasks, plus a joint, non-continual run
-(``--num_tasks 1``, the upper bound) for each method in ``--joint_methods``
+``main_continual.py`` with every strategy of ``--strategies`` (default
+``finetune`` and ``cassle``), class-incremental over ``--num_tasks`` tasks,
+plus a joint, non-continual run (``--num_tasks 1``, the upper bound) for each
+method in ``--joint_methods``
 (default: all). After pretraining, ``main_linear.py`` trains a linear
 classifier on the frozen backbone of the last task checkpoint (the CaSSLe
 paper's protocol; ``--linear_epochs 0`` skips it). Each run gets its own
@@ -23,8 +24,10 @@ between ``<!-- <tag>:begin -->`` and ``<!-- <tag>:end -->``:
   ``linear`` accuracies (probes fit on all classes after the last task,
   tested on the whole test set: 10-way) and of the task-aware forgetting
   (Chaudhry et al.; README "Evaluation protocol");
-* CaSSLe − finetune per method: mean ± std of the per-seed (paired)
-  differences, and whether the mean exceeds one standard deviation.
+* CaSSLe − finetune per method (with ``--strategies finetune er`` or any
+  other list: one such table per strategy other than fine-tuning, e.g.
+  ER − finetune): mean ± std of the per-seed (paired) differences, and
+  whether the mean exceeds one standard deviation.
 
 The reduced budget (``--epochs``, ``--subset`` = ``--train_fraction``: a
 seeded, class-stratified fraction of every task's training images, test sets
@@ -349,34 +352,26 @@ def fmt_ms(stats: tuple[float, float, int], expected: int, sign: bool = False) -
     return s + (f" ± {sd:.2f}" if n > 1 else "") + ("" if n == expected else f" (n={n})")
 
 
-def summary(a: argparse.Namespace, rows: list[dict]) -> str:
-    """Markdown: mean ± std per (method, strategy), then CaSSLe − finetune from paired seeds."""
-    k = len(a.seeds)
-    by: dict[tuple, list[dict]] = {}
-    for r in rows:
-        by.setdefault((r["method"], r["strategy"]), []).append(r)
-    head = [
-        "| method | strategy | " + " | ".join(h for _, h in MEASURES) + " | kNN / ridge joint, random init | wall s |",
-        "| --- | --- | " + " | ".join("---:" for _ in MEASURES) + " | ---: | ---: |",
-    ]
-    for m in a.methods:
-        for s in ("finetune", "cassle", "joint"):
-            rs = by.get((m, s))
-            if not rs:
-                continue
-            cells = [fmt_ms(mean_std([r[c] for r in rs]), k) for c, _ in MEASURES]
-            init = f"{mean_std([r['knn_joint_init'] for r in rs])[0]:.2f} / {mean_std([r['ridge_joint_init'] for r in rs])[0]:.2f}"
-            wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
-            head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
-    diff = [
+#: how a strategy is named in the difference tables' titles (others: as given on the command line)
+STRATEGY_LABELS = {"cassle": "CaSSLe", "er": "ER", "lump": "LUMP", "minred": "MinRed", "aep": "AEP", "arp": "ARP"}
+
+
+def _label(strategy: str) -> str:
+    return STRATEGY_LABELS.get(strategy, strategy)
+
+
+def _differences(a: argparse.Namespace, by: dict, strategy: str) -> str:
+    """Markdown: ``strategy`` − finetune per method, mean ± std of the per-seed (paired) differences."""
+    k, name = len(a.seeds), _label(strategy)
+    lines = [
         "| method | "
         + " | ".join(f"Δ {h}" for _, h in MEASURES)
-        + " | CaSSLe better by > 1 std (kNN / ridge / linear) |",
+        + f" | {name} better by > 1 std (kNN / ridge / linear) |",
         "| --- | " + " | ".join("---:" for _ in MEASURES) + " | --- |",
     ]
     for m in a.methods:
         f = {r["seed"]: r for r in by.get((m, "finetune"), [])}
-        c = {r["seed"]: r for r in by.get((m, "cassle"), [])}
+        c = {r["seed"]: r for r in by.get((m, strategy), [])}
         seeds = sorted(set(f) & set(c))
         if not seeds:
             continue
@@ -385,17 +380,44 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
             "yes" if stats[col][2] > 1 and stats[col][0] > stats[col][1] else "no"
             for col in ("knn_joint", "ridge_joint", "linear")
         )
-        diff.append(
+        lines.append(
             f"| {m} | " + " | ".join(fmt_ms(stats[col], k, sign=True) for col, _ in MEASURES) + f" | {verdict} |"
         )
+    return (
+        f"{name} − finetune, mean ± std of the per-seed differences (positive accuracy and negative "
+        f"forgetting favour {name}):\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def summary(a: argparse.Namespace, rows: list[dict]) -> str:
+    """Markdown: mean ± std per (method, strategy), then each strategy other than fine-tuning minus fine-tuning
+    from paired seeds (with the default strategies: CaSSLe − finetune)."""
+    k = len(a.seeds)
+    by: dict[tuple, list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["method"], r["strategy"]), []).append(r)
+    head = [
+        "| method | strategy | " + " | ".join(h for _, h in MEASURES) + " | kNN / ridge joint, random init | wall s |",
+        "| --- | --- | " + " | ".join("---:" for _ in MEASURES) + " | ---: | ---: |",
+    ]
+    order = ["finetune"] + [s for s in a.strategies if s != "finetune"] + ["joint"]
+    for m in a.methods:
+        for s in order:
+            rs = by.get((m, s))
+            if not rs:
+                continue
+            cells = [fmt_ms(mean_std([r[c] for r in rs]), k) for c, _ in MEASURES]
+            init = f"{mean_std([r['knn_joint_init'] for r in rs])[0]:.2f} / {mean_std([r['ridge_joint_init'] for r in rs])[0]:.2f}"
+            wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
+            head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
+    others = [s for s in a.strategies if s != "finetune"] or ["cassle"]
     return (
         "Final accuracies (%) after the last task, mean ± std over seeds "
         f"{', '.join(map(str, a.seeds))} (n < {len(a.seeds)} marks runs still missing); joint = all-class probe over "
         "the whole test set, linear = `main_linear.py` top-1; forgetting = task-aware (kNN / ridge); "
         "random init = the same probes on the untrained encoder.\n\n"
         + "\n".join(head)
-        + "\n\nCaSSLe − finetune, mean ± std of the per-seed differences (positive accuracy and negative "
-        "forgetting favour CaSSLe):\n\n" + "\n".join(diff) + "\n"
+        + "".join("\n\n" + _differences(a, by, s) for s in others)
     )
 
 

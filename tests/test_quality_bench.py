@@ -111,3 +111,25 @@ def test_recorded_rows_survive_a_lost_run_directory(tmp_path, capsys):
     # a run directory that exists but has not finished is not replaced by the record
     (quality.run_dir(a, "byol", "cassle", 5, 1) / "results").mkdir(parents=True)
     assert quality.row(a, "byol", "cassle", 5, 1) is None
+
+
+def test_other_strategies_get_their_own_difference_table(tmp_path):
+    a = quality.parse(
+        ["--methods", "byol", "--strategies", "finetune", "er", "cassle", "--seeds", "1", "2"]
+        + ["--joint_methods", "--out", str(tmp_path / "o"), "--results", str(tmp_path), "--tag", "t"]
+    )
+    assert [k[1] for k in quality.plan(a)] == ["finetune", "er", "cassle"] * 2
+    for seed, (ft, er, cs) in zip((1, 2), ((70.0, 76.0, 71.0), (72.0, 76.0, 71.0))):
+        _fake_run(a, "byol", "finetune", 5, seed, ft, ft)
+        _fake_run(a, "byol", "er", 5, seed, er, er)
+        _fake_run(a, "byol", "cassle", 5, seed, cs, cs)
+    quality.write_tables(a)
+    text = (tmp_path / "t_results.md").read_text()
+    rows = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| byol | ") and " ± " in line]
+    assert rows[:3] == ["finetune", "er", "cassle"]
+    er_part = text[text.index("ER − finetune") : text.index("CaSSLe − finetune")]
+    cassle_part = text[text.index("CaSSLe − finetune") :]
+    # ER: differences 6, 4 -> +5 ± 1.41, better by more than one std; CaSSLe: 1, -1 -> +0 ± 1.41, not better
+    assert "| byol | +5.00 ± 1.41 |" in er_part and "| ER better by > 1 std" in er_part
+    assert er_part.rstrip().endswith("| yes / no / yes |")
+    assert "| byol | +0.00 ± 1.41 |" in cassle_part and cassle_part.rstrip().endswith("| no / no / no |")
