@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from cassle.fileio import atomic_write, atomic_write_text  # noqa: E402
+from cassle.fileio import atomic_torch_save, atomic_write, atomic_write_text  # noqa: E402
 from cassle.sweep_results import mean_std as _sweep_mean_std  # noqa: E402
 
 METHODS = ["barlow_twins", "byol", "mocov2plus", "simclr", "swav", "vicreg"]
@@ -84,6 +84,7 @@ COLUMNS = [
     "ridge_forget",
     "knn_joint_init",
     "ridge_joint_init",
+    "linear_init",
     "wall_s",
     "run_dir",
 ]
@@ -96,6 +97,10 @@ MEASURES = [
     ("ridge_forget", "ridge forgetting"),
 ]
 LINEAR_NAME = "quality"
+#: main_linear.py's folder of the random-initialisation linear baseline (joint runs: ``<run>/linear/quality_init``)
+INIT_LINEAR_NAME = "quality_init"
+#: columns a results CSV written before they existed may lack (read as NaN)
+OPTIONAL_COLUMNS = ("linear_init",)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -239,7 +244,7 @@ def command(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed:
     return cmd + list(a.extra)
 
 
-def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int) -> list[str]:
+def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int, name: str = LINEAR_NAME) -> list[str]:
     """main_linear.py on ``checkpoint``: the classifier sees every class, fit on the whole training set."""
     return [
         sys.executable,
@@ -266,9 +271,33 @@ def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int) -> list[s
         "cpu",
         "--no_progress_bar",
         "--name",
-        LINEAR_NAME,
+        name,
         *[x for x in a.linear_args],
     ]
+
+
+def init_checkpoint(d: Path) -> Path:
+    """``d/init.ckpt``: the run's model as it was before its first step, for the random-initialisation linear
+    baseline. Built as ``main_continual.py`` builds it — the run's own arguments (``args.json``), seeded with its
+    ``--seed`` just before construction — so it holds the weights whose kNN / ridge probes the run recorded as
+    ``baseline_joint`` (``tests/test_quality_bench.py`` checks that). Written in the task-checkpoint format with
+    ``task_idx`` −1 (before task 0), so ``main_linear.py`` evaluates it like any task checkpoint."""
+    import lightning.pytorch as pl
+
+    from cassle.checkpoint import task_checkpoint
+    from cassle.config import RunConfig
+    from cassle.fileio import read_json_object
+    from cassle.strategies import build_model_class
+
+    path = d / "init.ckpt"
+    if path.exists():
+        return path
+    cfg = read_json_object(d / "args.json")
+    cls = build_model_class(cfg["method"], cfg["strategy"])
+    pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    model = cls.from_config(RunConfig.from_flat(cfg, cls.all_method_args(), cls.all_strategy_args()))
+    atomic_torch_save(task_checkpoint(model, 0, cfg) | {"task_idx": -1}, path)
+    return path
 
 
 def _metrics(d: Path, tasks: int) -> dict | None:
@@ -279,11 +308,9 @@ def _metrics(d: Path, tasks: int) -> dict | None:
     return m if len(m.get("tasks_done", [])) == tasks else None
 
 
-def linear_top1(d: Path) -> float | None:
+def linear_top1(d: Path, name: str = LINEAR_NAME) -> float | None:
     try:
-        return float(
-            json.loads((d / "linear" / LINEAR_NAME / "linear_results.json").read_text())["metrics"]["val_acc1"]
-        )
+        return float(json.loads((d / "linear" / name / "linear_results.json").read_text())["metrics"]["val_acc1"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
 
@@ -301,6 +328,7 @@ def recorded(a: argparse.Namespace) -> dict[tuple, dict]:
     out = {}
     for r in rows:
         try:
+            r = {c: "nan" for c in OPTIONAL_COLUMNS} | r
             conv = {c: (r[c] if c in ("method", "strategy", "run_dir") else float(r[c])) for c in COLUMNS}
         except (KeyError, TypeError, ValueError):
             continue  # a row from another column layout: not a record of this table
@@ -318,13 +346,14 @@ def row(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int
         return None
     p = m["probes"]
     wall = d / "wall_s.txt"
-    lin = linear_top1(d)
+    lin, lin_init = linear_top1(d), linear_top1(d, INIT_LINEAR_NAME)
     r = {
         "method": method,
         "strategy": kind(strategy, tasks),
         "seed": seed,
         "tasks": tasks,
         "linear": float("nan") if lin is None else lin,
+        "linear_init": float("nan") if lin_init is None else lin_init,
         "wall_s": float(wall.read_text()) if wall.exists() else float("nan"),
         "run_dir": str(d.relative_to(ROOT)) if d.is_relative_to(ROOT) else str(d),
     }
@@ -397,7 +426,9 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
     for r in rows:
         by.setdefault((r["method"], r["strategy"]), []).append(r)
     head = [
-        "| method | strategy | " + " | ".join(h for _, h in MEASURES) + " | kNN / ridge joint, random init | wall s |",
+        "| method | strategy | "
+        + " | ".join(h for _, h in MEASURES)
+        + " | random init: kNN / ridge joint (/ linear) | wall s |",
         "| --- | --- | " + " | ".join("---:" for _ in MEASURES) + " | ---: | ---: |",
     ]
     order = ["finetune"] + [s for s in a.strategies if s != "finetune"] + ["joint"]
@@ -407,7 +438,8 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
             if not rs:
                 continue
             cells = [fmt_ms(mean_std([r[c] for r in rs]), k) for c, _ in MEASURES]
-            init = f"{mean_std([r['knn_joint_init'] for r in rs])[0]:.2f} / {mean_std([r['ridge_joint_init'] for r in rs])[0]:.2f}"
+            inits = [mean_std([r[c] for r in rs]) for c in ("knn_joint_init", "ridge_joint_init", "linear_init")]
+            init = " / ".join(f"{mu:.2f}" for mu, _, n in inits if n)
             wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
             head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
     others = [s for s in a.strategies if s != "finetune"] or ["cassle"]
@@ -415,7 +447,7 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
         "Final accuracies (%) after the last task, mean ± std over seeds "
         f"{', '.join(map(str, a.seeds))} (n < {len(a.seeds)} marks runs still missing); joint = all-class probe over "
         "the whole test set, linear = `main_linear.py` top-1; forgetting = task-aware (kNN / ridge); "
-        "random init = the same probes on the untrained encoder.\n\n"
+        "random init = the same probes on the untrained encoder (linear: `main_linear.py` on it, joint runs).\n\n"
         + "\n".join(head)
         + "".join("\n\n" + _differences(a, by, s) for s in others)
     )
@@ -448,6 +480,16 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def linear_evaluations(a: argparse.Namespace, key: Key, d: Path) -> list[tuple[str, Path]]:
+    """The ``main_linear.py`` evaluations of run ``key``, as ``(name, checkpoint)``: its last task checkpoint, and
+    for a joint run also its untrained model (:func:`init_checkpoint`: the random-init linear baseline, one per
+    seed). None when ``--linear_epochs 0``."""
+    if a.linear_epochs <= 0:
+        return []
+    todo = [(LINEAR_NAME, d / f"task{key[2] - 1}.ckpt")]
+    return todo + ([(INIT_LINEAR_NAME, d / "init.ckpt")] if key[2] == 1 else [])
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     if a.table_only:
@@ -460,11 +502,11 @@ def main(argv: list[str] | None = None) -> int:
         d = run_dir(a, *key)
         if a.dry_run:
             print(" ".join(command(a, *key)))
-            if a.linear_epochs > 0:
-                print(" ".join(linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3])))
+            for name, ckpt in linear_evaluations(a, key, d):
+                print(" ".join(linear_command(a, ckpt, key[3], name)))
         elif not d.exists() and row(a, *key) is not None:
             print(f"[quality] {d.name}: recorded in {a.tag}_results.csv (run directory gone), kept")
-        elif row(a, *key) is not None and (a.linear_epochs == 0 or linear_top1(d) is not None):
+        elif row(a, *key) is not None and all(linear_top1(d, n) is not None for n, _ in linear_evaluations(a, key, d)):
             print(f"[quality] {d.name}: finished earlier, kept")
         else:
             todo.append(key)
@@ -489,24 +531,23 @@ def main(argv: list[str] | None = None) -> int:
                 return
             atomic_write_text(d / "wall_s.txt", f"{wall:.1f}\n")
             print(f"[quality] {d.name}: done in {wall:.0f} s", flush=True)
-        if a.linear_epochs > 0 and linear_top1(d) is None:
+        for name, ckpt in linear_evaluations(a, key, d):
+            if linear_top1(d, name) is not None:
+                continue
+            what = "linear" if name == LINEAR_NAME else "random-init linear"
             t0 = time.perf_counter()
+            if name == INIT_LINEAR_NAME:
+                init_checkpoint(d)
             with open(log_path, "a") as log:
                 rc = subprocess.call(
-                    linear_command(a, d / f"task{key[2] - 1}.ckpt", key[3]),
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    linear_command(a, ckpt, key[3], name), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
-            if rc != 0 or linear_top1(d) is None:
-                print(f"[quality] {d.name}: linear evaluation FAILED (exit {rc}), see {log_path}", flush=True)
+            top1 = linear_top1(d, name)
+            if rc != 0 or top1 is None:
+                print(f"[quality] {d.name}: {what} evaluation FAILED (exit {rc}), see {log_path}", flush=True)
                 failed.append(d.name)
             else:
-                print(
-                    f"[quality] {d.name}: linear top-1 {linear_top1(d):.2f} in {time.perf_counter() - t0:.0f} s",
-                    flush=True,
-                )
+                print(f"[quality] {d.name}: {what} top-1 {top1:.2f} in {time.perf_counter() - t0:.0f} s", flush=True)
         with lock:
             write_tables(a)
 

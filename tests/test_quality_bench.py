@@ -133,3 +133,38 @@ def test_other_strategies_get_their_own_difference_table(tmp_path):
     assert "| byol | +5.00 ± 1.41 |" in er_part and "| ER better by > 1 std" in er_part
     assert er_part.rstrip().endswith("| yes / no / yes |")
     assert "| byol | +0.00 ± 1.41 |" in cassle_part and cassle_part.rstrip().endswith("| no / no / no |")
+
+
+def test_init_checkpoint_is_the_untrained_model_the_run_probed(tmp_path):
+    """The random-init linear baseline evaluates the weights whose kNN / ridge probes the run recorded."""
+    import torch
+
+    import main_continual
+    import main_linear
+    from cassle.args import parse_args
+    from cassle.eval.protocol import evaluate_after_task
+    from cassle.run_plan import prepare_run
+    from tests.helpers import TINY
+
+    argv = TINY + ["--num_tasks", "1", "--max_epochs", "1", "--checkpoint_dir", str(tmp_path / "run")]
+    assert main_continual.main(argv) == 0
+    run = tmp_path / "run"
+    path = quality.init_checkpoint(run)
+    init = torch.load(path, weights_only=True)
+    trained = torch.load(run / "task0.ckpt", weights_only=True)
+    assert init["task_idx"] == -1 and init["method"] == trained["method"] and init["encoder"] == trained["encoder"]
+    assert init["state_dict"].keys() == trained["state_dict"].keys()
+    assert not torch.equal(init["state_dict"]["backbone.conv1.weight"], trained["state_dict"]["backbone.conv1.weight"])
+    assert quality.init_checkpoint(run) == path and torch.load(path, weights_only=True)["args"] == init["args"]
+
+    plan = prepare_run(parse_args(argv))
+    model = plan.model_cls.from_config(plan.config)
+    model.load_state_dict(init["state_dict"])
+    probed = evaluate_after_task(model.backbone, plan.datamodule, ["knn", "ridge"], torch.device("cpu"))["joint"]
+    recorded = json.loads((run / "results" / "metrics.json").read_text())["probes"]
+    assert probed == {p: recorded[p]["baseline_joint"] for p in ("knn", "ridge")}
+
+    a = quality.parse(["--linear_epochs", "1", "--out", str(tmp_path)])
+    cmd = quality.linear_command(a, path, 3, quality.INIT_LINEAR_NAME)
+    assert main_linear.main(cmd[2:]) == 0
+    assert 0 < quality.linear_top1(run, quality.INIT_LINEAR_NAME) <= 100
