@@ -439,7 +439,7 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
                 continue
             cells = [fmt_ms(mean_std([r[c] for r in rs]), k) for c, _ in MEASURES]
             inits = [mean_std([r[c] for r in rs]) for c in ("knn_joint_init", "ridge_joint_init", "linear_init")]
-            init = " / ".join(f"{mu:.2f}" for mu, _, n in inits if n)
+            init = " / ".join(f"{mu:.2f}" + ("" if n == len(rs) else f" (n={n})") for mu, _, n in inits if n)
             wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
             head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
     others = [s for s in a.strategies if s != "finetune"] or ["cassle"]

@@ -79,17 +79,22 @@ def test_tables_report_paired_differences(tmp_path):
         _fake_run(a, "byol", "finetune", 5, seed, ft, ft - 1)
         _fake_run(a, "byol", "cassle", 5, seed, cs, cs - 1)
     _fake_run(a, "byol", "finetune", 1, 1, 80.0, 79.0)  # one joint seed only
+    _fake_run(a, "byol", "finetune", 1, 2, 80.0, 79.0)
+    init = quality.run_dir(a, "byol", "finetune", 1, 1) / "linear" / quality.INIT_LINEAR_NAME
+    init.mkdir(parents=True)  # the random-init linear baseline of one of the two joint runs
+    (init / "linear_results.json").write_text(json.dumps({"metrics": {"val_acc1": 60.0}}))
     rows = quality.write_tables(a)
-    assert len(rows) == 7
+    assert len(rows) == 8
     text = (tmp_path / "t_results.md").read_text()
     assert "| byol | finetune | 71.00 ± 1.00 |" in text
-    assert "| byol | joint | 80.00 (n=1) |" in text
+    joint = next(line for line in text.splitlines() if line.startswith("| byol | joint |"))
+    assert joint.startswith("| byol | joint | 80.00 ± 0.00 (n=2) |") and "| 70.00 / 70.00 / 60.00 (n=1) |" in joint
     # differences 3, 2, 4: mean 3, std 1 -> CaSSLe better by more than one std
     diff = next(line for line in text.splitlines() if line.startswith("| byol | +"))
     assert diff.startswith("| byol | +3.00 ± 1.00 | +0.00 ± 0.00 | +3.00 ± 1.00 |") and diff.endswith(
         "| yes / no / yes |"
     )
-    assert (tmp_path / "t_results.csv").read_text().count("\n") == 8
+    assert (tmp_path / "t_results.csv").read_text().count("\n") == 9
 
 
 def test_recorded_rows_survive_a_lost_run_directory(tmp_path, capsys):
