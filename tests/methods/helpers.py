@@ -163,3 +163,13 @@ def check_neighbour_prediction_gradient(method_cls: type[BaseMethod], paper_loss
         assert np.abs(numeric).max() > 1e-3  # a real gradient, not a trivially zero one
         assert np.allclose(grad.numpy(), numeric, atol=1e-8), view
     return out
+
+
+def brute_force_nearest(z: torch.Tensor, support: torch.Tensor) -> list[int]:
+    """Index of the highest cosine similarity, one query at a time (the
+    reference the nearest-neighbour methods' vectorised support lookup is checked against)."""
+    out = []
+    for q in z:
+        cos = [float(q @ s / (q.norm() * s.norm())) for s in support]
+        out.append(max(range(len(cos)), key=cos.__getitem__))
+    return out

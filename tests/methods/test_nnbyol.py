@@ -17,6 +17,7 @@ from cassle.methods.nnbyol import NNBYOL
 from cassle.strategies import build_model_class
 from tests.methods.helpers import (
     B,
+    brute_force_nearest,
     check_contract,
     check_fit,
     check_loss_decreases,
@@ -24,15 +25,6 @@ from tests.methods.helpers import (
     make_batch,
     tiny_cfg,
 )
-
-
-def _brute_force_nearest(z: torch.Tensor, support: torch.Tensor) -> list[int]:
-    """Index of the highest cosine similarity, one query at a time."""
-    out = []
-    for q in z:
-        cos = [float(q @ s / (q.norm() * s.norm())) for s in support]
-        out.append(max(range(len(cos)), key=cos.__getitem__))
-    return out
 
 
 def test_contract_and_defaults() -> None:
@@ -59,8 +51,8 @@ def test_loss_is_byol_against_neighbours_of_the_other_views_target() -> None:
     out = model.training_step(make_batch(), 0)
     m1, m2 = out["momentum_z"]
     nn1, nn2 = out["nn"]
-    assert torch.equal(nn1, support[_brute_force_nearest(m1, support)])
-    assert torch.equal(nn2, support[_brute_force_nearest(m2, support)])
+    assert torch.equal(nn1, support[brute_force_nearest(m1, support)])
+    assert torch.equal(nn2, support[brute_force_nearest(m2, support)])
     p1, p2 = out["p"]
     ref = byol_loss_func(p1, nn2) + byol_loss_func(p2, nn1)
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)

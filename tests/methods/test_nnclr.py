@@ -14,16 +14,15 @@ from cassle.losses.distill import DISTILL_LOSSES
 from cassle.losses.nnclr import nnclr_loss_func
 from cassle.methods.nnclr import NNCLR
 from cassle.strategies import build_model_class
-from tests.methods.helpers import B, check_contract, check_fit, check_loss_decreases, make_batch, tiny_cfg
-
-
-def _brute_force_nearest(z: torch.Tensor, support: torch.Tensor) -> list[int]:
-    """Index of the highest cosine similarity, one query at a time."""
-    out = []
-    for q in z:
-        cos = [float(q @ s / (q.norm() * s.norm())) for s in support]
-        out.append(max(range(len(cos)), key=cos.__getitem__))
-    return out
+from tests.methods.helpers import (
+    B,
+    brute_force_nearest,
+    check_contract,
+    check_fit,
+    check_loss_decreases,
+    make_batch,
+    tiny_cfg,
+)
 
 
 def test_contract_defaults_and_heads() -> None:
@@ -52,8 +51,8 @@ def test_loss_is_the_symmetric_nnclr_loss_of_the_neighbours_found_before_the_pus
     out = model.training_step(make_batch(), 0)
     z1, z2 = (z.detach() for z in out["z"])
     nn1, nn2 = out["nn"]
-    assert torch.equal(nn1, support[_brute_force_nearest(z1, support)])
-    assert torch.equal(nn2, support[_brute_force_nearest(z2, support)])
+    assert torch.equal(nn1, support[brute_force_nearest(z1, support)])
+    assert torch.equal(nn2, support[brute_force_nearest(z2, support)])
     p1, p2 = out["p"]
     ref = (nnclr_loss_func(nn1, p2, 0.3) + nnclr_loss_func(nn2, p1, 0.3)) / 2
     assert out["loss"].item() == pytest.approx(ref.item(), rel=1e-6)
