@@ -278,24 +278,20 @@ def linear_command(a: argparse.Namespace, checkpoint: Path, seed: int, name: str
 
 def init_checkpoint(d: Path) -> Path:
     """``d/init.ckpt``: the run's model as it was before its first step, for the random-initialisation linear
-    baseline. Built as ``main_continual.py`` builds it — the run's own arguments (``args.json``), seeded with its
-    ``--seed`` just before construction — so it holds the weights whose kNN / ridge probes the run recorded as
+    baseline. Built by the function ``main_continual.py`` builds it with (:func:`cassle.run_plan.untrained_model`,
+    from the run's own ``args.json``), so it holds the weights whose kNN / ridge probes the run recorded as
     ``baseline_joint`` (``tests/test_quality_bench.py`` checks that). Written in the task-checkpoint format with
     ``task_idx`` −1 (before task 0), so ``main_linear.py`` evaluates it like any task checkpoint."""
-    import lightning.pytorch as pl
-
     from cassle.checkpoint import task_checkpoint
-    from cassle.config import RunConfig
     from cassle.fileio import read_json_object
+    from cassle.run_plan import untrained_model
     from cassle.strategies import build_model_class
 
     path = d / "init.ckpt"
     if path.exists():
         return path
     cfg = read_json_object(d / "args.json")
-    cls = build_model_class(cfg["method"], cfg["strategy"])
-    pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    model = cls.from_config(RunConfig.from_flat(cfg, cls.all_method_args(), cls.all_strategy_args()))
+    model = untrained_model(build_model_class(cfg["method"], cfg["strategy"]), cfg)
     atomic_torch_save(task_checkpoint(model, 0, cfg) | {"task_idx": -1}, path)
     return path
 
@@ -483,7 +479,7 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
 def linear_evaluations(a: argparse.Namespace, key: Key, d: Path) -> list[tuple[str, Path]]:
     """The ``main_linear.py`` evaluations of run ``key``, as ``(name, checkpoint)``: its last task checkpoint, and
     for a joint run also its untrained model (:func:`init_checkpoint`: the random-init linear baseline, one per
-    seed). None when ``--linear_epochs 0``."""
+    joint run). None when ``--linear_epochs 0``."""
     if a.linear_epochs <= 0:
         return []
     todo = [(LINEAR_NAME, d / f"task{key[2] - 1}.ckpt")]

@@ -42,7 +42,13 @@ from cassle.checkpoint import (
 from cassle.devices import align_rank_zero_only, check_node_launch, is_global_zero_process
 from cassle.errors import DivergedError, RunError  # noqa: F401  (RunError re-exported)
 from cassle.logs import build_loggers, log_results, quiet_framework_noise
-from cassle.run_plan import RunPlan, _resolve_accelerator, args_to_cfg, prepare_run  # noqa: F401  (re-exported)
+from cassle.run_plan import (  # noqa: F401  (re-exported)
+    RunPlan,
+    _resolve_accelerator,
+    args_to_cfg,
+    prepare_run,
+    untrained_model,
+)
 from cassle.rundir import (  # noqa: F401  (RESUMABLE_CHANGES re-exported)
     DIVERGENCE_FIXES,
     RESUMABLE_CHANGES,
@@ -211,9 +217,8 @@ def _run(args: argparse.Namespace) -> Any:
         return plan.report
 
     main = _is_global_zero()
-    pl.seed_everything(args.seed, workers=True, verbose=False)
-    # built before anything is written (a model that cannot be built leaves no trace), from the typed configuration
-    model = plan.model_cls.from_config(plan.config)
+    # built (seeded) before anything is written (a model that cannot be built leaves no trace), from the typed config
+    model = untrained_model(plan.model_cls, plan.cfg)
     _trial_forward(plan, model)
     if not main:
         return _train(plan, model, args, main)

@@ -68,16 +68,31 @@ class RunPlan:
     def config(self) -> RunConfig:
         """The run's typed configuration (:class:`cassle.config.RunConfig`) of :attr:`cfg`, with the model
         class's declared method and strategy arguments: what the model and the data module receive."""
-        cls = self.model_cls
-        return RunConfig.from_flat(
-            self.cfg,
-            cls.all_method_args() if hasattr(cls, "all_method_args") else None,
-            cls.all_strategy_args() if hasattr(cls, "all_strategy_args") else None,
-        )
+        return run_config(self.model_cls, self.cfg)
 
     def step_offset(self, task: int) -> int:
         """The run's step at which ``task`` starts (the steps of the finished tasks before it)."""
         return sum(n for t, n in self.task_steps.items() if t < task and t in self.completed)
+
+
+def run_config(model_cls: type, cfg: dict[str, Any]) -> RunConfig:
+    """The typed configuration of the flat run arguments ``cfg`` (``args.json``'s content), with ``model_cls``'s
+    declared method and strategy arguments."""
+    return RunConfig.from_flat(
+        cfg,
+        model_cls.all_method_args() if hasattr(model_cls, "all_method_args") else None,
+        model_cls.all_strategy_args() if hasattr(model_cls, "all_strategy_args") else None,
+    )
+
+
+def untrained_model(model_cls: type, cfg: dict[str, Any]) -> Any:
+    """The run's model before its first step: seeded with the run's ``seed`` just before it is built, so the same
+    arguments always give the same weights (what ``main_continual.py`` trains and probes as its random-init
+    baseline, and what ``bench/quality.py`` rebuilds for the random-init linear baseline)."""
+    import lightning.pytorch as pl
+
+    pl.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    return model_cls.from_config(run_config(model_cls, cfg))
 
 
 def args_to_cfg(args: argparse.Namespace) -> dict[str, Any]:
