@@ -315,7 +315,12 @@ def recorded(a: argparse.Namespace) -> dict[tuple, dict]:
     """The rows of an earlier ``<tag>_results.csv``, by ``(method, strategy, seed, tasks)``: the table is the
     record of the runs, so a run whose directory is gone (another machine, a cleaned ``--out``) keeps its row and
     is not run again. Delete the CSV (or the row) to rerun it."""
-    path = Path(a.results) / f"{a.tag}_results.csv"
+    return read_results(Path(a.results) / f"{a.tag}_results.csv")
+
+
+def read_results(path: Path) -> dict[tuple, dict]:
+    """The rows of a results CSV written by :func:`write_tables`, by ``(method, strategy, seed, tasks)``, numbers
+    as floats (``{}`` when the file cannot be read); rows of another column layout are left out."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
