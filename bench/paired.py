@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import MEASURES, fmt_ms, mean_std, read_results  # noqa: E402
+from quality import MEASURES, better_by_one_std, fmt_ms, mean_std, read_results  # noqa: E402
 
 
 def _side(text: str) -> tuple[Path, str]:
@@ -66,16 +66,12 @@ def table(a_side: tuple[Path, str], b_side: tuple[Path, str], methods: list[str]
     for m in names:
         ps = pairs[m]
         stats = {col: mean_std([x[col] - y[col] for x, y in ps]) for col, _ in MEASURES}
-        verdict = " / ".join(
-            "yes" if stats[c][2] > 1 and stats[c][0] > stats[c][1] else "no"
-            for c in ("knn_joint", "ridge_joint", "linear")
-        )
         wall = mean_std([x["wall_s"] / y["wall_s"] for x, y in ps])
         seeds = ", ".join(str(x["seed"]) for x, _ in ps)
         lines.append(
             f"| {m} | {seeds} | "
             + " | ".join(fmt_ms(stats[c], stats[c][2], sign=True) for c, _ in MEASURES)
-            + f" | {verdict} | {fmt_ms(wall, wall[2])} |"
+            + f" | {better_by_one_std(stats)} | {fmt_ms(wall, wall[2])} |"
         )
     if not names:
         return f"No runs of {sa} in {pa} share a method, seed and task count with the runs of {sb} in {pb}.\n"

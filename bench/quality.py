@@ -390,6 +390,15 @@ def _label(strategy: str) -> str:
     return STRATEGY_LABELS.get(strategy, strategy)
 
 
+def better_by_one_std(stats: dict[str, tuple[float, float, int]]) -> str:
+    """``yes`` / ``no`` per accuracy probe (kNN / ridge / linear): is the mean paired difference larger than one
+    standard deviation of the differences (and measured on more than one seed)?"""
+    return " / ".join(
+        "yes" if stats[col][2] > 1 and stats[col][0] > stats[col][1] else "no"
+        for col in ("knn_joint", "ridge_joint", "linear")
+    )
+
+
 def _differences(a: argparse.Namespace, by: dict, strategy: str) -> str:
     """Markdown: ``strategy`` − finetune per method, mean ± std of the per-seed (paired) differences."""
     k, name = len(a.seeds), _label(strategy)
@@ -406,10 +415,7 @@ def _differences(a: argparse.Namespace, by: dict, strategy: str) -> str:
         if not seeds:
             continue
         stats = {col: mean_std([c[s][col] - f[s][col] for s in seeds]) for col, _ in MEASURES}
-        verdict = " / ".join(
-            "yes" if stats[col][2] > 1 and stats[col][0] > stats[col][1] else "no"
-            for col in ("knn_joint", "ridge_joint", "linear")
-        )
+        verdict = better_by_one_std(stats)
         lines.append(
             f"| {m} | " + " | ".join(fmt_ms(stats[col], k, sign=True) for col, _ in MEASURES) + f" | {verdict} |"
         )
