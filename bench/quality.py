@@ -449,7 +449,7 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
             init = " / ".join(f"{mu:.2f}" + ("" if n == len(rs) else f" (n={n})") for mu, _, n in inits if n)
             wall = f"{mean_std([r['wall_s'] for r in rs])[0]:.0f}"
             head.append(f"| {m} | {s} | " + " | ".join(cells) + f" | {init} | {wall} |")
-    others = [s for s in a.strategies if s != "finetune"] or ["cassle"]
+    others = [s for s in a.strategies if s != "finetune"]  # fine-tuning alone: no difference table
     return (
         "Final accuracies (%) after the last task, mean ± std over seeds "
         f"{', '.join(map(str, a.seeds))} (n < {len(a.seeds)} marks runs still missing); joint = all-class probe over "

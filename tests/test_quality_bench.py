@@ -173,3 +173,17 @@ def test_init_checkpoint_is_the_untrained_model_the_run_probed(tmp_path):
     cmd = quality.linear_command(a, path, 3, quality.INIT_LINEAR_NAME)
     assert main_linear.main(cmd[2:]) == 0
     assert 0 < quality.linear_top1(run, quality.INIT_LINEAR_NAME) <= 100
+
+
+def test_fine_tuning_alone_gets_no_difference_table(tmp_path):
+    """A table of fine-tuning (and joint) runs only, e.g. a compute control, has no empty 'X − finetune' table."""
+    a = quality.parse(
+        ["--methods", "byol", "--strategies", "finetune", "--seeds", "1"]
+        + ["--out", str(tmp_path / "o"), "--results", str(tmp_path), "--tag", "t"]
+    )
+    _fake_run(a, "byol", "finetune", 5, 1, 70.0, 69.0)
+    _fake_run(a, "byol", "finetune", 1, 1, 75.0, 74.0)
+    quality.write_tables(a)
+    text = (tmp_path / "t_results.md").read_text()
+    assert "| byol | finetune | 70.00 |" in text and "| byol | joint | 75.00 |" in text
+    assert "− finetune" not in text
