@@ -482,7 +482,7 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
             + [x for x in sys.argv[1:] if x != "--table_only"]
         )
         r = readme.read_text()
-        block = f"{begin}\nCommand: `{cmd}`\n\n{text}{end}"
+        block = f"{begin}\nCommand: `{cmd}`\n\n{text.rstrip()}\n{end}"
         atomic_write_text(readme, r[: r.index(begin)] + block + r[r.index(end) + len(end) :])
     return rows
 

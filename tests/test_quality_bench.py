@@ -187,3 +187,8 @@ def test_fine_tuning_alone_gets_no_difference_table(tmp_path):
     text = (tmp_path / "t_results.md").read_text()
     assert "| byol | finetune | 70.00 |" in text and "| byol | joint | 75.00 |" in text
     assert "− finetune" not in text
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- t:begin -->\n<!-- t:end -->\nafter\n")
+    quality.write_tables(a)
+    assert "| byol | joint | 75.00 | 80.00 | 74.00 |" in readme.read_text()
+    assert readme.read_text().split("<!-- t:end -->")[0].endswith("|\n")  # the marker keeps a line of its own
