@@ -15,12 +15,17 @@ ratio of the runs' wall times (how much more compute ``A`` spent, when both ran 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from quality import MEASURES, better_by_one_std, fmt_ms, mean_std, read_results  # noqa: E402
+# quality.py is loaded by its path (bench/ is no package), so that importing this file puts no bench/ module
+# names on sys.path
+_spec = importlib.util.spec_from_file_location("bench_quality", Path(__file__).resolve().with_name("quality.py"))
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+MEASURES, better_by_one_std, fmt_ms = quality.MEASURES, quality.better_by_one_std, quality.fmt_ms
+mean_std, read_results = quality.mean_std, quality.read_results
 
 
 def _side(text: str) -> tuple[Path, str]:

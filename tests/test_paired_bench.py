@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 _spec = importlib.util.spec_from_file_location("paired_bench", ROOT / "bench" / "paired.py")
 paired = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(paired)
-quality = sys.modules["quality"]
+quality = paired.quality
 
 
 def _write(path: Path, rows: list[tuple]) -> None:
