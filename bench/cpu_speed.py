@@ -42,6 +42,7 @@ def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], C
     torch.manual_seed(0)
     cfg = dict(
         encoder=args.encoder,
+        base_width=args.base_width,
         crop_size=args.crop_size,
         num_classes=10,
         proj_hidden_dim=args.proj_dim,
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--method", default="barlow_twins")
     p.add_argument("--encoder", default="slim_resnet9")
+    p.add_argument("--base_width", type=int, default=None, help="the encoder's first-stage width (default: its own)")
     p.add_argument("--crop_size", type=int, default=16)
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--proj_dim", type=int, default=512)
