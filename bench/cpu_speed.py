@@ -37,8 +37,8 @@ from cassle.methods import METHODS
 VARIANTS = ("fp32", "channels_last", "channels_last_model", "bf16", "compile")
 
 
-def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
-    """``(step, sync)`` for one variant: ``step()`` runs one optimizer step on a fixed batch."""
+def make_model(args: argparse.Namespace) -> torch.nn.Module:
+    """The benchmark's model (``--method`` on ``--encoder`` at ``--base_width``), seeded, in train mode."""
     torch.manual_seed(0)
     cfg = dict(
         encoder=args.encoder,
@@ -51,8 +51,12 @@ def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], C
         lr=0.3,
         max_epochs=10,
     )
-    model = METHODS[args.method].from_flat(cfg)
-    model.train()
+    return METHODS[args.method].from_flat(cfg).train()
+
+
+def build(variant: str, args: argparse.Namespace) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(step, sync)`` for one variant: ``step()`` runs one optimizer step on a fixed batch."""
+    model = make_model(args)
     g = torch.Generator().manual_seed(1)
     views = [torch.randn(args.batch_size, 3, args.crop_size, args.crop_size, generator=g) for _ in range(2)]
     if variant == "channels_last":
