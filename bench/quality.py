@@ -461,13 +461,21 @@ def summary(a: argparse.Namespace, rows: list[dict]) -> str:
 
 
 def write_tables(a: argparse.Namespace) -> list[dict]:
-    rows = [r for r in (row(a, *k) for k in plan(a)) if r is not None]
+    """Rewrite ``<tag>_results.{csv,md}`` and the README block; returns the rows of this command's runs.
+
+    The tables show this command's runs (``plan(a)``); the CSV also keeps the recorded rows of every other run
+    (another method, seed or strategy run by an earlier command under the same tag), since it is their only
+    record once their directories are gone."""
+    keys = plan(a)
+    rows = [r for r in (row(a, *k) for k in keys) if r is not None]
+    mine = {(m, kind(s, t), seed, t) for m, s, t, seed in keys}
+    others = [r for k, r in recorded(a).items() if k not in mine]
     res = Path(a.results)
 
     def write_csv(f) -> None:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
-        for r in rows:
+        for r in others + rows:
             w.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
 
     atomic_write(res / f"{a.tag}_results.csv", write_csv)

@@ -118,6 +118,27 @@ def test_recorded_rows_survive_a_lost_run_directory(tmp_path, capsys):
     assert quality.row(a, "byol", "cassle", 5, 1) is None
 
 
+def test_a_command_for_other_runs_keeps_the_records_of_earlier_ones(tmp_path):
+    """One method per command (or a narrower seed list) must not drop the other runs' rows from the CSV: the CSV
+    is the only record of a run whose directory is gone."""
+    common = ["--seeds", "1", "--out", str(tmp_path / "o"), "--results", str(tmp_path), "--tag", "t"]
+    byol = quality.parse(["--methods", "byol", *common])
+    _fake_run(byol, "byol", "finetune", 5, 1, 70.0, 69.0)
+    quality.write_tables(byol)
+    shutil.rmtree(tmp_path / "o")  # byol's runs were made on another machine
+    swav = quality.parse(["--methods", "swav", *common])
+    _fake_run(swav, "swav", "finetune", 5, 1, 75.0, 74.0)
+    rows = quality.write_tables(swav)
+    assert [r["method"] for r in rows] == ["swav"]  # the command's own table: its own runs
+    assert "| byol |" not in (tmp_path / "t_results.md").read_text()
+    kept = quality.read_results(tmp_path / "t_results.csv")
+    assert set(kept) == {("byol", "finetune", 1, 5), ("swav", "finetune", 1, 5)}
+    assert kept[("byol", "finetune", 1, 5)]["knn_joint"] == 70.0
+    # the full table, later, finds both
+    both = quality.parse(["--methods", "byol", "swav", *common])
+    assert sorted(r["method"] for r in quality.write_tables(both)) == ["byol", "swav"]
+
+
 def test_other_strategies_get_their_own_difference_table(tmp_path):
     a = quality.parse(
         ["--methods", "byol", "--strategies", "finetune", "er", "cassle", "--seeds", "1", "2"]
