@@ -182,6 +182,11 @@ def kind(strategy: str, tasks: int) -> str:
     return "joint" if tasks == 1 else strategy
 
 
+def record_key(method: str, strategy: str, tasks: int, seed: int) -> tuple:
+    """A planned run's key in :func:`read_results` (``(method, strategy or 'joint', seed, tasks)``)."""
+    return (method, kind(strategy, tasks), seed, tasks)
+
+
 def run_dir(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int) -> Path:
     return Path(a.out) / f"{method}-{kind(strategy, tasks)}-s{seed}"
 
@@ -343,7 +348,7 @@ def row(a: argparse.Namespace, method: str, strategy: str, tasks: int, seed: int
     m = _metrics(d, tasks)
     if m is None:
         if not d.exists():
-            return recorded(a).get((method, kind(strategy, tasks), seed, tasks))
+            return recorded(a).get(record_key(method, strategy, tasks, seed))
         return None
     p = m["probes"]
     wall = d / "wall_s.txt"
@@ -468,7 +473,7 @@ def write_tables(a: argparse.Namespace) -> list[dict]:
     record once their directories are gone."""
     keys = plan(a)
     rows = [r for r in (row(a, *k) for k in keys) if r is not None]
-    mine = {(m, kind(s, t), seed, t) for m, s, t, seed in keys}
+    mine = {record_key(*k) for k in keys}
     others = [r for k, r in recorded(a).items() if k not in mine]
     res = Path(a.results)
 
